@@ -1,0 +1,472 @@
+//! Everything that talks to the live cluster: connecting with SCRAM, reading
+//! its state in a few batched admin calls, and the changes apply makes.
+
+pub mod ffi;
+pub mod views;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, ProducerContext};
+use serde::Serialize;
+
+use crate::config::{
+    ClusterConfig, Config, PatternType, Permission, ResourceKind, ScramMechanism, SecretValue,
+    SecurityProtocol,
+};
+
+/// How to reach the cluster and as whom.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub bootstrap: String,
+    pub protocol: SecurityProtocol,
+    pub mechanism: ScramMechanism,
+    pub user: Option<String>,
+    pub password: Option<SecretValue>,
+    pub ssl_ca_location: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Connection {
+    /// The admin connection declared in `[cluster]`, secrets resolved.
+    pub fn admin(cluster: &ClusterConfig, base: &std::path::Path) -> Result<Connection> {
+        let (user, password) = match &cluster.admin {
+            Some(a) => {
+                let pw = a
+                    .password
+                    .resolve(base)
+                    .map_err(|e| anyhow!("cluster admin password: {e}"))?;
+                (Some(a.user.clone()), Some(pw))
+            }
+            None => (None, None),
+        };
+        Ok(Connection {
+            bootstrap: cluster.bootstrap.join(","),
+            protocol: cluster.security_protocol,
+            mechanism: cluster.sasl_mechanism,
+            user,
+            password,
+            ssl_ca_location: cluster.ssl_ca_location.clone(),
+            timeout: Duration::from_secs(cluster.timeout_secs),
+        })
+    }
+
+    /// The same cluster as another principal.
+    pub fn as_user(
+        &self,
+        user: &str,
+        password: SecretValue,
+        mechanism: ScramMechanism,
+    ) -> Connection {
+        Connection {
+            user: Some(user.to_string()),
+            password: Some(password),
+            mechanism,
+            ..self.clone()
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c.set("security.protocol", self.protocol.as_str());
+        if self.protocol != SecurityProtocol::Plaintext {
+            c.set("sasl.mechanisms", self.mechanism.as_str());
+            if let Some(u) = &self.user {
+                c.set("sasl.username", u);
+            }
+            if let Some(p) = &self.password {
+                c.set("sasl.password", p.expose());
+            }
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            c.set("ssl.ca.location", ca);
+        }
+        // librdkafka logs go through our context, never to stderr directly.
+        c.set_log_level(RDKafkaLogLevel::Warning);
+        c
+    }
+
+    pub fn who(&self) -> String {
+        self.user.clone().unwrap_or_else(|| "ANONYMOUS".into())
+    }
+}
+
+/// Remembers librdkafka's error callbacks so an authentication failure can
+/// be told apart from an unreachable cluster.
+#[derive(Clone, Default)]
+pub struct RecordingContext {
+    errors: Arc<Mutex<Vec<(KafkaError, String)>>>,
+}
+
+impl RecordingContext {
+    pub fn auth_error(&self) -> Option<String> {
+        let errs = self.errors.lock().unwrap();
+        errs.iter().find_map(|(e, reason)| {
+            let text = format!("{e} {reason}");
+            let auth = matches!(
+                e.rdkafka_error_code(),
+                Some(rdkafka::types::RDKafkaErrorCode::Authentication)
+            ) || text.contains("SASL authentication")
+                || text.contains("Authentication failed");
+            auth.then(|| reason.clone())
+        })
+    }
+    pub fn last_error(&self) -> Option<String> {
+        self.errors.lock().unwrap().last().map(|(_, r)| r.clone())
+    }
+}
+
+impl ClientContext for RecordingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+        self.errors
+            .lock()
+            .unwrap()
+            .push((error, reason.to_string()));
+    }
+}
+impl ConsumerContext for RecordingContext {}
+impl ProducerContext for RecordingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// The outcome of trying to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Login {
+    Accepted,
+    Refused(String),
+    Unreachable(String),
+}
+
+/// Try to authenticate and read metadata; returns as soon as the answer is known.
+pub fn check_login(conn: &Connection, timeout: Duration) -> Login {
+    let ctx = RecordingContext::default();
+    let mut cfg = conn.client_config();
+    // Fail fast: do not retry a refused login for the whole timeout.
+    cfg.set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "500");
+    let client: BaseConsumer<RecordingContext> = match cfg.create_with_context(ctx.clone()) {
+        Ok(c) => c,
+        Err(e) => return Login::Unreachable(e.to_string()),
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.fetch_metadata(None, Duration::from_millis(250)) {
+            Ok(_) => return Login::Accepted,
+            Err(e) => {
+                if let Some(reason) = ctx.auth_error() {
+                    return Login::Refused(reason);
+                }
+                if Instant::now() >= deadline {
+                    return Login::Unreachable(ctx.last_error().unwrap_or_else(|| e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub id: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveTopic {
+    pub name: String,
+    pub partitions: Vec<PartitionInfo>,
+    pub replication_factor: i32,
+    /// Only configs set on the topic itself (dynamic topic configs).
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScramCredential {
+    pub mechanism: ScramMechanism,
+    pub iterations: i32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LiveUser {
+    pub name: String,
+    pub credentials: Vec<ScramCredential>,
+}
+
+/// One ACL binding, as Kafka stores it (one operation each).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AclBinding {
+    pub principal: String,
+    pub host: String,
+    pub resource: ResourceKind,
+    pub name: String,
+    pub pattern: PatternType,
+    pub operation: String,
+    pub permission: Permission,
+}
+
+impl std::fmt::Display for AclBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pat = match self.pattern {
+            PatternType::Literal => "",
+            PatternType::Prefixed => "*",
+        };
+        let perm = match self.permission {
+            Permission::Allow => "allow",
+            Permission::Deny => "deny",
+        };
+        write!(
+            f,
+            "{} {perm} {} on {} {}{pat} from {}",
+            self.principal,
+            self.operation,
+            self.resource.as_str(),
+            self.name,
+            self.host
+        )
+    }
+}
+
+/// A snapshot of what fink manages on the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveState {
+    pub cluster_id: Option<String>,
+    pub brokers: Vec<BrokerInfo>,
+    pub topics: BTreeMap<String, LiveTopic>,
+    pub users: BTreeMap<String, LiveUser>,
+    pub acls: Vec<AclBinding>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+/// An authenticated admin session.
+pub struct Admin {
+    pub conn: Connection,
+    admin: AdminClient<RecordingContext>,
+    ctx: RecordingContext,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Admin {
+    /// Connect and authenticate; a wrong password or unreachable cluster
+    /// is reported here with what to check.
+    pub fn connect(conn: Connection) -> Result<Admin> {
+        let ctx = RecordingContext::default();
+        let admin: AdminClient<RecordingContext> = conn
+            .client_config()
+            .create_with_context(ctx.clone())
+            .context("cannot create the Kafka admin client")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let a = Admin {
+            conn,
+            admin,
+            ctx,
+            rt,
+        };
+        a.wait_authenticated()?;
+        Ok(a)
+    }
+
+    fn wait_authenticated(&self) -> Result<()> {
+        let deadline = Instant::now() + self.conn.timeout;
+        loop {
+            match self
+                .admin
+                .inner()
+                .fetch_metadata(None, Duration::from_millis(500))
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if let Some(reason) = self.ctx.auth_error() {
+                        return Err(anyhow!(
+                            "authentication as {:?} to {} failed: {reason}\n  check [cluster.admin] in fink.toml (and that `fink cluster start` bootstrapped this admin)",
+                            self.conn.who(),
+                            self.conn.bootstrap
+                        ));
+                    }
+                    if Instant::now() >= deadline {
+                        let why = self.ctx.last_error().unwrap_or_else(|| e.to_string());
+                        return Err(anyhow!(
+                            "cluster {} did not answer within {}s: {why}\n  is it running? (`fink cluster status`)",
+                            self.conn.bootstrap,
+                            self.conn.timeout.as_secs()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn handle(&self) -> ffi::Handle {
+        ffi::Handle(self.admin.inner().native_ptr())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.conn.timeout
+    }
+
+    pub fn cluster_id(&self) -> Option<String> {
+        self.admin.inner().fetch_cluster_id(self.conn.timeout)
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.conn.timeout))
+            .operation_timeout(Some(self.conn.timeout))
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn admin_client(&self) -> &AdminClient<RecordingContext> {
+        &self.admin
+    }
+
+    pub fn admin_options(&self) -> AdminOptions {
+        self.options()
+    }
+
+    /// Topics with partitions and their dynamic configs (one metadata request,
+    /// one DescribeConfigs for all topics).
+    pub fn topics(&self) -> Result<(Vec<BrokerInfo>, BTreeMap<String, LiveTopic>)> {
+        let md = self
+            .admin
+            .inner()
+            .fetch_metadata(None, self.conn.timeout)
+            .context("cannot read cluster metadata")?;
+        let brokers = md
+            .brokers()
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.id(),
+                host: b.host().to_string(),
+                port: b.port(),
+            })
+            .collect();
+        let mut topics = BTreeMap::new();
+        for t in md.topics() {
+            if let Some(e) = t.error() {
+                tracing::warn!(topic = t.name(), error = ?e, "topic metadata error");
+                continue;
+            }
+            let mut partitions: Vec<PartitionInfo> = t
+                .partitions()
+                .iter()
+                .map(|p| PartitionInfo {
+                    id: p.id(),
+                    leader: p.leader(),
+                    replicas: p.replicas().to_vec(),
+                    isr: p.isr().to_vec(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.id);
+            let rf = partitions
+                .first()
+                .map(|p| p.replicas.len() as i32)
+                .unwrap_or(0);
+            topics.insert(
+                t.name().to_string(),
+                LiveTopic {
+                    name: t.name().to_string(),
+                    partitions,
+                    replication_factor: rf,
+                    configs: BTreeMap::new(),
+                    internal: t.name().starts_with("__"),
+                },
+            );
+        }
+        let names: Vec<String> = topics
+            .keys()
+            .filter(|n| !n.starts_with("__"))
+            .cloned()
+            .collect();
+        for chunk in names.chunks(500) {
+            let specs: Vec<ResourceSpecifier> =
+                chunk.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+            let results = self
+                .rt
+                .block_on(self.admin.describe_configs(specs.iter(), &self.options()))
+                .context("DescribeConfigs failed")?;
+            for (name, res) in chunk.iter().zip(results) {
+                let res = res.map_err(|e| anyhow!("describe configs of topic {name:?}: {e:?}"))?;
+                let t = topics.get_mut(name).expect("topic listed above");
+                for entry in res.entries {
+                    if entry.source == rdkafka::admin::ConfigSource::DynamicTopic {
+                        if let Some(v) = entry.value {
+                            t.configs.insert(entry.name, v);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((brokers, topics))
+    }
+
+    pub fn users(&self) -> Result<BTreeMap<String, LiveUser>> {
+        let users = ffi::describe_scram(self.handle(), self.conn.timeout)
+            .map_err(|e| anyhow!("DescribeUserScramCredentials failed: {e}"))?;
+        Ok(users
+            .into_iter()
+            .map(|(name, mut credentials)| {
+                credentials.sort();
+                (name.clone(), LiveUser { name, credentials })
+            })
+            .collect())
+    }
+
+    pub fn acls(&self) -> Result<Vec<AclBinding>> {
+        let mut acls = ffi::describe_acls(self.handle(), self.conn.timeout)
+            .map_err(|e| anyhow!("DescribeAcls failed: {e}"))?;
+        acls.sort();
+        Ok(acls)
+    }
+
+    /// The whole live state in four batched requests.
+    pub fn live_state(&self) -> Result<LiveState> {
+        let (brokers, topics) = self.topics()?;
+        Ok(LiveState {
+            cluster_id: self.cluster_id(),
+            brokers,
+            topics,
+            users: self.users()?,
+            acls: self.acls()?,
+        })
+    }
+}
+
+/// A producer or consumer connection for data paths (streams, consume, tests).
+pub fn producer(conn: &Connection) -> Result<BaseProducer<RecordingContext>> {
+    conn.client_config()
+        .create_with_context(RecordingContext::default())
+        .context("cannot create producer")
+}
+
+/// Shortcut used by commands that need only the admin connection.
+pub fn connect_admin(config: &Config, base: &std::path::Path) -> Result<Admin> {
+    Admin::connect(Connection::admin(&config.cluster, base)?)
+}
+
+/// `DefaultClientContext` is re-exported for tests that build plain clients.
+pub type PlainContext = DefaultClientContext;

@@ -1,0 +1,145 @@
+//! Read-only views of the live cluster: `fink topics`, `fink users`, `fink acls`.
+
+use anyhow::{bail, Result};
+
+use super::{Admin, LiveTopic};
+use crate::output::{self, Format};
+
+fn join(ids: &[i32]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn topics(admin: &Admin, name: Option<&str>, all: bool, format: Format) -> Result<()> {
+    let (_, topics) = admin.topics()?;
+    let selected: Vec<&LiveTopic> = match name {
+        Some(n) => match topics.get(n) {
+            Some(t) => vec![t],
+            None => bail!("topic {n:?} does not exist on the cluster"),
+        },
+        None => topics.values().filter(|t| all || !t.internal).collect(),
+    };
+    if format == Format::Json {
+        return output::print_json(&selected);
+    }
+    if let Some(t) = selected.first().filter(|_| name.is_some()) {
+        println!(
+            "{}  partitions: {}  replication factor: {}",
+            output::bold(&t.name),
+            t.partitions.len(),
+            t.replication_factor
+        );
+        let mut tab = output::table(&["partition", "leader", "replicas", "in-sync"]);
+        for p in &t.partitions {
+            let isr = if p.isr.len() < p.replicas.len() {
+                output::yellow(&join(&p.isr))
+            } else {
+                join(&p.isr)
+            };
+            tab.add_row(vec![
+                p.id.to_string(),
+                p.leader.to_string(),
+                join(&p.replicas),
+                isr,
+            ]);
+        }
+        println!("{tab}");
+        if t.configs.is_empty() {
+            println!("configs: (all defaults)");
+        } else {
+            let mut c = output::table(&["config", "value"]);
+            for (k, v) in &t.configs {
+                c.add_row(vec![k.clone(), v.clone()]);
+            }
+            println!("{c}");
+        }
+        return Ok(());
+    }
+    let mut tab = output::table(&[
+        "topic",
+        "partitions",
+        "replication",
+        "under-replicated",
+        "non-default configs",
+    ]);
+    for t in &selected {
+        let under = t
+            .partitions
+            .iter()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count();
+        let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        tab.add_row(vec![
+            t.name.clone(),
+            t.partitions.len().to_string(),
+            t.replication_factor.to_string(),
+            under.to_string(),
+            configs.join(" "),
+        ]);
+    }
+    if selected.is_empty() {
+        println!("No topics.");
+    } else {
+        println!("{tab}");
+    }
+    Ok(())
+}
+
+pub fn users(admin: &Admin, format: Format) -> Result<()> {
+    let users = admin.users()?;
+    if format == Format::Json {
+        let list: Vec<_> = users.values().collect();
+        return output::print_json(&list);
+    }
+    if users.is_empty() {
+        println!("No SCRAM users.");
+        return Ok(());
+    }
+    let mut tab = output::table(&["user", "mechanism", "iterations"]);
+    for u in users.values() {
+        for c in &u.credentials {
+            tab.add_row(vec![
+                u.name.clone(),
+                c.mechanism.as_str().to_string(),
+                c.iterations.to_string(),
+            ]);
+        }
+    }
+    println!("{tab}");
+    Ok(())
+}
+
+pub fn acls(admin: &Admin, format: Format) -> Result<()> {
+    let acls = admin.acls()?;
+    if format == Format::Json {
+        return output::print_json(&acls);
+    }
+    if acls.is_empty() {
+        println!("No ACLs.");
+        return Ok(());
+    }
+    let mut tab = output::table(&[
+        "principal",
+        "permission",
+        "operation",
+        "resource",
+        "name",
+        "pattern",
+        "host",
+    ]);
+    for a in &acls {
+        tab.add_row(vec![
+            a.principal.clone(),
+            format!("{:?}", a.permission).to_lowercase(),
+            a.operation.clone(),
+            a.resource.as_str().to_string(),
+            a.name.clone(),
+            format!("{:?}", a.pattern).to_lowercase(),
+            a.host.clone(),
+        ]);
+    }
+    println!("{tab}");
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The `fink.toml` data model. Every table denies unknown keys so a typo is an
+//! error rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::secret::Secret;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub local: LocalConfig,
+    /// Delete live resources that `fink.toml` does not declare.
+    #[serde(default)]
+    pub prune: bool,
+    /// Glob patterns (`*` wildcard) of topic, user and ACL resource names that
+    /// fink never touches, even with prune.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub defaults: TopicDefaults,
+    #[serde(default, rename = "topic")]
+    pub topics: Vec<TopicConfig>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserConfig>,
+    #[serde(default, rename = "acl")]
+    pub acls: Vec<AclConfig>,
+    #[serde(default, rename = "filter")]
+    pub filters: BTreeMap<String, FilterConfig>,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+}
+
+impl SecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ScramMechanism {
+    #[serde(rename = "SCRAM-SHA-512")]
+    Sha512,
+    #[serde(rename = "SCRAM-SHA-256")]
+    Sha256,
+}
+
+impl ScramMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+            ScramMechanism::Sha256 => "SCRAM-SHA-256",
+        }
+    }
+}
+
+impl Default for ScramMechanism {
+    fn default() -> Self {
+        ScramMechanism::Sha512
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `host:port` list.
+    pub bootstrap: Vec<String>,
+    #[serde(default = "default_protocol")]
+    pub security_protocol: SecurityProtocol,
+    #[serde(default)]
+    pub sasl_mechanism: ScramMechanism,
+    /// Expected cluster id; plan/apply refuse to touch a cluster with another.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub admin: Option<Credentials>,
+    /// CA file for SASL_SSL.
+    #[serde(default)]
+    pub ssl_ca_location: Option<String>,
+    /// Seconds to wait for admin requests.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_protocol() -> SecurityProtocol {
+    SecurityProtocol::SaslPlaintext
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Number of KRaft nodes (each broker and controller), 1 to 3.
+    pub brokers: u8,
+    /// Node i (0-based) serves clients on `port + i`.
+    pub port: u16,
+    /// Node i runs its controller listener on `controller_port + i`.
+    pub controller_port: u16,
+    /// Logs, data, rendered configs, pid files.
+    pub data_dir: String,
+    /// JVM heap per node, e.g. "512m".
+    pub heap: String,
+    /// Kafka version installed by `fink cluster install`.
+    pub kafka_version: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            brokers: 1,
+            port: 9092,
+            controller_port: 9192,
+            data_dir: ".fink/local".into(),
+            heap: "512m".into(),
+            kafka_version: crate::local::DEFAULT_KAFKA_VERSION.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TopicDefaults {
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+}
+
+/// A topic config value as written in TOML; Kafka wants strings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Str(s) => f.write_str(s),
+            ConfigValue::Int(i) => write!(f, "{i}"),
+            ConfigValue::Float(x) => write!(f, "{x}"),
+            ConfigValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i32>,
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: Secret,
+    #[serde(default)]
+    pub mechanism: ScramMechanism,
+    #[serde(default = "default_iterations")]
+    pub iterations: i32,
+}
+
+fn default_iterations() -> i32 {
+    8192
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AclRole {
+    Producer,
+    Consumer,
+}
+
+impl AclRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclRole::Producer => "producer",
+            AclRole::Consumer => "consumer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum PatternType {
+    Literal,
+    Prefixed,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Topic,
+    Group,
+    Cluster,
+    TransactionalId,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Topic => "topic",
+            ResourceKind::Group => "group",
+            ResourceKind::Cluster => "cluster",
+            ResourceKind::TransactionalId => "transactional_id",
+        }
+    }
+}
+
+/// One `[[acl]]`: either an explicit binding (`resource`, `name`,
+/// `operations`) or a role shortcut (`role` with `topic`, and `group` for
+/// consumers) that expands to the bindings `kafka-acls --producer/--consumer`
+/// would create.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    /// A declared user name (principal `User:<name>`)...
+    pub user: Option<String>,
+    /// ...or a full principal such as `User:alice` or `User:*`.
+    pub principal: Option<String>,
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub role: Option<AclRole>,
+    pub topic: Option<String>,
+    pub group: Option<String>,
+    pub resource: Option<ResourceKind>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub operations: Vec<String>,
+    #[serde(default = "default_permission")]
+    pub permission: Permission,
+    #[serde(default = "default_pattern")]
+    pub pattern: PatternType,
+    /// Pattern of the consumer group in a `consumer` role (default literal).
+    #[serde(default = "default_pattern")]
+    pub group_pattern: PatternType,
+}
+
+fn default_host() -> String {
+    "*".into()
+}
+fn default_permission() -> Permission {
+    Permission::Allow
+}
+fn default_pattern() -> PatternType {
+    PatternType::Literal
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// A CEL expression over the alert's fields.
+    pub expr: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Parquet,
+    Avro,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub format: SourceFormat,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    #[serde(default = "default_compression")]
+    pub compression: Compression,
+    #[serde(default)]
+    pub linger_ms: Option<u32>,
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// Extra librdkafka properties, passed through unchanged.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            compression: default_compression(),
+            linger_ms: None,
+            batch_size: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_compression() -> Compression {
+    Compression::Zstd
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    pub source: SourceConfig,
+    pub topic: String,
+    /// Names of `[filter.NAME]` entries; all must pass.
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// An inline CEL expression, combined with the named filters.
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub select: Vec<String>,
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Declared user whose credentials publish (the admin by default).
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub schema_path: Option<String>,
+    #[serde(default)]
+    pub producer: ProducerConfig,
+}

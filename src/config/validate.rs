@@ -1,0 +1,431 @@
+//! Semantic checks: ranges, names, and cross-references between sections.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::model::*;
+use super::span::{KeyPath, Seg};
+use super::Severity;
+
+type Finding = (KeyPath, Severity, String);
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_string())
+}
+
+struct Checker {
+    out: Vec<Finding>,
+}
+
+impl Checker {
+    fn err(&mut self, path: KeyPath, msg: impl Into<String>) {
+        self.out.push((path, Severity::Error, msg.into()));
+    }
+    fn warn(&mut self, path: KeyPath, msg: impl Into<String>) {
+        self.out.push((path, Severity::Warning, msg.into()));
+    }
+}
+
+/// Kafka's legal topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+}
+
+pub const ACL_OPERATIONS: &[&str] = &[
+    "All",
+    "Read",
+    "Write",
+    "Create",
+    "Delete",
+    "Alter",
+    "Describe",
+    "ClusterAction",
+    "DescribeConfigs",
+    "AlterConfigs",
+    "IdempotentWrite",
+];
+
+pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
+    let mut c = Checker { out: Vec::new() };
+
+    // [cluster]
+    if cfg.cluster.bootstrap.is_empty() {
+        c.err(
+            vec![key("cluster"), key("bootstrap")],
+            "cluster: bootstrap must list at least one host:port",
+        );
+    }
+    for (i, b) in cfg.cluster.bootstrap.iter().enumerate() {
+        let ok = b
+            .rsplit_once(':')
+            .map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            .unwrap_or(false);
+        if !ok {
+            c.err(
+                vec![key("cluster"), key("bootstrap"), Seg::Index(i)],
+                format!("cluster: bootstrap server {b:?} is not host:port"),
+            );
+        }
+    }
+    let sasl = cfg.cluster.security_protocol != SecurityProtocol::Plaintext;
+    match &cfg.cluster.admin {
+        None if sasl => c.err(
+            vec![key("cluster")],
+            format!(
+                "cluster: [cluster.admin] user and password are required with {}",
+                cfg.cluster.security_protocol.as_str()
+            ),
+        ),
+        Some(admin) => check_secret(
+            &mut c,
+            vec![key("cluster"), key("admin"), key("password")],
+            &admin.password,
+            base,
+            "cluster admin",
+        ),
+        None => {}
+    }
+
+    // [local]
+    let l = &cfg.local;
+    if !(1..=3).contains(&l.brokers) {
+        c.err(
+            vec![key("local"), key("brokers")],
+            format!("local: brokers must be 1 to 3, not {}", l.brokers),
+        );
+    }
+    if l.port == 0 || l.controller_port == 0 {
+        c.err(
+            vec![key("local"), key("port")],
+            "local: ports must be non-zero",
+        );
+    }
+    let n = l.brokers.max(1) as u16;
+    let (a0, a1) = (l.port as u32, l.port as u32 + n as u32);
+    let (b0, b1) = (
+        l.controller_port as u32,
+        l.controller_port as u32 + n as u32,
+    );
+    if a0 < b1 && b0 < a1 {
+        c.err(
+            vec![key("local"), key("controller_port")],
+            "local: controller ports overlap the broker ports",
+        );
+    }
+    if a1 > 65536 || b1 > 65536 {
+        c.err(
+            vec![key("local"), key("port")],
+            "local: ports run past 65535",
+        );
+    }
+    let heap_ok = l.heap.len() > 1
+        && l.heap[..l.heap.len() - 1]
+            .chars()
+            .all(|ch| ch.is_ascii_digit())
+        && matches!(l.heap.chars().last(), Some('m' | 'M' | 'g' | 'G'));
+    if !heap_ok {
+        c.err(
+            vec![key("local"), key("heap")],
+            format!("local: heap {:?} must look like 512m or 1g", l.heap),
+        );
+    }
+
+    // [defaults]
+    if let Some(p) = cfg.defaults.partitions {
+        if p < 1 {
+            c.err(
+                vec![key("defaults"), key("partitions")],
+                "defaults: partitions must be at least 1",
+            );
+        }
+    }
+    if let Some(r) = cfg.defaults.replication_factor {
+        if r < 1 {
+            c.err(
+                vec![key("defaults"), key("replication_factor")],
+                "defaults: replication_factor must be at least 1",
+            );
+        }
+    }
+
+    for (i, pat) in cfg.ignore.iter().enumerate() {
+        if pat.is_empty() {
+            c.err(vec![key("ignore"), Seg::Index(i)], "ignore: empty pattern");
+        }
+    }
+
+    // [[topic]]
+    let mut topics = BTreeSet::new();
+    for (i, t) in cfg.topics.iter().enumerate() {
+        let at = |k: &str| vec![key("topic"), Seg::Index(i), key(k)];
+        let ctx = format!("topic {:?}", t.name);
+        if !valid_topic_name(&t.name) {
+            c.err(
+                at("name"),
+                format!("{ctx}: invalid name (1 to 249 of letters, digits, '.', '_', '-')"),
+            );
+        } else if t.name.starts_with("__") {
+            c.err(
+                at("name"),
+                format!("{ctx}: names starting with '__' are reserved for Kafka's internal topics"),
+            );
+        }
+        if !topics.insert(t.name.as_str()) {
+            c.err(at("name"), format!("{ctx}: declared twice"));
+        }
+        if let Some(p) = t.partitions {
+            if p < 1 {
+                c.err(
+                    at("partitions"),
+                    format!("{ctx}: partitions must be at least 1"),
+                );
+            }
+        }
+        if let Some(r) = t.replication_factor {
+            if r < 1 {
+                c.err(
+                    at("replication_factor"),
+                    format!("{ctx}: replication_factor must be at least 1"),
+                );
+            }
+        }
+        for k in t.config.keys() {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.')
+            {
+                c.err(
+                    vec![key("topic"), Seg::Index(i), key("config"), key(k)],
+                    format!("{ctx}: {k:?} is not a topic config name"),
+                );
+            }
+        }
+    }
+
+    // [[user]]
+    let mut users = BTreeSet::new();
+    let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.as_str());
+    for (i, u) in cfg.users.iter().enumerate() {
+        let at = |k: &str| vec![key("user"), Seg::Index(i), key(k)];
+        let ctx = format!("user {:?}", u.name);
+        if u.name.is_empty()
+            || u.name
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch == ',' || ch == '=')
+        {
+            c.err(at("name"), format!("{ctx}: invalid name"));
+        }
+        if !users.insert(u.name.as_str()) {
+            c.err(at("name"), format!("{ctx}: declared twice"));
+        }
+        if Some(u.name.as_str()) == admin_user {
+            c.err(
+                at("name"),
+                format!("{ctx}: is the cluster admin; fink does not manage its own credentials"),
+            );
+        }
+        if !(4096..=16384).contains(&u.iterations) {
+            c.err(
+                at("iterations"),
+                format!(
+                    "{ctx}: iterations must be 4096 to 16384, not {}",
+                    u.iterations
+                ),
+            );
+        }
+        check_secret(&mut c, at("password"), &u.password, base, &ctx);
+    }
+
+    // [[acl]]
+    for (i, a) in cfg.acls.iter().enumerate() {
+        let at = |k: &str| vec![key("acl"), Seg::Index(i), key(k)];
+        let who = a
+            .user
+            .as_deref()
+            .map(|u| format!("User:{u}"))
+            .or(a.principal.clone())
+            .unwrap_or_default();
+        let ctx = format!("acl #{} ({who})", i + 1);
+        match (&a.user, &a.principal) {
+            (Some(_), Some(_)) => c.err(
+                at("principal"),
+                format!("{ctx}: give either user or principal, not both"),
+            ),
+            (None, None) => c.err(
+                vec![key("acl"), Seg::Index(i)],
+                format!("{ctx}: user (or principal) is required"),
+            ),
+            (Some(u), None) => {
+                if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
+                    c.err(
+                        at("user"),
+                        format!("{ctx}: user {u:?} is not declared in [[user]]"),
+                    );
+                }
+            }
+            (None, Some(p)) => {
+                if !p.contains(':') {
+                    c.err(
+                        at("principal"),
+                        format!("{ctx}: principal {p:?} must look like User:name"),
+                    );
+                }
+            }
+        }
+        match (a.role, a.resource) {
+            (Some(_), Some(_)) => c.err(
+                at("role"),
+                format!("{ctx}: give either role or resource, not both"),
+            ),
+            (None, None) => c.err(
+                vec![key("acl"), Seg::Index(i)],
+                format!("{ctx}: role (producer/consumer) or resource is required"),
+            ),
+            (Some(role), None) => {
+                match &a.topic {
+                    None => c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: role {} needs a topic", role.as_str())),
+                    Some(t) if t.is_empty() => c.err(at("topic"), format!("{ctx}: topic is empty")),
+                    Some(t) if a.pattern == PatternType::Literal && t != "*" && !topics.contains(t.as_str()) => {
+                        c.err(at("topic"), format!("{ctx}: topic {t:?} is not declared in [[topic]] (use pattern = \"prefixed\" for a prefix)"))
+                    }
+                    _ => {}
+                }
+                if role == AclRole::Consumer && a.group.is_none() {
+                    c.err(
+                        vec![key("acl"), Seg::Index(i)],
+                        format!("{ctx}: a consumer role needs a group"),
+                    );
+                }
+                if role == AclRole::Producer && a.group.is_some() {
+                    c.err(
+                        at("group"),
+                        format!("{ctx}: a producer role takes no group"),
+                    );
+                }
+                if !a.operations.is_empty() || a.name.is_some() {
+                    c.err(
+                        at("role"),
+                        format!(
+                            "{ctx}: operations and name belong to explicit ACLs, not to a role"
+                        ),
+                    );
+                }
+            }
+            (None, Some(kind)) => {
+                if a.operations.is_empty() {
+                    c.err(
+                        vec![key("acl"), Seg::Index(i)],
+                        format!("{ctx}: operations is required"),
+                    );
+                }
+                for (j, op) in a.operations.iter().enumerate() {
+                    if !ACL_OPERATIONS.iter().any(|o| o.eq_ignore_ascii_case(op)) {
+                        c.err(
+                            vec![key("acl"), Seg::Index(i), key("operations"), Seg::Index(j)],
+                            format!(
+                                "{ctx}: unknown operation {op:?} (one of {})",
+                                ACL_OPERATIONS.join(", ")
+                            ),
+                        );
+                    }
+                }
+                if kind != ResourceKind::Cluster && a.name.as_deref().unwrap_or("").is_empty() {
+                    c.err(
+                        vec![key("acl"), Seg::Index(i)],
+                        format!("{ctx}: name is required for a {} resource", kind.as_str()),
+                    );
+                }
+                if a.topic.is_some() || a.group.is_some() {
+                    c.err(at("resource"), format!("{ctx}: topic and group belong to role shortcuts; use name with resource"));
+                }
+            }
+        }
+    }
+
+    // [filter.NAME]
+    for (name, f) in &cfg.filters {
+        if f.expr.trim().is_empty() {
+            c.err(
+                vec![key("filter"), key(name), key("expr")],
+                format!("filter {name:?}: expr is empty"),
+            );
+        }
+    }
+
+    // [[stream]]
+    let mut streams = BTreeSet::new();
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let at = |k: &str| vec![key("stream"), Seg::Index(i), key(k)];
+        let ctx = format!("stream {:?}", s.name);
+        if s.name.is_empty() {
+            c.err(at("name"), "stream: name is empty");
+        }
+        if !streams.insert(s.name.as_str()) {
+            c.err(at("name"), format!("{ctx}: declared twice"));
+        }
+        if !topics.contains(s.topic.as_str()) {
+            c.err(
+                at("topic"),
+                format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic),
+            );
+        }
+        for (j, f) in s.filters.iter().enumerate() {
+            if !cfg.filters.contains_key(f) {
+                c.err(
+                    vec![key("stream"), Seg::Index(i), key("filters"), Seg::Index(j)],
+                    format!("{ctx}: filter {f:?} is not declared (no [filter.{f}])"),
+                );
+            }
+        }
+        if let Some(u) = &s.user {
+            if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
+                c.err(
+                    at("user"),
+                    format!("{ctx}: user {u:?} is not declared in [[user]]"),
+                );
+            }
+        }
+        if s.source.path.is_empty() {
+            c.err(
+                vec![key("stream"), Seg::Index(i), key("source"), key("path")],
+                format!("{ctx}: source path is empty"),
+            );
+        }
+        if !s.select.is_empty() && !s.drop.is_empty() {
+            for (j, d) in s.drop.iter().enumerate() {
+                let top = d.split('.').next().unwrap_or(d);
+                if !s
+                    .select
+                    .iter()
+                    .any(|x| x == d || x == top || d.starts_with(&format!("{x}.")))
+                {
+                    c.err(
+                        vec![key("stream"), Seg::Index(i), key("drop"), Seg::Index(j)],
+                        format!("{ctx}: drops {d:?}, which select does not keep"),
+                    );
+                }
+            }
+        }
+    }
+
+    c.out
+}
+
+fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, ctx: &str) {
+    if s.is_inline() {
+        c.warn(
+            path.clone(),
+            format!("{ctx}: inline password; prefer {{ env = \"VAR\" }} or {{ file = \"path\" }}"),
+        );
+    }
+    if let Err(e) = s.check(base) {
+        c.err(path, format!("{ctx}: {e}"));
+    }
+}

@@ -1,0 +1,290 @@
+//! The `fink` command line: parse arguments, call one module per command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use fink::config::{self, LoadOptions, Loaded};
+use fink::output::{self, Format};
+use fink::{cluster, local};
+
+/// Exit codes: 0 success; 1 error (bad config, unreachable or refusing
+/// cluster, failed change); 2 `plan --detailed-exitcode` found changes.
+#[derive(Parser)]
+#[command(
+    name = "fink",
+    version,
+    about = "Redistribute astronomical alert streams over Apache Kafka, driven by fink.toml",
+    after_help = "Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode).\nEnvironment: FINK_CONFIG, FINK_PROFILE, FINK_<SECTION>__<KEY> overrides, FINK_LOG (log filter), NO_COLOR."
+)]
+struct Cli {
+    /// The desired-state file.
+    #[arg(long, global = true, env = "FINK_CONFIG", default_value = "fink.toml")]
+    config: PathBuf,
+    /// Merge profiles/NAME.toml over the config.
+    #[arg(long, global = true, env = "FINK_PROFILE")]
+    profile: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// More logging (-v info, -vv debug); FINK_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check fink.toml (and the profile): types, unknown keys, references, secrets.
+    Validate,
+    /// Run the local Kafka cluster declared in [local].
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
+    /// List topics, or describe one (partitions, leaders, ISR, non-default configs).
+    Topics {
+        /// A topic to describe.
+        name: Option<String>,
+        /// Include internal topics (__consumer_offsets, ...).
+        #[arg(long)]
+        all: bool,
+    },
+    /// List SCRAM users (mechanisms and iterations; never secrets).
+    Users,
+    /// List ACL bindings.
+    Acls,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Fetch the Kafka jars from Maven Central into the cache (idempotent).
+    Install,
+    /// Start the nodes and wait until the cluster answers an authenticated request.
+    Start {
+        /// Seconds to wait for the cluster to become ready.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop the nodes: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// Seconds to wait for a graceful stop before killing.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+    },
+    /// Nodes, ports, pids, cluster id, up or down.
+    Status,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,librdkafka=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FINK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::color_enabled())
+        .init();
+}
+
+fn load(cli: &Cli) -> Result<Loaded, config::ConfigErrors> {
+    let mut opts = LoadOptions::new(&cli.config);
+    opts.profile = cli.profile.clone();
+    config::load(&opts)
+}
+
+fn load_or_exit(cli: &Cli) -> Result<Loaded, ExitCode> {
+    match load(cli) {
+        Ok(l) => {
+            for w in &l.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(l)
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{} {e:#}", output::red("error:"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Cmd::Validate => validate(cli),
+        Cmd::Cluster { action } => cluster_cmd(cli, action),
+        Cmd::Topics { name, all } => with_admin(cli, |a| {
+            cluster::views::topics(a, name.as_deref(), *all, cli.output)
+        }),
+        Cmd::Users => with_admin(cli, |a| cluster::views::users(a, cli.output)),
+        Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
+    }
+}
+
+fn with_admin(cli: &Cli, f: impl FnOnce(&cluster::Admin) -> Result<()>) -> Result<ExitCode> {
+    let loaded = match load_or_exit(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let admin = cluster::connect_admin(&loaded.config, &loaded.base_dir)?;
+    f(&admin)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(cli: &Cli) -> Result<ExitCode> {
+    let result = load(cli);
+    if cli.output == Format::Json {
+        let (valid, errors, warnings) = match &result {
+            Ok(l) => (true, vec![], l.warnings.clone()),
+            Err(e) => (false, e.0.clone(), vec![]),
+        };
+        output::print_json(
+            &serde_json::json!({ "valid": valid, "errors": errors, "warnings": warnings }),
+        )?;
+        return Ok(if valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    match result {
+        Ok(l) => {
+            for w in &l.warnings {
+                eprintln!("{}", output::yellow(&w.to_string()));
+            }
+            let c = &l.config;
+            let profile = l
+                .profile
+                .as_deref()
+                .map(|p| format!(" + profiles/{p}.toml"))
+                .unwrap_or_default();
+            println!(
+                "{}{} valid ({} topics, {} users, {} ACL entries, {} filters, {} streams)",
+                l.config_path.display(),
+                format!("{profile}:"),
+                c.topics.len(),
+                c.users.len(),
+                c.acls.len(),
+                c.filters.len(),
+                c.streams.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errs) => {
+            for d in &errs.0 {
+                eprintln!("{}", output::red(&d.to_string()));
+            }
+            eprintln!("{} error(s)", errs.0.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
+    let progress = |msg: &str| eprintln!("{} {msg}", output::bold("fink:"));
+    if let ClusterCmd::Install = action {
+        // Install needs only the version; a broken config should not block it.
+        let version = load(cli)
+            .map(|l| l.config.local.kafka_version)
+            .unwrap_or_else(|_| local::DEFAULT_KAFKA_VERSION.to_string());
+        let home = local::kafka_home(&version, &progress)?;
+        local::check_java()?;
+        println!("Apache Kafka {version}: {}", home.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let loaded = match load_or_exit(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let lc = local::LocalCluster::from_config(&loaded)?;
+    match action {
+        ClusterCmd::Install => unreachable!("handled above"),
+        ClusterCmd::Start { timeout } => {
+            match lc.start(Duration::from_secs(*timeout), &progress)? {
+                local::StartOutcome::AlreadyRunning => println!("The local cluster is already running ({} node(s)).", lc.brokers),
+                local::StartOutcome::Started { nodes, cluster_id } => println!(
+                    "Local cluster up: {nodes} node(s) started, cluster id {cluster_id}, bootstrap {}.",
+                    (0..lc.brokers).map(|i| format!("127.0.0.1:{}", lc.port + i as u16)).collect::<Vec<_>>().join(",")
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::Stop { grace } => {
+            match lc.stop(Duration::from_secs(*grace), &progress)? {
+                local::StopOutcome::NotRunning => println!("The local cluster is not running."),
+                local::StopOutcome::Stopped { nodes, forced } => {
+                    println!(
+                        "Local cluster stopped: {nodes} node(s){}.",
+                        if forced > 0 {
+                            format!(", {forced} killed after the grace period")
+                        } else {
+                            String::new()
+                        }
+                    )
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::Status => {
+            let st = lc.status();
+            if cli.output == Format::Json {
+                output::print_json(&st)?;
+            } else {
+                let mut t = output::table(&["node", "port", "controller port", "pid", "state"]);
+                for n in &st.nodes {
+                    let state = if n.up {
+                        output::green("up")
+                    } else {
+                        output::red("down")
+                    };
+                    t.add_row(vec![
+                        n.node.to_string(),
+                        n.port.to_string(),
+                        n.controller_port.to_string(),
+                        n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        state,
+                    ]);
+                }
+                println!("{t}");
+                println!(
+                    "cluster id: {}",
+                    st.cluster_id.as_deref().unwrap_or("(not formatted)")
+                );
+                println!("data: {}", st.data_dir);
+                println!(
+                    "answers authenticated requests: {}",
+                    if st.reachable {
+                        format!("yes ({} broker(s) registered)", st.brokers_seen)
+                    } else {
+                        "no".into()
+                    }
+                );
+            }
+            let all_up = st.nodes.iter().all(|n| n.up) && st.reachable;
+            Ok(if all_up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
