@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod config;
 pub mod local;
 pub mod output;
+pub mod plan;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use fink::config::{self, LoadOptions, Loaded};
 use fink::output::{self, Format};
-use fink::{cluster, local};
+use fink::{cluster, local, plan};
 
 /// Exit codes: 0 success; 1 error (bad config, unreachable or refusing
 /// cluster, failed change); 2 `plan --detailed-exitcode` found changes.
@@ -58,6 +58,29 @@ enum Cmd {
     Users,
     /// List ACL bindings.
     Acls,
+    /// Show what apply would change on the live cluster.
+    Plan {
+        /// Also delete live topics, users and ACLs that fink.toml does not declare.
+        #[arg(long)]
+        prune: bool,
+        /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan to FILE for `fink apply FILE`.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make the live cluster match fink.toml (or execute a saved plan).
+    Apply {
+        /// A plan saved by `fink plan -o FILE`; refused if the cluster drifted since.
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Also delete live topics, users and ACLs that fink.toml does not declare.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -137,6 +160,16 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }),
         Cmd::Users => with_admin(cli, |a| cluster::views::users(a, cli.output)),
         Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
+        Cmd::Plan {
+            prune,
+            detailed_exitcode,
+            out,
+        } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
+        Cmd::Apply {
+            plan,
+            auto_approve,
+            prune,
+        } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
     }
 }
 
@@ -287,4 +320,166 @@ fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+fn plan_cmd(
+    cli: &Cli,
+    prune: bool,
+    detailed: bool,
+    out: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let loaded = match load_or_exit(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let admin = cluster::connect_admin(&loaded.config, &loaded.base_dir)?;
+    let p = plan::make_plan(&loaded, &admin, prune)?;
+    match cli.output {
+        Format::Json => println!("{}", plan::render::json(&p)?),
+        Format::Table => print!("{}", plan::render::human(&p)),
+    }
+    if let Some(path) = out {
+        std::fs::write(path, plan::render::json(&p)?)?;
+        eprintln!(
+            "Plan saved to {}; run `fink apply {}` to execute exactly it.",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(if !p.blockers.is_empty() {
+        ExitCode::from(1)
+    } else if detailed && !p.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn apply_cmd(
+    cli: &Cli,
+    saved: Option<&std::path::Path>,
+    auto_approve: bool,
+    prune: bool,
+) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let loaded = match load_or_exit(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let saved_plan: Option<plan::Plan> = match saved {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read plan {}: {e}", path.display()))?;
+            let p: plan::Plan = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a fink plan: {e}", path.display()))?;
+            if p.format != plan::PLAN_FORMAT {
+                anyhow::bail!(
+                    "{} has format {:?}; this fink reads {:?}",
+                    path.display(),
+                    p.format,
+                    plan::PLAN_FORMAT
+                );
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let admin = cluster::connect_admin(&loaded.config, &loaded.base_dir)?;
+    let prune = saved_plan.as_ref().map(|p| p.prune).unwrap_or(prune);
+    let fresh = plan::make_plan(&loaded, &admin, prune)?;
+    if let Some(saved) = &saved_plan {
+        let drift = plan::drift(saved, &fresh);
+        if !drift.is_empty() {
+            eprintln!(
+                "{} the saved plan is stale; nothing was changed. What drifted:",
+                output::red("error:")
+            );
+            for d in &drift {
+                eprintln!("  - {d}");
+            }
+            eprintln!("Run `fink plan` again.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let json = cli.output == Format::Json;
+    if !json {
+        print!("{}", plan::render::human(&fresh));
+    }
+    if !fresh.blockers.is_empty() {
+        if json {
+            println!("{}", plan::render::json(&fresh)?);
+        }
+        eprintln!(
+            "{} nothing was changed: fix the problems above in fink.toml first.",
+            output::red("error:")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if fresh.is_empty() {
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "plan": fresh, "outcomes": [] })
+                )?
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A saved plan was reviewed when it was made; otherwise ask.
+    if saved_plan.is_none() && !auto_approve {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("{} refusing to apply without confirmation: no terminal to ask on. Review with `fink plan`, then pass --auto-approve.", output::red("error:"));
+            return Ok(ExitCode::from(1));
+        }
+        eprint!(
+            "\nApply these changes to {}? Only 'yes' is accepted: ",
+            loaded.config.cluster.bootstrap.join(",")
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Apply cancelled; nothing was changed.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let report = plan::apply::execute(&fresh, &loaded, &admin, &|o| {
+        if !json {
+            let mark = if o.ok {
+                output::green("done")
+            } else {
+                output::red("FAILED")
+            };
+            match &o.error {
+                None => eprintln!("  {mark} {} {}", plan::symbol(o.action), o.change),
+                Some(e) => eprintln!("  {mark} {} {}: {e}", plan::symbol(o.action), o.change),
+            }
+        }
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "plan": fresh, "outcomes": report.outcomes })
+            )?
+        );
+    } else if report.failed() == 0 {
+        println!(
+            "{}",
+            output::green(&format!(
+                "Apply complete: {} change(s) made.",
+                report.done()
+            ))
+        );
+    } else {
+        println!(
+            "{}",
+            output::red(&format!("Apply incomplete: {} change(s) made, {} failed (listed above); run `fink apply` again once fixed.", report.done(), report.failed()))
+        );
+    }
+    Ok(if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -223,7 +223,7 @@ impl std::fmt::Display for AclBinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pat = match self.pattern {
             PatternType::Literal => "",
-            PatternType::Prefixed => "*",
+            PatternType::Prefixed => "prefix ",
         };
         let perm = match self.permission {
             Permission::Allow => "allow",
@@ -231,7 +231,7 @@ impl std::fmt::Display for AclBinding {
         };
         write!(
             f,
-            "{} {perm} {} on {} {}{pat} from {}",
+            "{} {perm} {} on {} {pat}{} from {}",
             self.principal,
             self.operation,
             self.resource.as_str(),

@@ -4,7 +4,7 @@
 pub mod model;
 pub mod secret;
 pub mod span;
-mod validate;
+pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -51,6 +51,14 @@ pub const ACL_OPERATIONS: &[&str] = &[
     "IdempotentWrite",
 ];
 
+/// The canonical spelling of an ACL operation name, case-insensitively.
+pub fn canonical_operation(op: &str) -> Option<&'static str> {
+    ACL_OPERATIONS
+        .iter()
+        .find(|o| o.eq_ignore_ascii_case(op))
+        .copied()
+}
+
 pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     let mut c = Checker { out: Vec::new() };
 

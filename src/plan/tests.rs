@@ -1,0 +1,189 @@
+use super::*;
+use crate::cluster::{LiveTopic, LiveUser, PartitionInfo, ScramCredential};
+
+fn cfg(text: &str) -> Config {
+    toml::from_str(text).expect("test config parses")
+}
+
+const BASE: &str = r#"
+[cluster]
+bootstrap = ["127.0.0.1:9092"]
+[cluster.admin]
+user = "admin"
+password = "x"
+"#;
+
+fn live() -> LiveState {
+    LiveState {
+        cluster_id: Some("c1".into()),
+        brokers: vec![],
+        topics: BTreeMap::new(),
+        users: BTreeMap::new(),
+        acls: vec![],
+    }
+}
+
+fn topic(name: &str, parts: i32, configs: &[(&str, &str)]) -> LiveTopic {
+    LiveTopic {
+        name: name.into(),
+        partitions: (0..parts)
+            .map(|id| PartitionInfo {
+                id,
+                leader: 1,
+                replicas: vec![1],
+                isr: vec![1],
+            })
+            .collect(),
+        replication_factor: 1,
+        configs: configs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        internal: name.starts_with("__"),
+    }
+}
+
+#[test]
+fn creates_in_dependency_order_and_counts() {
+    let c = cfg(&format!(
+        "{BASE}\n[[topic]]\nname = \"t\"\npartitions = 3\n[topic.config]\n\"retention.ms\" = 1000\n\n[[user]]\nname = \"u\"\npassword = \"pw\"\n\n[[acl]]\nuser = \"u\"\nrole = \"consumer\"\ntopic = \"t\"\ngroup = \"g\"\n"
+    ));
+    let p = diff(&c, &live(), &BTreeMap::new(), Some("admin"), false, "h");
+    let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![Kind::User, Kind::Topic, Kind::Acl, Kind::Acl, Kind::Acl]
+    );
+    let s = p.summary();
+    assert_eq!((s.add, s.change, s.destroy), (5, 0, 0));
+    let text = render::human(&p);
+    assert!(
+        text.contains("Plan: 5 to add, 0 to change, 0 to destroy."),
+        "{text}"
+    );
+    assert!(!text.contains("pw"), "password leaked: {text}");
+    assert!(!render::json(&p).unwrap().contains("\"pw\""));
+}
+
+#[test]
+fn consumer_and_producer_roles_expand_like_kafka_acls() {
+    let c = cfg(&format!(
+        "{BASE}\n[[user]]\nname = \"u\"\npassword = \"p\"\n[[acl]]\nuser = \"u\"\nrole = \"producer\"\ntopic = \"t\"\n[[acl]]\nuser = \"u\"\nrole = \"consumer\"\ntopic = \"t\"\ngroup = \"g\"\n"
+    ));
+    let got: Vec<String> = desired_acls(&c).iter().map(|b| b.to_string()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "User:u allow Create on topic t from *",
+            "User:u allow Describe on topic t from *",
+            "User:u allow Read on topic t from *",
+            "User:u allow Write on topic t from *",
+            "User:u allow Read on group g from *",
+            "User:u allow IdempotentWrite on cluster kafka-cluster from *",
+        ]
+    );
+}
+
+#[test]
+fn partition_decrease_blocks_and_config_removal_resets_to_default() {
+    let c = cfg(&format!(
+        "{BASE}\n[[topic]]\nname = \"t\"\npartitions = 1\nreplication_factor = 3\n"
+    ));
+    let mut l = live();
+    l.topics
+        .insert("t".into(), topic("t", 4, &[("retention.ms", "5")]));
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
+    assert_eq!(p.blockers.len(), 1);
+    assert!(
+        p.blockers[0].contains("partitions 4 -> 1 is a decrease"),
+        "{:?}",
+        p.blockers
+    );
+    assert!(p
+        .notes
+        .iter()
+        .any(|n| n.contains("replication_factor 1 -> 3 is not applied")));
+    assert_eq!(
+        p.changes[0].ops,
+        vec![Op::AlterTopicConfigs {
+            topic: "t".into(),
+            set: BTreeMap::new(),
+            delete: vec!["retention.ms".into()]
+        }]
+    );
+}
+
+#[test]
+fn prune_off_never_deletes_and_internal_and_ignored_are_untouched() {
+    let c = cfg(&format!("{BASE}\nignore = [\"keep-*\"]\n"));
+    let mut l = live();
+    for n in ["__consumer_offsets", "keep-me", "stray"] {
+        l.topics.insert(n.into(), topic(n, 1, &[]));
+    }
+    l.users.insert(
+        "admin".into(),
+        LiveUser {
+            name: "admin".into(),
+            credentials: vec![ScramCredential {
+                mechanism: ScramMechanism::Sha512,
+                iterations: 4096,
+            }],
+        },
+    );
+    l.users.insert(
+        "old".into(),
+        LiveUser {
+            name: "old".into(),
+            credentials: vec![ScramCredential {
+                mechanism: ScramMechanism::Sha512,
+                iterations: 4096,
+            }],
+        },
+    );
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
+    assert!(p.changes.is_empty());
+    assert!(
+        p.notes[0].contains("1 topic(s) [stray]") && p.notes[0].contains("1 user(s) [old]"),
+        "{:?}",
+        p.notes
+    );
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), true, "h");
+    let names: Vec<String> = p.changes.iter().map(|c| c.title()).collect();
+    assert_eq!(names, vec!["topic stray", "user old"]);
+}
+
+#[test]
+fn password_drift_shows_as_differs_without_values() {
+    let c = cfg(&format!(
+        "{BASE}\n[[user]]\nname = \"u\"\npassword = \"secret-pw\"\n"
+    ));
+    let mut l = live();
+    l.users.insert(
+        "u".into(),
+        LiveUser {
+            name: "u".into(),
+            credentials: vec![ScramCredential {
+                mechanism: ScramMechanism::Sha512,
+                iterations: 8192,
+            }],
+        },
+    );
+    let ok: PasswordChecks = [("u".to_string(), true)].into();
+    assert!(diff(&c, &l, &ok, Some("admin"), false, "h")
+        .changes
+        .is_empty());
+    let bad: PasswordChecks = [("u".to_string(), false)].into();
+    let p = diff(&c, &l, &bad, Some("admin"), false, "h");
+    assert_eq!(p.changes.len(), 1);
+    let text = render::human(&p);
+    assert!(text.contains("password  (differs)"), "{text}");
+    assert!(!text.contains("secret-pw") && !render::json(&p).unwrap().contains("secret-pw"));
+}
+
+#[test]
+fn glob() {
+    assert!(glob_match("connect-*", "connect-offsets"));
+    assert!(glob_match("*", "x"));
+    assert!(!glob_match("connect-*", "xconnect-"));
+    assert!(glob_match("a*b*c", "aXXbYc"));
+}
