@@ -12,9 +12,9 @@ use anyhow::{anyhow, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use serde::Serialize;
 
 use crate::config::{
@@ -157,13 +157,19 @@ pub fn check_login(conn: &Connection, timeout: Duration) -> Login {
     // Fail fast: do not retry a refused login for the whole timeout.
     cfg.set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "500");
-    let client: BaseConsumer<RecordingContext> = match cfg.create_with_context(ctx.clone()) {
+    // A producer's poll() serves the main queue, where librdkafka reports
+    // authentication failures to the context.
+    let client: BaseProducer<RecordingContext> = match cfg.create_with_context(ctx.clone()) {
         Ok(c) => c,
         Err(e) => return Login::Unreachable(e.to_string()),
     };
     let deadline = Instant::now() + timeout;
     loop {
-        match client.fetch_metadata(None, Duration::from_millis(250)) {
+        let result = client
+            .client()
+            .fetch_metadata(None, Duration::from_millis(250));
+        client.poll(Duration::ZERO);
+        match result {
             Ok(_) => return Login::Accepted,
             Err(e) => {
                 if let Some(reason) = ctx.auth_error() {
@@ -288,7 +294,27 @@ impl Admin {
         Ok(a)
     }
 
+    fn refused(&self, reason: &str) -> anyhow::Error {
+        anyhow!(
+            "authentication as {:?} to {} failed: {reason}\n  check [cluster.admin] in fink.toml (and that `fink cluster start` bootstrapped this admin)",
+            self.conn.who(),
+            self.conn.bootstrap
+        )
+    }
+
     fn wait_authenticated(&self) -> Result<()> {
+        // The admin client does not surface SASL errors; a probe does.
+        match check_login(&self.conn, self.conn.timeout) {
+            Login::Accepted => {}
+            Login::Refused(reason) => return Err(self.refused(&reason)),
+            Login::Unreachable(why) => {
+                return Err(anyhow!(
+                    "cluster {} did not answer within {}s: {why}\n  is it running? (`fink cluster status`)",
+                    self.conn.bootstrap,
+                    self.conn.timeout.as_secs()
+                ))
+            }
+        }
         let deadline = Instant::now() + self.conn.timeout;
         loop {
             match self
@@ -299,11 +325,7 @@ impl Admin {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     if let Some(reason) = self.ctx.auth_error() {
-                        return Err(anyhow!(
-                            "authentication as {:?} to {} failed: {reason}\n  check [cluster.admin] in fink.toml (and that `fink cluster start` bootstrapped this admin)",
-                            self.conn.who(),
-                            self.conn.bootstrap
-                        ));
+                        return Err(self.refused(&reason));
                     }
                     if Instant::now() >= deadline {
                         let why = self.ctx.last_error().unwrap_or_else(|| e.to_string());

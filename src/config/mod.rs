@@ -98,6 +98,7 @@ struct SourceFile {
 }
 
 /// A loaded, validated configuration and where it came from.
+#[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     /// Directory that relative paths in the config are resolved against.
@@ -325,9 +326,23 @@ fn locate(
     severity: Severity,
     message: String,
 ) -> Diagnostic {
+    locate_with(sources, path, severity, message, false)
+}
+
+fn locate_with(
+    sources: &[SourceFile],
+    path: &KeyPath,
+    severity: Severity,
+    message: String,
+    key_pos: bool,
+) -> Diagnostic {
     for src in sources.iter().rev() {
-        if let Some((line, column)) = src.doc.locate(path) {
-            // Only accept a hit on the first key if this file really declares it.
+        let found = if key_pos {
+            src.doc.locate_key(path)
+        } else {
+            src.doc.locate(path)
+        };
+        if let Some((line, column)) = found {
             return Diagnostic {
                 file: Some(src.shown.clone()),
                 line: Some(line),
@@ -351,9 +366,14 @@ fn locate(
 fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
     use figment::error::Kind;
     let mut path = span::from_strings(&err.path);
+    // Unknown keys point at the key itself, other errors at the value.
+    let mut key_pos = false;
     let message = match &err.kind {
         Kind::UnknownField(field, expected) => {
-            path.push(Seg::Key(field.clone()));
+            if path.last() != Some(&Seg::Key(field.clone())) {
+                path.push(Seg::Key(field.clone()));
+            }
+            key_pos = true;
             let hint = if expected.is_empty() {
                 String::new()
             } else {
@@ -392,13 +412,17 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
             severity: Severity::Error,
         };
     }
-    let mut d = locate(sources, &path, Severity::Error, message);
+    let mut d = locate_with(sources, &path, Severity::Error, message, key_pos);
     if let Some(figment::Source::File(p)) = err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
         if let Some(src) = sources
             .iter()
             .find(|s| Path::new(&s.shown) == p || p.ends_with(&s.shown))
         {
-            if let Some((line, column)) = src.doc.locate(&path) {
+            if let Some((line, column)) = if key_pos {
+                src.doc.locate_key(&path)
+            } else {
+                src.doc.locate(&path)
+            } {
                 d.file = Some(src.shown.clone());
                 d.line = Some(line);
                 d.column = Some(column);

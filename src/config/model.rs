@@ -20,6 +20,11 @@ pub struct Config {
     /// fink never touches, even with prune.
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// If set, glob patterns of the names fink manages: live topics, users
+    /// and ACLs outside them are neither pruned nor reported as unmanaged
+    /// (several tools or teams can share one cluster).
+    #[serde(default)]
+    pub scope: Vec<String>,
     #[serde(default)]
     pub defaults: TopicDefaults,
     #[serde(default, rename = "topic")]
@@ -113,7 +118,7 @@ pub struct Credentials {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
     /// Number of KRaft nodes (each broker and controller), 1 to 3.
     pub brokers: u8,

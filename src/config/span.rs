@@ -66,6 +66,23 @@ impl SourceDoc {
         Some(self.position(offset))
     }
 
+    /// Like [`locate`](Self::locate) but points at the last key, not its value.
+    pub fn locate_key(&self, path: &[Seg]) -> Option<(usize, usize)> {
+        let (last, parent) = path.split_last()?;
+        let Seg::Key(k) = last else {
+            return self.locate(path);
+        };
+        let key_span =
+            container_at(Container::Table(self.doc.as_table()), parent).and_then(|c| match c {
+                Container::Table(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
+                Container::Inline(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
+            });
+        match key_span {
+            Some(s) => Some(self.position(s.start)),
+            None => self.locate(path),
+        }
+    }
+
     pub fn position(&self, offset: usize) -> (usize, usize) {
         position(&self.line_starts, offset)
     }
@@ -83,6 +100,31 @@ pub fn position(line_starts: &[usize], offset: usize) -> (usize, usize) {
         Err(i) => i - 1,
     };
     (line + 1, offset - line_starts[line] + 1)
+}
+
+/// A table-like node that can hold keys.
+enum Container<'a> {
+    Table(&'a Table),
+    Inline(&'a toml_edit::InlineTable),
+}
+
+fn container_at<'a>(c: Container<'a>, path: &[Seg]) -> Option<Container<'a>> {
+    let Some((seg, rest)) = path.split_first() else {
+        return Some(c);
+    };
+    let Seg::Key(k) = seg else { return None };
+    let item = match c {
+        Container::Table(t) => t.get(k)?,
+        Container::Inline(t) => t.get_key_value(k)?.1,
+    };
+    match (item, rest.split_first()) {
+        (Item::Table(t), _) => container_at(Container::Table(t), rest),
+        (Item::Value(Value::InlineTable(t)), _) => container_at(Container::Inline(t), rest),
+        (Item::ArrayOfTables(a), Some((Seg::Index(i), rest2))) => {
+            container_at(Container::Table(a.get(*i)?), rest2)
+        }
+        _ => None,
+    }
 }
 
 fn locate_in_table(table: &Table, path: &[Seg]) -> Option<usize> {
@@ -164,6 +206,19 @@ mod tests {
         assert_eq!(
             render(&[k("topic"), Seg::Index(1), k("config"), k("retention.ms")]),
             "topic[1].config.\"retention.ms\""
+        );
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    #[test]
+    fn key_position() {
+        let doc = SourceDoc::parse("[local]\nbrokers = 1\nbrokres = 2\n".to_string()).unwrap();
+        assert_eq!(
+            doc.locate_key(&[Seg::Key("local".into()), Seg::Key("brokres".into())]),
+            Some((3, 1))
         );
     }
 }

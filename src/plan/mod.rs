@@ -264,6 +264,20 @@ fn ignored(cfg: &Config, name: &str) -> bool {
     cfg.ignore.iter().any(|p| glob_match(p, name))
 }
 
+/// Live resources fink may delete or report: in scope and not ignored.
+fn managed(cfg: &Config, name: &str) -> bool {
+    (cfg.scope.is_empty() || cfg.scope.iter().any(|p| glob_match(p, name))) && !ignored(cfg, name)
+}
+
+/// An ACL is managed if its resource or its principal's user is.
+fn managed_acl(cfg: &Config, b: &AclBinding) -> bool {
+    let user = b.principal.strip_prefix("User:").unwrap_or(&b.principal);
+    if ignored(cfg, &b.name) || ignored(cfg, user) {
+        return false;
+    }
+    managed(cfg, &b.name) || managed(cfg, user)
+}
+
 /// Whether each desired user's password is the live one, found by logging in.
 pub type PasswordChecks = BTreeMap<String, bool>;
 
@@ -425,7 +439,7 @@ pub fn diff(
     for (name, lu) in &live.users {
         if desired_users.contains(name.as_str())
             || Some(name.as_str()) == admin_user
-            || ignored(cfg, name)
+            || !managed(cfg, name)
         {
             continue;
         }
@@ -565,7 +579,7 @@ pub fn diff(
         if desired_topics.contains(name.as_str())
             || lt.internal
             || name.starts_with("__")
-            || ignored(cfg, name)
+            || !managed(cfg, name)
         {
             continue;
         }
@@ -605,7 +619,7 @@ pub fn diff(
     }
     let mut unmanaged_acls = 0usize;
     for b in &live.acls {
-        if desired_set.contains(b) || ignored(cfg, &b.name) || b.name.starts_with("__") {
+        if desired_set.contains(b) || !managed_acl(cfg, b) || b.name.starts_with("__") {
             continue;
         }
         if prune {

@@ -115,7 +115,7 @@ fn partition_decrease_blocks_and_config_removal_resets_to_default() {
 
 #[test]
 fn prune_off_never_deletes_and_internal_and_ignored_are_untouched() {
-    let c = cfg(&format!("{BASE}\nignore = [\"keep-*\"]\n"));
+    let c = cfg(&format!("ignore = [\"keep-*\"]\n{BASE}"));
     let mut l = live();
     for n in ["__consumer_offsets", "keep-me", "stray"] {
         l.topics.insert(n.into(), topic(n, 1, &[]));
@@ -186,4 +186,25 @@ fn glob() {
     assert!(glob_match("*", "x"));
     assert!(!glob_match("connect-*", "xconnect-"));
     assert!(glob_match("a*b*c", "aXXbYc"));
+}
+
+#[test]
+fn scope_limits_what_prune_touches() {
+    let c = cfg(&format!("scope = [\"team_*\"]\n{BASE}"));
+    let mut l = live();
+    for n in ["team_old", "other"] {
+        l.topics.insert(n.into(), topic(n, 1, &[]));
+    }
+    l.acls.push(AclBinding {
+        principal: "User:someone".into(),
+        host: "*".into(),
+        resource: ResourceKind::Topic,
+        name: "other".into(),
+        pattern: PatternType::Literal,
+        operation: "Read".into(),
+        permission: crate::config::Permission::Allow,
+    });
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), true, "h");
+    let names: Vec<String> = p.changes.iter().map(|c| c.title()).collect();
+    assert_eq!(names, vec!["topic team_old"]);
 }
