@@ -211,9 +211,9 @@ fn validate(cli: &Cli) -> Result<ExitCode> {
                 .map(|p| format!(" + profiles/{p}.toml"))
                 .unwrap_or_default();
             println!(
-                "{}{} valid ({} topics, {} users, {} ACL entries, {} filters, {} streams)",
+                "{}{}: valid ({} topics, {} users, {} ACL entries, {} filters, {} streams)",
                 l.config_path.display(),
-                format!("{profile}:"),
+                profile,
                 c.topics.len(),
                 c.users.len(),
                 c.acls.len(),

@@ -512,11 +512,14 @@ pub fn alter_scram(
     }
 }
 
+/// One topic config edit: a value to set, or `None` to return to the default.
+pub type ConfigEdit = (String, Option<String>);
+
 /// Incrementally set (`Some`) or delete back to default (`None`) topic
 /// configs; untouched keys keep their values. One result per topic.
 pub fn incremental_alter_topic_configs(
     h: Handle,
-    changes: &[(String, Vec<(String, Option<String>)>)],
+    changes: &[(String, Vec<ConfigEdit>)],
     timeout: Duration,
 ) -> Result<Vec<(String, std::result::Result<(), String>)>> {
     if changes.is_empty() {

@@ -59,8 +59,11 @@ impl SecurityProtocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum ScramMechanism {
+    #[default]
     #[serde(rename = "SCRAM-SHA-512")]
     Sha512,
     #[serde(rename = "SCRAM-SHA-256")]
@@ -73,12 +76,6 @@ impl ScramMechanism {
             ScramMechanism::Sha512 => "SCRAM-SHA-512",
             ScramMechanism::Sha256 => "SCRAM-SHA-256",
         }
-    }
-}
-
-impl Default for ScramMechanism {
-    fn default() -> Self {
-        ScramMechanism::Sha512
     }
 }
 

@@ -194,7 +194,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             out
         }
         Op::CreateTopic { .. } => {
-            let owned: Vec<(String, i32, i32, Vec<(String, String)>)> = batch
+            let new: Vec<NewTopic> = batch
                 .iter()
                 .map(|(_, op)| match op {
                     Op::CreateTopic {
@@ -202,26 +202,18 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                         partitions,
                         replication_factor,
                         configs,
-                    } => (
-                        topic.clone(),
-                        *partitions,
-                        *replication_factor,
-                        configs
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
-                    _ => unreachable!(),
-                })
-                .collect();
-            let new: Vec<NewTopic> = owned
-                .iter()
-                .map(|(name, p, rf, cfgs)| {
-                    let mut t = NewTopic::new(name, *p, TopicReplication::Fixed(*rf));
-                    for (k, v) in cfgs {
-                        t = t.set(k, v);
+                    } => {
+                        let mut t = NewTopic::new(
+                            topic,
+                            *partitions,
+                            TopicReplication::Fixed(*replication_factor),
+                        );
+                        for (k, v) in configs {
+                            t = t.set(k, v);
+                        }
+                        t
                     }
-                    t
+                    _ => unreachable!("same stage"),
                 })
                 .collect();
             match admin.block_on(
@@ -265,7 +257,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             }
         }
         Op::AlterTopicConfigs { .. } => {
-            let changes: Vec<(String, Vec<(String, Option<String>)>)> = batch
+            let changes: Vec<(String, Vec<ffi::ConfigEdit>)> = batch
                 .iter()
                 .map(|(_, op)| match op {
                     Op::AlterTopicConfigs { topic, set, delete } => (
