@@ -140,6 +140,10 @@ fn load_or_exit(cli: &Cli) -> Result<Loaded, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`fink topics | head`), like other CLIs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match run(&cli) {
@@ -155,21 +159,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Cmd::Validate => validate(cli),
         Cmd::Cluster { action } => cluster_cmd(cli, action),
-        Cmd::Topics { name, all } => with_admin(cli, |a| {
-            cluster::views::topics(a, name.as_deref(), *all, cli.output)
-        }),
+        Cmd::Topics { name, all } => with_admin(cli, |a| cluster::views::topics(a, name.as_deref(), *all, cli.output)),
         Cmd::Users => with_admin(cli, |a| cluster::views::users(a, cli.output)),
         Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
-        Cmd::Plan {
-            prune,
-            detailed_exitcode,
-            out,
-        } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
-        Cmd::Apply {
-            plan,
-            auto_approve,
-            prune,
-        } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
+        Cmd::Plan { prune, detailed_exitcode, out } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
+        Cmd::Apply { plan, auto_approve, prune } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
     }
 }
 
@@ -190,14 +184,8 @@ fn validate(cli: &Cli) -> Result<ExitCode> {
             Ok(l) => (true, vec![], l.warnings.clone()),
             Err(e) => (false, e.0.clone(), vec![]),
         };
-        output::print_json(
-            &serde_json::json!({ "valid": valid, "errors": errors, "warnings": warnings }),
-        )?;
-        return Ok(if valid {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        output::print_json(&serde_json::json!({ "valid": valid, "errors": errors, "warnings": warnings }))?;
+        return Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     match result {
         Ok(l) => {
@@ -205,11 +193,7 @@ fn validate(cli: &Cli) -> Result<ExitCode> {
                 eprintln!("{}", output::yellow(&w.to_string()));
             }
             let c = &l.config;
-            let profile = l
-                .profile
-                .as_deref()
-                .map(|p| format!(" + profiles/{p}.toml"))
-                .unwrap_or_default();
+            let profile = l.profile.as_deref().map(|p| format!(" + profiles/{p}.toml")).unwrap_or_default();
             println!(
                 "{}{}: valid ({} topics, {} users, {} ACL entries, {} filters, {} streams)",
                 l.config_path.display(),
@@ -253,7 +237,9 @@ fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
         ClusterCmd::Install => unreachable!("handled above"),
         ClusterCmd::Start { timeout } => {
             match lc.start(Duration::from_secs(*timeout), &progress)? {
-                local::StartOutcome::AlreadyRunning => println!("The local cluster is already running ({} node(s)).", lc.brokers),
+                local::StartOutcome::AlreadyRunning => {
+                    println!("The local cluster is already running ({} node(s)).", lc.brokers)
+                }
                 local::StartOutcome::Started { nodes, cluster_id } => println!(
                     "Local cluster up: {nodes} node(s) started, cluster id {cluster_id}, bootstrap {}.",
                     (0..lc.brokers).map(|i| format!("127.0.0.1:{}", lc.port + i as u16)).collect::<Vec<_>>().join(",")
@@ -267,11 +253,7 @@ fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
                 local::StopOutcome::Stopped { nodes, forced } => {
                     println!(
                         "Local cluster stopped: {nodes} node(s){}.",
-                        if forced > 0 {
-                            format!(", {forced} killed after the grace period")
-                        } else {
-                            String::new()
-                        }
+                        if forced > 0 { format!(", {forced} killed after the grace period") } else { String::new() }
                     )
                 }
             }
@@ -284,11 +266,7 @@ fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
             } else {
                 let mut t = output::table(&["node", "port", "controller port", "pid", "state"]);
                 for n in &st.nodes {
-                    let state = if n.up {
-                        output::green("up")
-                    } else {
-                        output::red("down")
-                    };
+                    let state = if n.up { output::green("up") } else { output::red("down") };
                     t.add_row(vec![
                         n.node.to_string(),
                         n.port.to_string(),
@@ -298,36 +276,20 @@ fn cluster_cmd(cli: &Cli, action: &ClusterCmd) -> Result<ExitCode> {
                     ]);
                 }
                 println!("{t}");
-                println!(
-                    "cluster id: {}",
-                    st.cluster_id.as_deref().unwrap_or("(not formatted)")
-                );
+                println!("cluster id: {}", st.cluster_id.as_deref().unwrap_or("(not formatted)"));
                 println!("data: {}", st.data_dir);
                 println!(
                     "answers authenticated requests: {}",
-                    if st.reachable {
-                        format!("yes ({} broker(s) registered)", st.brokers_seen)
-                    } else {
-                        "no".into()
-                    }
+                    if st.reachable { format!("yes ({} broker(s) registered)", st.brokers_seen) } else { "no".into() }
                 );
             }
             let all_up = st.nodes.iter().all(|n| n.up) && st.reachable;
-            Ok(if all_up {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }
 
-fn plan_cmd(
-    cli: &Cli,
-    prune: bool,
-    detailed: bool,
-    out: Option<&std::path::Path>,
-) -> Result<ExitCode> {
+fn plan_cmd(cli: &Cli, prune: bool, detailed: bool, out: Option<&std::path::Path>) -> Result<ExitCode> {
     let loaded = match load_or_exit(cli) {
         Ok(l) => l,
         Err(code) => return Ok(code),
@@ -340,11 +302,7 @@ fn plan_cmd(
     }
     if let Some(path) = out {
         std::fs::write(path, plan::render::json(&p)?)?;
-        eprintln!(
-            "Plan saved to {}; run `fink apply {}` to execute exactly it.",
-            path.display(),
-            path.display()
-        );
+        eprintln!("Plan saved to {}; run `fink apply {}` to execute exactly it.", path.display(), path.display());
     }
     Ok(if !p.blockers.is_empty() {
         ExitCode::from(1)
@@ -355,12 +313,7 @@ fn plan_cmd(
     })
 }
 
-fn apply_cmd(
-    cli: &Cli,
-    saved: Option<&std::path::Path>,
-    auto_approve: bool,
-    prune: bool,
-) -> Result<ExitCode> {
+fn apply_cmd(cli: &Cli, saved: Option<&std::path::Path>, auto_approve: bool, prune: bool) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let loaded = match load_or_exit(cli) {
         Ok(l) => l,
@@ -373,12 +326,7 @@ fn apply_cmd(
             let p: plan::Plan = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{} is not a fink plan: {e}", path.display()))?;
             if p.format != plan::PLAN_FORMAT {
-                anyhow::bail!(
-                    "{} has format {:?}; this fink reads {:?}",
-                    path.display(),
-                    p.format,
-                    plan::PLAN_FORMAT
-                );
+                anyhow::bail!("{} has format {:?}; this fink reads {:?}", path.display(), p.format, plan::PLAN_FORMAT);
             }
             Some(p)
         }
@@ -390,10 +338,7 @@ fn apply_cmd(
     if let Some(saved) = &saved_plan {
         let drift = plan::drift(saved, &fresh);
         if !drift.is_empty() {
-            eprintln!(
-                "{} the saved plan is stale; nothing was changed. What drifted:",
-                output::red("error:")
-            );
+            eprintln!("{} the saved plan is stale; nothing was changed. What drifted:", output::red("error:"));
             for d in &drift {
                 eprintln!("  - {d}");
             }
@@ -409,20 +354,12 @@ fn apply_cmd(
         if json {
             println!("{}", plan::render::json(&fresh)?);
         }
-        eprintln!(
-            "{} nothing was changed: fix the problems above in fink.toml first.",
-            output::red("error:")
-        );
+        eprintln!("{} nothing was changed: fix the problems above in fink.toml first.", output::red("error:"));
         return Ok(ExitCode::from(1));
     }
     if fresh.is_empty() {
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "plan": fresh, "outcomes": [] })
-                )?
-            );
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": fresh, "outcomes": [] }))?);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -432,10 +369,7 @@ fn apply_cmd(
             eprintln!("{} refusing to apply without confirmation: no terminal to ask on. Review with `fink plan`, then pass --auto-approve.", output::red("error:"));
             return Ok(ExitCode::from(1));
         }
-        eprint!(
-            "\nApply these changes to {}? Only 'yes' is accepted: ",
-            loaded.config.cluster.bootstrap.join(",")
-        );
+        eprint!("\nApply these changes to {}? Only 'yes' is accepted: ", loaded.config.cluster.bootstrap.join(","));
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != "yes" {
@@ -445,41 +379,44 @@ fn apply_cmd(
     }
     let report = plan::apply::execute(&fresh, &loaded, &admin, &|o| {
         if !json {
-            let mark = if o.ok {
-                output::green("done")
-            } else {
-                output::red("FAILED")
-            };
+            let mark = if o.ok { output::green("done") } else { output::red("FAILED") };
             match &o.error {
                 None => eprintln!("  {mark} {} {}", plan::symbol(o.action), o.change),
                 Some(e) => eprintln!("  {mark} {} {}: {e}", plan::symbol(o.action), o.change),
             }
         }
     })?;
+    // The controller has accepted the changes; brokers serve them once their
+    // metadata catches up (seconds, for thousands of records). Wait for it,
+    // so a plan right after an apply says "No changes."
+    let mut pending = None;
+    if report.failed() == 0 {
+        pending = plan::wait_converged(&loaded, &admin, prune, std::time::Duration::from_secs(120), &|n| {
+            if !json {
+                eprintln!("  waiting for the brokers to show the last {n} change(s)...");
+            }
+        })?;
+    }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "plan": fresh, "outcomes": report.outcomes })
-            )?
+        let v = serde_json::json!({ "plan": fresh, "outcomes": report.outcomes, "not_yet_visible": pending });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Some(n) = pending {
+        let msg = format!(
+            "Apply complete: {} change(s) made; {n} not yet visible on the brokers after 120s (run `fink plan` to check).",
+            report.done()
         );
+        println!("{}", output::yellow(&msg));
     } else if report.failed() == 0 {
+        println!("{}", output::green(&format!("Apply complete: {} change(s) made.", report.done())));
+    } else {
         println!(
             "{}",
-            output::green(&format!(
-                "Apply complete: {} change(s) made.",
-                report.done()
+            output::red(&format!(
+                "Apply incomplete: {} change(s) made, {} failed (listed above); run `fink apply` again once fixed.",
+                report.done(),
+                report.failed()
             ))
         );
-    } else {
-        println!(
-            "{}",
-            output::red(&format!("Apply incomplete: {} change(s) made, {} failed (listed above); run `fink apply` again once fixed.", report.done(), report.failed()))
-        );
     }
-    Ok(if report.failed() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -17,10 +17,7 @@ pub enum Format {
 
 /// Colour is on for a terminal unless NO_COLOR is set (https://no-color.org).
 pub fn color_enabled() -> bool {
-    std::env::var_os("NO_COLOR")
-        .map(|v| v.is_empty())
-        .unwrap_or(true)
-        && std::io::stdout().is_terminal()
+    std::env::var_os("NO_COLOR").map(|v| v.is_empty()).unwrap_or(true) && std::io::stdout().is_terminal()
 }
 
 pub fn paint(text: &str, ansi: &str) -> String {
@@ -46,9 +43,7 @@ pub fn bold(t: &str) -> String {
 
 pub fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(headers.to_vec());
+    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(headers.to_vec());
     if !color_enabled() {
         t.force_no_tty();
     }

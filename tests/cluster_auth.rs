@@ -10,10 +10,7 @@ use fink::config::SecurityProtocol;
 
 #[test]
 fn admin_authenticates_with_scram() {
-    assert_eq!(
-        check_login(&admin_conn(), Duration::from_secs(20)),
-        Login::Accepted
-    );
+    assert_eq!(check_login(&admin_conn(), Duration::from_secs(20)), Login::Accepted);
     let w = Workspace::new();
     w.config("");
     let r = w.fink(&["topics"]);
@@ -23,10 +20,9 @@ fn admin_authenticates_with_scram() {
 #[test]
 fn wrong_password_is_refused_and_not_printed() {
     match check_login(&conn("admin", "definitely-wrong"), Duration::from_secs(20)) {
-        Login::Refused(reason) => assert!(
-            reason.contains("Authentication failed") || reason.contains("SASL"),
-            "{reason}"
-        ),
+        Login::Refused(reason) => {
+            assert!(reason.contains("Authentication failed") || reason.contains("SASL"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let w = Workspace::new();
@@ -37,11 +33,7 @@ fn wrong_password_is_refused_and_not_printed() {
     );
     let r = w.fink(&["users"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr.contains("authentication as \"admin\""),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("authentication as \"admin\""), "{}", r.stderr);
     assert!(!r.all().contains("wrong-password-xyz"));
 }
 
@@ -52,10 +44,7 @@ fn unauthenticated_plaintext_client_is_refused() {
     c.user = None;
     c.password = None;
     let outcome = check_login(&c, Duration::from_secs(6));
-    assert!(
-        matches!(outcome, Login::Unreachable(_) | Login::Refused(_)),
-        "PLAINTEXT client got in: {outcome:?}"
-    );
+    assert!(matches!(outcome, Login::Unreachable(_) | Login::Refused(_)), "PLAINTEXT client got in: {outcome:?}");
 }
 
 #[test]
@@ -64,28 +53,20 @@ fn user_without_acls_can_neither_write_nor_read() {
     let topic = unique("noacl_topic");
     let user = unique("noacl_user");
     let pw = w.secret("u.pw", "noacl-password-1");
-    w.config(&format!("[[topic]]\nname = \"{topic}\"\n\n[[user]]\nname = \"{user}\"\npassword = {{ file = \"{pw}\" }}\n"));
+    w.config(&format!(
+        "[[topic]]\nname = \"{topic}\"\n\n[[user]]\nname = \"{user}\"\npassword = {{ file = \"{pw}\" }}\n"
+    ));
     let r = w.fink(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{}", r.all());
 
     // The admin (super user) can write; the user, authenticated but without ACLs, cannot.
     produce(&admin_conn(), &topic, b"k", b"by-admin").expect("admin writes");
     let as_user = conn(&user, "noacl-password-1");
-    assert_eq!(
-        check_login(&as_user, Duration::from_secs(20)),
-        Login::Accepted
-    );
+    assert_eq!(check_login(&as_user, Duration::from_secs(20)), Login::Accepted);
     let err = produce(&as_user, &topic, b"k", b"v").expect_err("write without ACL must fail");
-    assert!(
-        err.contains("Authorization") || err.contains("authoriz"),
-        "{err}"
-    );
-    let err = consume(&as_user, &topic, 1, 1, Duration::from_secs(15))
-        .expect_err("read without ACL must fail");
-    assert!(
-        err.contains("Authorization") || err.contains("authoriz"),
-        "{err}"
-    );
+    assert!(err.contains("Authorization") || err.contains("authoriz"), "{err}");
+    let err = consume(&as_user, &topic, 1, 1, Duration::from_secs(15)).expect_err("read without ACL must fail");
+    assert!(err.contains("Authorization") || err.contains("authoriz"), "{err}");
     // And the admin reads what it wrote.
     let got = consume(&admin_conn(), &topic, 1, 1, Duration::from_secs(15)).unwrap();
     assert_eq!(got, vec![(b"k".to_vec(), b"by-admin".to_vec())]);

@@ -13,11 +13,7 @@ impl Drop for Guard<'_> {
 }
 
 fn pid(w: &Workspace) -> i32 {
-    std::fs::read_to_string(w.path().join("data/node-0/kafka.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    std::fs::read_to_string(w.path().join("data/node-0/kafka.pid")).unwrap().trim().parse().unwrap()
 }
 
 #[test]
@@ -31,11 +27,7 @@ fn start_twice_stop_twice_and_recover_from_kill_9() {
 
     let r = w.fink(&["cluster", "start"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout.contains("Local cluster up: 1 node(s) started"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Local cluster up: 1 node(s) started"), "{}", r.stdout);
     // The generated admin password is private and never printed.
     let pw = std::fs::read_to_string(w.path().join("secrets/admin.pw")).unwrap();
     assert!(!r.all().contains(pw.trim()));
@@ -61,10 +53,7 @@ fn start_twice_stop_twice_and_recover_from_kill_9() {
         libc::kill(p, libc::SIGKILL);
     }
     for _ in 0..50 {
-        if std::fs::read_to_string(format!("/proc/{p}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true)
-        {
+        if std::fs::read_to_string(format!("/proc/{p}/stat")).map(|s| s.contains(") Z")).unwrap_or(true) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -85,11 +74,7 @@ fn start_twice_stop_twice_and_recover_from_kill_9() {
 
     let r = w.fink(&["cluster", "stop"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout.contains("Local cluster stopped: 1 node(s)"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Local cluster stopped: 1 node(s)"), "{}", r.stdout);
     assert!(!w.path().join("data/node-0/kafka.pid").exists());
 
     let r = w.fink(&["cluster", "stop"]);
@@ -111,10 +96,5 @@ fn start_reports_a_port_in_use() {
     );
     let r = w.fink(&["cluster", "start"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stderr
-            .contains(&format!("port {port} on 127.0.0.1 is in use")),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(&format!("port {port} on 127.0.0.1 is in use")), "{}", r.stderr);
 }

@@ -17,30 +17,19 @@ struct Case {
 
 impl Case {
     fn new(tag: &str) -> Case {
-        Case {
-            w: Workspace::new(),
-            p: unique(tag),
-            seen: Default::default(),
-        }
+        Case { w: Workspace::new(), p: unique(tag), seen: Default::default() }
     }
     /// Write fink.toml: top-level keys of `body` first (TOML needs them
     /// before any table), then the cluster header, then the rest. `@` in
     /// `body` stands for this case's unique prefix.
     fn config(&self, body: &str) {
         let body = body.replace('@', &self.p);
-        let split = body
-            .find("\n[")
-            .map(|i| i + 1)
-            .unwrap_or(if body.starts_with('[') { 0 } else { body.len() });
+        let split = body.find("\n[").map(|i| i + 1).unwrap_or(if body.starts_with('[') { 0 } else { body.len() });
         let split = if body.starts_with('[') { 0 } else { split };
         let (top, tables) = body.split_at(split);
         self.w.write(
             "fink.toml",
-            &format!(
-                "scope = [\"{}*\"]\n{top}\n{}\n{tables}",
-                self.p,
-                Workspace::cluster_header()
-            ),
+            &format!("scope = [\"{}*\"]\n{top}\n{}\n{tables}", self.p, Workspace::cluster_header()),
         );
     }
     fn fink(&self, args: &[&str]) -> Run {
@@ -76,95 +65,47 @@ fn topic_create_grow_configs_and_refused_decrease() {
     c.config("[[topic]]\nname = \"@_a\"\npartitions = 1\n[topic.config]\n\"retention.ms\" = 3600000\n\"cleanup.policy\" = \"delete\"\n");
     let r = c.fink(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stdout.contains(&format!("+ topic {}_a", c.p)),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout
-            .contains("Plan: 1 to add, 0 to change, 0 to destroy."),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains(&format!("+ topic {}_a", c.p)), "{}", r.stdout);
+    assert!(r.stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy."), "{}", r.stdout);
     c.apply();
     c.assert_converged();
     let a = admin();
     let (_, topics) = a.topics().unwrap();
     let t = &topics[&format!("{}_a", c.p)];
     assert_eq!(t.partitions.len(), 1);
-    assert_eq!(
-        t.configs.get("retention.ms").map(String::as_str),
-        Some("3600000")
-    );
+    assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("3600000"));
 
     // Grow partitions, change one config, drop another: it goes back to default.
-    c.config(
-        "[[topic]]\nname = \"@_a\"\npartitions = 3\n[topic.config]\n\"retention.ms\" = 7200000\n",
-    );
+    c.config("[[topic]]\nname = \"@_a\"\npartitions = 3\n[topic.config]\n\"retention.ms\" = 7200000\n");
     let r = c.fink(&["plan"]);
-    assert!(
-        r.stdout.contains("partitions             1 -> 3") || r.stdout.contains("1 -> 3"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("partitions             1 -> 3") || r.stdout.contains("1 -> 3"), "{}", r.stdout);
     assert!(r.stdout.contains("3600000 -> 7200000"), "{}", r.stdout);
     assert!(r.stdout.contains("delete -> (default)"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy."), "{}", r.stdout);
     c.apply();
     c.assert_converged();
     let (_, topics) = a.topics().unwrap();
     let t = &topics[&format!("{}_a", c.p)];
     assert_eq!(t.partitions.len(), 3);
-    assert_eq!(
-        t.configs.get("retention.ms").map(String::as_str),
-        Some("7200000")
-    );
-    assert_eq!(
-        t.configs.get("cleanup.policy"),
-        None,
-        "removed key must return to the default"
-    );
+    assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("7200000"));
+    assert_eq!(t.configs.get("cleanup.policy"), None, "removed key must return to the default");
 
     // A decrease is refused with an explanation, and nothing is applied.
-    c.config(
-        "[[topic]]\nname = \"@_a\"\npartitions = 2\n[topic.config]\n\"retention.ms\" = 1000\n",
-    );
+    c.config("[[topic]]\nname = \"@_a\"\npartitions = 2\n[topic.config]\n\"retention.ms\" = 1000\n");
     let r = c.fink(&["plan"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("partitions 3 -> 2 is a decrease, which Kafka cannot do"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("partitions 3 -> 2 is a decrease, which Kafka cannot do"), "{}", r.stdout);
     let r = c.fink(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
     let (_, topics) = a.topics().unwrap();
-    assert_eq!(
-        topics[&format!("{}_a", c.p)]
-            .configs
-            .get("retention.ms")
-            .map(String::as_str),
-        Some("7200000")
-    );
+    assert_eq!(topics[&format!("{}_a", c.p)].configs.get("retention.ms").map(String::as_str), Some("7200000"));
 
     // Replication changes are explained, not applied.
     c.config("[[topic]]\nname = \"@_a\"\npartitions = 3\nreplication_factor = 3\n[topic.config]\n\"retention.ms\" = 7200000\n");
     let r = c.fink(&["plan"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stdout
-            .contains("replication_factor 1 -> 3 is not applied"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("replication_factor 1 -> 3 is not applied"), "{}", r.stdout);
 }
 
 #[test]
@@ -180,10 +121,7 @@ fn users_create_password_change_iterations_and_delete() {
     c.apply();
     c.assert_converged();
     let user = format!("{}_u", c.p);
-    assert_eq!(
-        check_login(&conn(&user, pw1), Duration::from_secs(20)),
-        Login::Accepted
-    );
+    assert_eq!(check_login(&conn(&user, pw1), Duration::from_secs(20)), Login::Accepted);
 
     // The password in the file changes: plan sees it by logging in, without storing secrets.
     c.w.secret("u.pw", pw2);
@@ -194,26 +132,16 @@ fn users_create_password_change_iterations_and_delete() {
     assert!(r.stdout.contains("(differs)"), "{}", r.stdout);
     c.apply();
     assert!(
-        matches!(
-            check_login(&conn(&user, pw1), Duration::from_secs(20)),
-            Login::Refused(_)
-        ),
+        matches!(check_login(&conn(&user, pw1), Duration::from_secs(20)), Login::Refused(_)),
         "old password still works"
     );
-    assert_eq!(
-        check_login(&conn(&user, pw2), Duration::from_secs(20)),
-        Login::Accepted
-    );
+    assert_eq!(check_login(&conn(&user, pw2), Duration::from_secs(20)), Login::Accepted);
     c.assert_converged();
 
     // Iterations and mechanism are part of the desired state.
     c.config("[[user]]\nname = \"@_u\"\niterations = 4096\nmechanism = \"SCRAM-SHA-256\"\npassword = { file = \"secrets/u.pw\" }\n");
     let r = c.fink(&["plan"]);
-    assert!(
-        r.stdout.contains("SCRAM-SHA-512 -> SCRAM-SHA-256"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("SCRAM-SHA-512 -> SCRAM-SHA-256"), "{}", r.stdout);
     c.apply();
     c.assert_converged();
     let users = admin().users().unwrap();
@@ -226,11 +154,7 @@ fn users_create_password_change_iterations_and_delete() {
     c.config("");
     let r = c.fink(&["plan"]);
     assert!(r.stdout.contains("No changes."), "{}", r.stdout);
-    assert!(
-        r.stdout.contains(&format!("1 user(s) [{user}]")),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains(&format!("1 user(s) [{user}]")), "{}", r.stdout);
     let r = c.fink(&["apply", "--auto-approve", "--prune"]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(r.stdout.contains(&format!("- user {user}")), "{}", r.stdout);
@@ -248,22 +172,14 @@ fn acls_grant_and_revoke_access() {
     c.apply();
     let topic = format!("{}_t", c.p);
     let user = conn(&format!("{}_u", c.p), pw);
-    assert!(
-        produce(&user, &topic, b"k", b"v").is_err(),
-        "no ACL yet: write must fail"
-    );
+    assert!(produce(&user, &topic, b"k", b"v").is_err(), "no ACL yet: write must fail");
 
     // Producer role: the user can write.
     let producer = "\n[[acl]]\nuser = \"@_u\"\nrole = \"producer\"\ntopic = \"@_t\"\n";
     c.config(&format!("{base}{producer}"));
     let r = c.fink(&["plan"]);
     assert!(r.stdout.contains("Plan: 4 to add"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("IdempotentWrite on cluster kafka-cluster"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("IdempotentWrite on cluster kafka-cluster"), "{}", r.stdout);
     c.apply();
     c.assert_converged();
     produce(&user, &topic, b"k", b"hello").expect("producer ACL allows writing");
@@ -273,24 +189,18 @@ fn acls_grant_and_revoke_access() {
     c.config(&format!("{base}{producer}{consumer}"));
     c.apply();
     let group = format!("{}_g_1", c.p);
-    let got = consume_group(&user, &topic, &group, 1, 1, Duration::from_secs(20))
-        .expect("consumer ACL allows reading");
+    let got = consume_group(&user, &topic, &group, 1, 1, Duration::from_secs(20)).expect("consumer ACL allows reading");
     assert_eq!(got[0].1, b"hello");
 
     // Consumer ACL removed (with prune): reading is refused again.
     c.config(&format!("prune = true\n{base}{producer}"));
     let r = c.fink(&["plan"]);
     // Describe on the topic stays: the producer role grants it too.
-    assert!(
-        r.stdout
-            .contains("Plan: 0 to add, 0 to change, 2 to destroy."),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Plan: 0 to add, 0 to change, 2 to destroy."), "{}", r.stdout);
     c.apply();
     c.assert_converged();
-    let err = consume_group(&user, &topic, &group, 1, 1, Duration::from_secs(15))
-        .expect_err("read must fail after revoke");
+    let err =
+        consume_group(&user, &topic, &group, 1, 1, Duration::from_secs(15)).expect_err("read must fail after revoke");
     assert!(err.contains("uthoriz"), "{err}");
     c.assert_no_secret(&[pw]);
 }
@@ -301,25 +211,13 @@ fn prune_off_never_deletes_and_apply_is_idempotent() {
     c.config("[[topic]]\nname = \"@_keep\"\n[[topic]]\nname = \"@_gone\"\n");
     c.apply();
     let r = c.fink(&["apply", "--auto-approve"]);
-    assert!(
-        r.stdout.contains("No changes."),
-        "second apply must be a no-op:\n{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("No changes."), "second apply must be a no-op:\n{}", r.stdout);
     c.config("[[topic]]\nname = \"@_keep\"\n");
     let r = c.fink(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("No changes."), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("left alone because prune is off"),
-        "{}",
-        r.stdout
-    );
-    assert!(admin()
-        .topics()
-        .unwrap()
-        .1
-        .contains_key(&format!("{}_gone", c.p)));
+    assert!(r.stdout.contains("left alone because prune is off"), "{}", r.stdout);
+    assert!(admin().topics().unwrap().1.contains_key(&format!("{}_gone", c.p)));
 }
 
 #[test]
@@ -336,19 +234,8 @@ fn stale_saved_plan_is_refused_and_fresh_one_applies() {
     let r = c.fink(&["apply", plan_file.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("the saved plan is stale"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains(&format!("topic {}_a", c.p)),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        !admin()
-            .topics()
-            .unwrap()
-            .1
-            .contains_key(&format!("{}_b", c.p)),
-        "a stale plan must change nothing"
-    );
+    assert!(r.stderr.contains(&format!("topic {}_a", c.p)), "{}", r.stderr);
+    assert!(!admin().topics().unwrap().1.contains_key(&format!("{}_b", c.p)), "a stale plan must change nothing");
     // A fresh plan applies without a prompt.
     let r = c.fink(&["plan", "-o", plan_file.to_str().unwrap()]);
     assert_eq!(r.code, 0);
@@ -362,25 +249,15 @@ fn wrong_cluster_id_is_refused() {
     let c = Case::new("id");
     c.w.write(
         "fink.toml",
-        &(Workspace::cluster_header().replace(
-            "[cluster.admin]",
-            "id = \"not-this-cluster\"\n[cluster.admin]",
-        ) + &format!("[[topic]]\nname = \"{}_x\"\n", c.p)),
+        &(Workspace::cluster_header().replace("[cluster.admin]", "id = \"not-this-cluster\"\n[cluster.admin]")
+            + &format!("[[topic]]\nname = \"{}_x\"\n", c.p)),
     );
     for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
         let r = c.fink(args);
         assert_eq!(r.code, 1, "{}", r.all());
-        assert!(
-            r.stderr.contains("expects cluster id \"not-this-cluster\""),
-            "{}",
-            r.stderr
-        );
+        assert!(r.stderr.contains("expects cluster id \"not-this-cluster\""), "{}", r.stderr);
     }
-    assert!(!admin()
-        .topics()
-        .unwrap()
-        .1
-        .contains_key(&format!("{}_x", c.p)));
+    assert!(!admin().topics().unwrap().1.contains_key(&format!("{}_x", c.p)));
 }
 
 #[test]
@@ -390,11 +267,7 @@ fn apply_without_terminal_or_approval_refuses() {
     let r = c.fink(&["apply"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no terminal to ask on"), "{}", r.stderr);
-    assert!(!admin()
-        .topics()
-        .unwrap()
-        .1
-        .contains_key(&format!("{}_x", c.p)));
+    assert!(!admin().topics().unwrap().1.contains_key(&format!("{}_x", c.p)));
 }
 
 #[test]

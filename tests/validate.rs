@@ -15,11 +15,7 @@ fn ws(body: &str) -> Workspace {
 fn fails_with(w: &Workspace, args: &[&str], expected: &str) {
     let r = w.fink(args);
     assert_eq!(r.code, 1, "expected exit 1, got {}: {}", r.code, r.all());
-    assert!(
-        r.stderr.contains(expected),
-        "expected {expected:?} in:\n{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains(expected), "expected {expected:?} in:\n{}", r.stderr);
 }
 
 #[test]
@@ -43,32 +39,20 @@ fn bad_type() {
 #[test]
 fn unknown_key() {
     let w = ws("\n[[topic]]\nname = \"a\"\npartitons = 3\n");
-    fails_with(
-        &w,
-        &["validate"],
-        "fink.toml:9:1: topic[0].partitons: unknown key `partitons`",
-    );
+    fails_with(&w, &["validate"], "fink.toml:9:1: topic[0].partitons: unknown key `partitons`");
 }
 
 #[test]
 fn unknown_key_in_profile_names_the_profile_file() {
     let w = ws("");
     w.write("profiles/dev.toml", "[local]\nbrokers = 1\nbrokres = 2\n");
-    fails_with(
-        &w,
-        &["validate", "--profile", "dev"],
-        "profiles/dev.toml:3:1: local.brokres: unknown key `brokres`",
-    );
+    fails_with(&w, &["validate", "--profile", "dev"], "profiles/dev.toml:3:1: local.brokres: unknown key `brokres`");
 }
 
 #[test]
 fn negative_partitions() {
     let w = ws("\n[[topic]]\nname = \"fink_sn\"\npartitions = -2\n");
-    fails_with(
-        &w,
-        &["validate"],
-        "fink.toml:9:14: topic \"fink_sn\": partitions must be at least 1",
-    );
+    fails_with(&w, &["validate"], "fink.toml:9:14: topic \"fink_sn\": partitions must be at least 1");
 }
 
 #[test]
@@ -84,68 +68,37 @@ fn missing_references() {
         "fink.toml:15:8: stream \"s\": user \"bob\" is not declared in [[user]]",
         "fink.toml:18:8: acl #1 (User:carol): user \"carol\" is not declared in [[user]]",
     ] {
-        assert!(
-            r.stderr.contains(expected),
-            "expected {expected:?} in:\n{}",
-            r.stderr
-        );
+        assert!(r.stderr.contains(expected), "expected {expected:?} in:\n{}", r.stderr);
     }
 }
 
 #[test]
 fn duplicate_topic() {
     let w = ws("[[topic]]\nname = \"t\"\n[[topic]]\nname = \"t\"\n");
-    fails_with(
-        &w,
-        &["validate"],
-        "fink.toml:9:8: topic \"t\": declared twice",
-    );
+    fails_with(&w, &["validate"], "fink.toml:9:8: topic \"t\": declared twice");
 }
 
 #[test]
 fn bad_profile_name() {
     let w = ws("");
-    fails_with(
-        &w,
-        &["validate", "--profile", "../etc"],
-        "invalid profile name \"../etc\"",
-    );
-    fails_with(
-        &w,
-        &["validate", "--profile", "staging"],
-        "profile \"staging\" not found",
-    );
+    fails_with(&w, &["validate", "--profile", "../etc"], "invalid profile name \"../etc\"");
+    fails_with(&w, &["validate", "--profile", "staging"], "profile \"staging\" not found");
 }
 
 #[test]
 fn unreadable_password_file() {
     let w = ws("[[user]]\nname = \"u\"\npassword = { file = \"missing.pw\" }\n");
-    fails_with(
-        &w,
-        &["validate"],
-        "fink.toml:8:12: user \"u\": password file missing.pw: not found",
-    );
+    fails_with(&w, &["validate"], "fink.toml:8:12: user \"u\": password file missing.pw: not found");
     // A directory where the file should be: unreadable even for root.
     std::fs::create_dir(w.path().join("dir.pw")).unwrap();
-    w.write(
-        "fink.toml",
-        &format!("{HEAD}[[user]]\nname = \"u\"\npassword = {{ file = \"dir.pw\" }}\n"),
-    );
-    fails_with(
-        &w,
-        &["validate"],
-        "fink.toml:8:12: user \"u\": password file dir.pw:",
-    );
+    w.write("fink.toml", &format!("{HEAD}[[user]]\nname = \"u\"\npassword = {{ file = \"dir.pw\" }}\n"));
+    fails_with(&w, &["validate"], "fink.toml:8:12: user \"u\": password file dir.pw:");
 }
 
 #[test]
 fn missing_env_password() {
     let w = ws("[[user]]\nname = \"u\"\npassword = { env = \"FINK_TEST_SURELY_UNSET_PW\" }\n");
-    fails_with(
-        &w,
-        &["validate"],
-        "user \"u\": environment variable FINK_TEST_SURELY_UNSET_PW is not set",
-    );
+    fails_with(&w, &["validate"], "user \"u\": environment variable FINK_TEST_SURELY_UNSET_PW is not set");
 }
 
 #[test]
@@ -153,12 +106,7 @@ fn inline_password_is_a_warning_and_never_printed() {
     let w = ws("[[user]]\nname = \"u\"\npassword = \"hunter2-inline\"\n");
     let r = w.fink(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(
-        r.stderr
-            .contains("fink.toml:8:12: warning: user \"u\": inline password"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("fink.toml:8:12: warning: user \"u\": inline password"), "{}", r.stderr);
     assert!(!r.all().contains("hunter2-inline"));
 }
 
@@ -180,10 +128,7 @@ fn env_override_of_a_single_key() {
         .unwrap();
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(1));
-    assert!(
-        err.contains("local: brokers must be 1 to 3, not 7"),
-        "{err}"
-    );
+    assert!(err.contains("local: brokers must be 1 to 3, not 7"), "{err}");
 }
 
 #[test]
@@ -206,10 +151,5 @@ fn repository_fink_toml_and_profiles_are_valid() {
         .env("FINK_ADMIN_PASSWORD", "x")
         .output()
         .unwrap();
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
 }

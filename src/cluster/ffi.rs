@@ -86,10 +86,7 @@ unsafe fn request(
     let ev = rd::rd_kafka_queue_poll(queue, ms.saturating_add(5000));
     let event = Event { ev, queue };
     if ev.is_null() {
-        return Err(FfiError(format!(
-            "no answer from the cluster within {}s",
-            timeout.as_secs()
-        )));
+        return Err(FfiError(format!("no answer from the cluster within {}s", timeout.as_secs())));
     }
     let code = rd::rd_kafka_event_error(ev);
     if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -146,21 +143,13 @@ fn operation(name: &str) -> Result<rd::rd_kafka_AclOperation_t> {
 }
 
 fn operation_back(op: rd::rd_kafka_AclOperation_t) -> String {
-    OPERATIONS
-        .iter()
-        .find(|(_, o)| *o == op)
-        .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| format!("{op:?}"))
+    OPERATIONS.iter().find(|(_, o)| *o == op).map(|(n, _)| n.to_string()).unwrap_or_else(|| format!("{op:?}"))
 }
 
 fn pattern(p: PatternType) -> rd::rd_kafka_ResourcePatternType_t {
     match p {
-        PatternType::Literal => {
-            rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_LITERAL
-        }
-        PatternType::Prefixed => {
-            rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_PREFIXED
-        }
+        PatternType::Literal => rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_LITERAL,
+        PatternType::Prefixed => rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_PREFIXED,
     }
 }
 
@@ -204,12 +193,8 @@ unsafe fn new_binding(b: &AclBinding) -> Result<*mut rd::rd_kafka_AclBinding_t> 
 unsafe fn read_binding(p: *const rd::rd_kafka_AclBinding_t) -> Option<AclBinding> {
     let resource = restype_back(rd::rd_kafka_AclBinding_restype(p))?;
     let pattern = match rd::rd_kafka_AclBinding_resource_pattern_type(p) {
-        rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_LITERAL => {
-            PatternType::Literal
-        }
-        rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_PREFIXED => {
-            PatternType::Prefixed
-        }
+        rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_LITERAL => PatternType::Literal,
+        rd::rd_kafka_ResourcePatternType_t::RD_KAFKA_RESOURCE_PATTERN_PREFIXED => PatternType::Prefixed,
         _ => return None,
     };
     let permission = match rd::rd_kafka_AclBinding_permission_type(p) {
@@ -246,12 +231,9 @@ pub fn describe_acls(h: Handle, timeout: Duration) -> Result<Vec<AclBinding>> {
         if filter.is_null() {
             return Err(FfiError(from_c(errstr.as_ptr())));
         }
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEACLS,
-            timeout,
-            |o, q| rd::rd_kafka_DescribeAcls(h.0, filter, o, q),
-        );
+        let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEACLS, timeout, |o, q| {
+            rd::rd_kafka_DescribeAcls(h.0, filter, o, q)
+        });
         rd::rd_kafka_AclBinding_destroy(filter);
         let ev = ev?;
         let res = rd::rd_kafka_event_DescribeAcls_result(ev.ev);
@@ -283,12 +265,9 @@ pub fn create_acls(
                 }
             }
         }
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
-            timeout,
-            |o, q| rd::rd_kafka_CreateAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q),
-        );
+        let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS, timeout, |o, q| {
+            rd::rd_kafka_CreateAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+        });
         for p in ptrs {
             rd::rd_kafka_AclBinding_destroy(p);
         }
@@ -297,12 +276,10 @@ pub fn create_acls(
         let mut n = 0usize;
         let arr = rd::rd_kafka_CreateAcls_result_acls(res, &mut n);
         Ok((0..n)
-            .map(
-                |i| match error_text(rd::rd_kafka_acl_result_error(*arr.add(i))) {
-                    None => Ok(()),
-                    Some(e) => Err(e),
-                },
-            )
+            .map(|i| match error_text(rd::rd_kafka_acl_result_error(*arr.add(i))) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            })
             .collect())
     }
 }
@@ -330,12 +307,9 @@ pub fn delete_acls(
                 }
             }
         }
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS,
-            timeout,
-            |o, q| rd::rd_kafka_DeleteAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q),
-        );
+        let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS, timeout, |o, q| {
+            rd::rd_kafka_DeleteAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+        });
         for p in ptrs {
             rd::rd_kafka_AclBinding_destroy(p);
         }
@@ -363,12 +337,10 @@ pub fn delete_acls(
 /// Kafka only returns mechanism and iterations).
 pub fn describe_scram(h: Handle, timeout: Duration) -> Result<Vec<(String, Vec<ScramCredential>)>> {
     unsafe {
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS,
-            timeout,
-            |o, q| rd::rd_kafka_DescribeUserScramCredentials(h.0, ptr::null_mut(), 0, o, q),
-        )?;
+        let ev =
+            request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS, timeout, |o, q| {
+                rd::rd_kafka_DescribeUserScramCredentials(h.0, ptr::null_mut(), 0, o, q)
+            })?;
         let res = rd::rd_kafka_event_DescribeUserScramCredentials_result(ev.ev);
         let mut n = 0usize;
         let arr = rd::rd_kafka_DescribeUserScramCredentials_result_descriptions(res, &mut n);
@@ -377,10 +349,7 @@ pub fn describe_scram(h: Handle, timeout: Duration) -> Result<Vec<(String, Vec<S
             let d = *arr.add(i);
             let user = from_c(rd::rd_kafka_UserScramCredentialsDescription_user(d));
             let err = rd::rd_kafka_UserScramCredentialsDescription_error(d);
-            if !err.is_null()
-                && rd::rd_kafka_error_code(err)
-                    != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-            {
+            if !err.is_null() && rd::rd_kafka_error_code(err) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 // Kafka reports a user without credentials as an error: it has none.
                 tracing::debug!(user = %user, error = %from_c(rd::rd_kafka_error_string(err)), "no SCRAM credentials");
                 continue;
@@ -388,15 +357,10 @@ pub fn describe_scram(h: Handle, timeout: Duration) -> Result<Vec<(String, Vec<S
             let m = rd::rd_kafka_UserScramCredentialsDescription_scramcredentialinfo_count(d);
             let creds = (0..m)
                 .filter_map(|j| {
-                    let info =
-                        rd::rd_kafka_UserScramCredentialsDescription_scramcredentialinfo(d, j);
+                    let info = rd::rd_kafka_UserScramCredentialsDescription_scramcredentialinfo(d, j);
                     let mech = match rd::rd_kafka_ScramCredentialInfo_mechanism(info) {
-                        rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_256 => {
-                            ScramMechanism::Sha256
-                        }
-                        rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512 => {
-                            ScramMechanism::Sha512
-                        }
+                        rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_256 => ScramMechanism::Sha256,
+                        rd::rd_kafka_ScramMechanism_t::RD_KAFKA_SCRAM_MECHANISM_SHA_512 => ScramMechanism::Sha512,
                         _ => return None,
                     };
                     Some(ScramCredential {
@@ -413,16 +377,8 @@ pub fn describe_scram(h: Handle, timeout: Duration) -> Result<Vec<(String, Vec<S
 
 /// One SCRAM credential change.
 pub enum ScramChange<'a> {
-    Upsert {
-        user: &'a str,
-        mechanism: ScramMechanism,
-        iterations: i32,
-        password: &'a str,
-    },
-    Delete {
-        user: &'a str,
-        mechanism: ScramMechanism,
-    },
+    Upsert { user: &'a str, mechanism: ScramMechanism, iterations: i32, password: &'a str },
+    Delete { user: &'a str, mechanism: ScramMechanism },
 }
 
 /// Apply SCRAM changes in one request; one `(user, result)` per user.
@@ -439,12 +395,7 @@ pub fn alter_scram(
         let mut fail = None;
         for c in changes {
             let p = match c {
-                ScramChange::Upsert {
-                    user,
-                    mechanism: m,
-                    iterations,
-                    password,
-                } => match cstring(user) {
+                ScramChange::Upsert { user, mechanism: m, iterations, password } => match cstring(user) {
                     // A null salt makes librdkafka draw a random one.
                     Ok(u) => rd::rd_kafka_UserScramCredentialUpsertion_new(
                         u.as_ptr(),
@@ -461,9 +412,7 @@ pub fn alter_scram(
                     }
                 },
                 ScramChange::Delete { user, mechanism: m } => match cstring(user) {
-                    Ok(u) => {
-                        rd::rd_kafka_UserScramCredentialDeletion_new(u.as_ptr(), mechanism(*m))
-                    }
+                    Ok(u) => rd::rd_kafka_UserScramCredentialDeletion_new(u.as_ptr(), mechanism(*m)),
                     Err(e) => {
                         fail = Some(e);
                         break;
@@ -478,12 +427,9 @@ pub fn alter_scram(
             }
             return Err(e);
         }
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS,
-            timeout,
-            |o, q| rd::rd_kafka_AlterUserScramCredentials(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q),
-        );
+        let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS, timeout, |o, q| {
+            rd::rd_kafka_AlterUserScramCredentials(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+        });
         for p in ptrs {
             rd::rd_kafka_UserScramCredentialAlteration_destroy(p);
         }
@@ -494,13 +440,10 @@ pub fn alter_scram(
         Ok((0..n)
             .map(|i| {
                 let r = *arr.add(i);
-                let user = from_c(rd::rd_kafka_AlterUserScramCredentials_result_response_user(
-                    r,
-                ));
+                let user = from_c(rd::rd_kafka_AlterUserScramCredentials_result_response_user(r));
                 let err = rd::rd_kafka_AlterUserScramCredentials_result_response_error(r);
                 let ok = if err.is_null()
-                    || rd::rd_kafka_error_code(err)
-                        == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    || rd::rd_kafka_error_code(err) == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
                 {
                     Ok(())
                 } else {
@@ -536,10 +479,8 @@ pub fn incremental_alter_topic_configs(
                     break;
                 }
             };
-            let res = rd::rd_kafka_ConfigResource_new(
-                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
-                name.as_ptr(),
-            );
+            let res =
+                rd::rd_kafka_ConfigResource_new(rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC, name.as_ptr());
             ptrs.push(res);
             for (k, v) in entries {
                 let key = match cstring(k) {
@@ -551,19 +492,13 @@ pub fn incremental_alter_topic_configs(
                 };
                 let (op, val) = match v {
                     Some(v) => match cstring(v) {
-                        Ok(v) => (
-                            rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET,
-                            Some(v),
-                        ),
+                        Ok(v) => (rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET, Some(v)),
                         Err(e) => {
                             fail = Some(e);
                             break 'outer;
                         }
                     },
-                    None => (
-                        rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE,
-                        None,
-                    ),
+                    None => (rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE, None),
                 };
                 let err = rd::rd_kafka_ConfigResource_add_incremental_config(
                     res,
@@ -584,12 +519,9 @@ pub fn incremental_alter_topic_configs(
             }
             return Err(e);
         }
-        let ev = request(
-            h,
-            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-            timeout,
-            |o, q| rd::rd_kafka_IncrementalAlterConfigs(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q),
-        );
+        let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout, |o, q| {
+            rd::rd_kafka_IncrementalAlterConfigs(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+        });
         for p in ptrs {
             rd::rd_kafka_ConfigResource_destroy(p);
         }
@@ -601,8 +533,7 @@ pub fn incremental_alter_topic_configs(
             .map(|i| {
                 let r = *arr.add(i);
                 let name = from_c(rd::rd_kafka_ConfigResource_name(r));
-                let ok = if rd::rd_kafka_ConfigResource_error(r)
-                    == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                let ok = if rd::rd_kafka_ConfigResource_error(r) == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
                 {
                     Ok(())
                 } else {

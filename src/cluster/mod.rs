@@ -2,6 +2,7 @@
 //! its state in a few batched admin calls, and the changes apply makes.
 
 pub mod ffi;
+pub mod scram;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,7 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use serde::Serialize;
 
 use crate::config::{
-    ClusterConfig, Config, PatternType, Permission, ResourceKind, ScramMechanism, SecretValue,
-    SecurityProtocol,
+    ClusterConfig, Config, PatternType, Permission, ResourceKind, ScramMechanism, SecretValue, SecurityProtocol,
 };
 
 /// How to reach the cluster and as whom.
@@ -39,10 +39,7 @@ impl Connection {
     pub fn admin(cluster: &ClusterConfig, base: &std::path::Path) -> Result<Connection> {
         let (user, password) = match &cluster.admin {
             Some(a) => {
-                let pw = a
-                    .password
-                    .resolve(base)
-                    .map_err(|e| anyhow!("cluster admin password: {e}"))?;
+                let pw = a.password.resolve(base).map_err(|e| anyhow!("cluster admin password: {e}"))?;
                 (Some(a.user.clone()), Some(pw))
             }
             None => (None, None),
@@ -59,18 +56,8 @@ impl Connection {
     }
 
     /// The same cluster as another principal.
-    pub fn as_user(
-        &self,
-        user: &str,
-        password: SecretValue,
-        mechanism: ScramMechanism,
-    ) -> Connection {
-        Connection {
-            user: Some(user.to_string()),
-            password: Some(password),
-            mechanism,
-            ..self.clone()
-        }
+    pub fn as_user(&self, user: &str, password: SecretValue, mechanism: ScramMechanism) -> Connection {
+        Connection { user: Some(user.to_string()), password: Some(password), mechanism, ..self.clone() }
     }
 
     pub fn client_config(&self) -> ClientConfig {
@@ -111,10 +98,8 @@ impl RecordingContext {
         let errs = self.errors.lock().unwrap();
         errs.iter().find_map(|(e, reason)| {
             let text = format!("{e} {reason}");
-            let auth = matches!(
-                e.rdkafka_error_code(),
-                Some(rdkafka::types::RDKafkaErrorCode::Authentication)
-            ) || text.contains("SASL authentication")
+            let auth = matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::Authentication))
+                || text.contains("SASL authentication")
                 || text.contains("Authentication failed");
             auth.then(|| reason.clone())
         })
@@ -130,10 +115,7 @@ impl ClientContext for RecordingContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
-        self.errors
-            .lock()
-            .unwrap()
-            .push((error, reason.to_string()));
+        self.errors.lock().unwrap().push((error, reason.to_string()));
     }
 }
 impl ConsumerContext for RecordingContext {}
@@ -152,11 +134,23 @@ pub enum Login {
 
 /// Try to authenticate and read metadata; returns as soon as the answer is known.
 pub fn check_login(conn: &Connection, timeout: Duration) -> Login {
+    // Fast path: speak SCRAM directly (plaintext transport only).
+    if conn.protocol == SecurityProtocol::SaslPlaintext {
+        if let (Some(user), Some(pw)) = (&conn.user, &conn.password) {
+            if let Some(outcome) = scram::login(&conn.bootstrap, conn.mechanism, user, pw.expose(), timeout) {
+                return outcome;
+            }
+        }
+    }
+    librdkafka_login(conn, timeout)
+}
+
+/// Login check through a librdkafka client (TLS, or brokers the fast path cannot speak to).
+fn librdkafka_login(conn: &Connection, timeout: Duration) -> Login {
     let ctx = RecordingContext::default();
     let mut cfg = conn.client_config();
     // Fail fast: do not retry a refused login for the whole timeout.
-    cfg.set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "500");
+    cfg.set("reconnect.backoff.ms", "100").set("reconnect.backoff.max.ms", "500");
     // A producer's poll() serves the main queue, where librdkafka reports
     // authentication failures to the context.
     let client: BaseProducer<RecordingContext> = match cfg.create_with_context(ctx.clone()) {
@@ -165,9 +159,7 @@ pub fn check_login(conn: &Connection, timeout: Duration) -> Login {
     };
     let deadline = Instant::now() + timeout;
     loop {
-        let result = client
-            .client()
-            .fetch_metadata(None, Duration::from_millis(250));
+        let result = client.client().fetch_metadata(None, Duration::from_millis(250));
         client.poll(Duration::ZERO);
         match result {
             Ok(_) => return Login::Accepted,
@@ -277,19 +269,10 @@ impl Admin {
     /// is reported here with what to check.
     pub fn connect(conn: Connection) -> Result<Admin> {
         let ctx = RecordingContext::default();
-        let admin: AdminClient<RecordingContext> = conn
-            .client_config()
-            .create_with_context(ctx.clone())
-            .context("cannot create the Kafka admin client")?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let a = Admin {
-            conn,
-            admin,
-            ctx,
-            rt,
-        };
+        let admin: AdminClient<RecordingContext> =
+            conn.client_config().create_with_context(ctx.clone()).context("cannot create the Kafka admin client")?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let a = Admin { conn, admin, ctx, rt };
         a.wait_authenticated()?;
         Ok(a)
     }
@@ -317,11 +300,7 @@ impl Admin {
         }
         let deadline = Instant::now() + self.conn.timeout;
         loop {
-            match self
-                .admin
-                .inner()
-                .fetch_metadata(None, Duration::from_millis(500))
-            {
+            match self.admin.inner().fetch_metadata(None, Duration::from_millis(500)) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     if let Some(reason) = self.ctx.auth_error() {
@@ -353,9 +332,7 @@ impl Admin {
     }
 
     fn options(&self) -> AdminOptions {
-        AdminOptions::new()
-            .request_timeout(Some(self.conn.timeout))
-            .operation_timeout(Some(self.conn.timeout))
+        AdminOptions::new().request_timeout(Some(self.conn.timeout)).operation_timeout(Some(self.conn.timeout))
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -373,19 +350,11 @@ impl Admin {
     /// Topics with partitions and their dynamic configs (one metadata request,
     /// one DescribeConfigs for all topics).
     pub fn topics(&self) -> Result<(Vec<BrokerInfo>, BTreeMap<String, LiveTopic>)> {
-        let md = self
-            .admin
-            .inner()
-            .fetch_metadata(None, self.conn.timeout)
-            .context("cannot read cluster metadata")?;
+        let md = self.admin.inner().fetch_metadata(None, self.conn.timeout).context("cannot read cluster metadata")?;
         let brokers = md
             .brokers()
             .iter()
-            .map(|b| BrokerInfo {
-                id: b.id(),
-                host: b.host().to_string(),
-                port: b.port(),
-            })
+            .map(|b| BrokerInfo { id: b.id(), host: b.host().to_string(), port: b.port() })
             .collect();
         let mut topics = BTreeMap::new();
         for t in md.topics() {
@@ -404,10 +373,7 @@ impl Admin {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.id);
-            let rf = partitions
-                .first()
-                .map(|p| p.replicas.len() as i32)
-                .unwrap_or(0);
+            let rf = partitions.first().map(|p| p.replicas.len() as i32).unwrap_or(0);
             topics.insert(
                 t.name().to_string(),
                 LiveTopic {
@@ -419,14 +385,9 @@ impl Admin {
                 },
             );
         }
-        let names: Vec<String> = topics
-            .keys()
-            .filter(|n| !n.starts_with("__"))
-            .cloned()
-            .collect();
+        let names: Vec<String> = topics.keys().filter(|n| !n.starts_with("__")).cloned().collect();
         for chunk in names.chunks(500) {
-            let specs: Vec<ResourceSpecifier> =
-                chunk.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+            let specs: Vec<ResourceSpecifier> = chunk.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
             let results = self
                 .rt
                 .block_on(self.admin.describe_configs(specs.iter(), &self.options()))
@@ -459,8 +420,8 @@ impl Admin {
     }
 
     pub fn acls(&self) -> Result<Vec<AclBinding>> {
-        let mut acls = ffi::describe_acls(self.handle(), self.conn.timeout)
-            .map_err(|e| anyhow!("DescribeAcls failed: {e}"))?;
+        let mut acls =
+            ffi::describe_acls(self.handle(), self.conn.timeout).map_err(|e| anyhow!("DescribeAcls failed: {e}"))?;
         acls.sort();
         Ok(acls)
     }
@@ -468,21 +429,13 @@ impl Admin {
     /// The whole live state in four batched requests.
     pub fn live_state(&self) -> Result<LiveState> {
         let (brokers, topics) = self.topics()?;
-        Ok(LiveState {
-            cluster_id: self.cluster_id(),
-            brokers,
-            topics,
-            users: self.users()?,
-            acls: self.acls()?,
-        })
+        Ok(LiveState { cluster_id: self.cluster_id(), brokers, topics, users: self.users()?, acls: self.acls()? })
     }
 }
 
 /// A producer or consumer connection for data paths (streams, consume, tests).
 pub fn producer(conn: &Connection) -> Result<BaseProducer<RecordingContext>> {
-    conn.client_config()
-        .create_with_context(RecordingContext::default())
-        .context("cannot create producer")
+    conn.client_config().create_with_context(RecordingContext::default()).context("cannot create producer")
 }
 
 /// Shortcut used by commands that need only the admin connection.

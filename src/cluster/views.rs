@@ -6,10 +6,7 @@ use super::{Admin, LiveTopic};
 use crate::output::{self, Format};
 
 fn join(ids: &[i32]) -> String {
-    ids.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
 }
 
 pub fn topics(admin: &Admin, name: Option<&str>, all: bool, format: Format) -> Result<()> {
@@ -33,17 +30,8 @@ pub fn topics(admin: &Admin, name: Option<&str>, all: bool, format: Format) -> R
         );
         let mut tab = output::table(&["partition", "leader", "replicas", "in-sync"]);
         for p in &t.partitions {
-            let isr = if p.isr.len() < p.replicas.len() {
-                output::yellow(&join(&p.isr))
-            } else {
-                join(&p.isr)
-            };
-            tab.add_row(vec![
-                p.id.to_string(),
-                p.leader.to_string(),
-                join(&p.replicas),
-                isr,
-            ]);
+            let isr = if p.isr.len() < p.replicas.len() { output::yellow(&join(&p.isr)) } else { join(&p.isr) };
+            tab.add_row(vec![p.id.to_string(), p.leader.to_string(), join(&p.replicas), isr]);
         }
         println!("{tab}");
         if t.configs.is_empty() {
@@ -57,19 +45,9 @@ pub fn topics(admin: &Admin, name: Option<&str>, all: bool, format: Format) -> R
         }
         return Ok(());
     }
-    let mut tab = output::table(&[
-        "topic",
-        "partitions",
-        "replication",
-        "under-replicated",
-        "non-default configs",
-    ]);
+    let mut tab = output::table(&["topic", "partitions", "replication", "under-replicated", "non-default configs"]);
     for t in &selected {
-        let under = t
-            .partitions
-            .iter()
-            .filter(|p| p.isr.len() < p.replicas.len())
-            .count();
+        let under = t.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
         let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tab.add_row(vec![
             t.name.clone(),
@@ -100,11 +78,7 @@ pub fn users(admin: &Admin, format: Format) -> Result<()> {
     let mut tab = output::table(&["user", "mechanism", "iterations"]);
     for u in users.values() {
         for c in &u.credentials {
-            tab.add_row(vec![
-                u.name.clone(),
-                c.mechanism.as_str().to_string(),
-                c.iterations.to_string(),
-            ]);
+            tab.add_row(vec![u.name.clone(), c.mechanism.as_str().to_string(), c.iterations.to_string()]);
         }
     }
     println!("{tab}");
@@ -120,15 +94,7 @@ pub fn acls(admin: &Admin, format: Format) -> Result<()> {
         println!("No ACLs.");
         return Ok(());
     }
-    let mut tab = output::table(&[
-        "principal",
-        "permission",
-        "operation",
-        "resource",
-        "name",
-        "pattern",
-        "host",
-    ]);
+    let mut tab = output::table(&["principal", "permission", "operation", "resource", "name", "pattern", "host"]);
     for a in &acls {
         tab.add_row(vec![
             a.principal.clone(),

@@ -84,11 +84,7 @@ pub struct LoadOptions {
 
 impl LoadOptions {
     pub fn new(config: impl Into<PathBuf>) -> Self {
-        LoadOptions {
-            config: config.into(),
-            profile: None,
-            env_overrides: true,
-        }
+        LoadOptions { config: config.into(), profile: None, env_overrides: true }
     }
 }
 
@@ -123,11 +119,7 @@ impl Loaded {
 const ENV_OVERRIDE_ROOTS: &[&str] = &["cluster", "local", "prune", "defaults"];
 
 pub fn valid_profile_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn read_source(path: &Path, shown: &str) -> Result<SourceFile, Diagnostic> {
@@ -136,35 +128,22 @@ fn read_source(path: &Path, shown: &str) -> Result<SourceFile, Diagnostic> {
         line: None,
         column: None,
         key: None,
-        message: format!(
-            "cannot read: {}",
-            e.kind()
-                .to_string()
-                .replace("entity not found", "not found")
-        ),
+        message: format!("cannot read: {}", e.kind().to_string().replace("entity not found", "not found")),
         severity: Severity::Error,
     })?;
     let starts = span::line_starts(&text);
-    SourceDoc::parse(text)
-        .map(|doc| SourceFile {
-            shown: shown.to_string(),
-            doc,
-        })
-        .map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| span::position(&starts, s.start))
-                .map(|(l, c)| (Some(l), Some(c)))
-                .unwrap_or((None, None));
-            Diagnostic {
-                file: Some(shown.to_string()),
-                line,
-                column,
-                key: None,
-                message: format!("TOML syntax error: {}", e.message().trim()),
-                severity: Severity::Error,
-            }
-        })
+    SourceDoc::parse(text).map(|doc| SourceFile { shown: shown.to_string(), doc }).map_err(|e| {
+        let (line, column) =
+            e.span().map(|s| span::position(&starts, s.start)).map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
+        Diagnostic {
+            file: Some(shown.to_string()),
+            line,
+            column,
+            key: None,
+            message: format!("TOML syntax error: {}", e.message().trim()),
+            severity: Severity::Error,
+        }
+    })
 }
 
 /// Load and validate. All errors found are returned together.
@@ -173,13 +152,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let shown = config_path.display().to_string();
     let base_dir = config_path
         .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
 
@@ -203,18 +176,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
                 errors.push(plain_error(format!(
                     "profile {name:?} not found: no file {} (available: {})",
                     p.display().to_string().trim_start_matches("./"),
-                    if available.is_empty() {
-                        "none".to_string()
-                    } else {
-                        available.join(", ")
-                    }
+                    if available.is_empty() { "none".to_string() } else { available.join(", ") }
                 )));
             } else {
-                let shown = if base_dir == Path::new(".") {
-                    format!("profiles/{name}.toml")
-                } else {
-                    p.display().to_string()
-                };
+                let shown =
+                    if base_dir == Path::new(".") { format!("profiles/{name}.toml") } else { p.display().to_string() };
                 match read_source(&p, &shown) {
                     Ok(s) => sources.push(s),
                     Err(d) => errors.push(d),
@@ -237,9 +203,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
             Env::prefixed("FINK_")
                 .filter(|k| {
                     let root = k.as_str().split("__").next().unwrap_or("");
-                    ENV_OVERRIDE_ROOTS
-                        .iter()
-                        .any(|r| root.eq_ignore_ascii_case(r))
+                    ENV_OVERRIDE_ROOTS.iter().any(|r| root.eq_ignore_ascii_case(r))
                 })
                 .split("__"),
         );
@@ -248,10 +212,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let config: Config = match fig.extract() {
         Ok(c) => c,
         Err(e) => {
-            let diags = e
-                .into_iter()
-                .map(|err| figment_diag(err, &sources))
-                .collect();
+            let diags = e.into_iter().map(|err| figment_diag(err, &sources)).collect();
             return Err(ConfigErrors(diags));
         }
     };
@@ -270,15 +231,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         return Err(ConfigErrors(errs));
     }
     let hash = config_hash(&config, &sources);
-    Ok(Loaded {
-        config,
-        base_dir,
-        config_path,
-        profile: opts.profile.clone(),
-        profile_path,
-        warnings,
-        hash,
-    })
+    Ok(Loaded { config, base_dir, config_path, profile: opts.profile.clone(), profile_path, warnings, hash })
 }
 
 fn config_hash(config: &Config, sources: &[SourceFile]) -> String {
@@ -309,23 +262,11 @@ pub fn list_profiles(base_dir: &Path) -> Vec<String> {
 }
 
 fn plain_error(message: String) -> Diagnostic {
-    Diagnostic {
-        file: None,
-        line: None,
-        column: None,
-        key: None,
-        message,
-        severity: Severity::Error,
-    }
+    Diagnostic { file: None, line: None, column: None, key: None, message, severity: Severity::Error }
 }
 
 /// Find the file that declares `path` (the profile wins, it was merged last).
-fn locate(
-    sources: &[SourceFile],
-    path: &KeyPath,
-    severity: Severity,
-    message: String,
-) -> Diagnostic {
+fn locate(sources: &[SourceFile], path: &KeyPath, severity: Severity, message: String) -> Diagnostic {
     locate_with(sources, path, severity, message, false)
 }
 
@@ -337,11 +278,7 @@ fn locate_with(
     key_pos: bool,
 ) -> Diagnostic {
     for src in sources.iter().rev() {
-        let found = if key_pos {
-            src.doc.locate_key(path)
-        } else {
-            src.doc.locate(path)
-        };
+        let found = if key_pos { src.doc.locate_key(path) } else { src.doc.locate(path) };
         if let Some((line, column)) = found {
             return Diagnostic {
                 file: Some(src.shown.clone()),
@@ -391,17 +328,9 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
         other => other.to_string(),
     };
     let key = span::render(&path);
-    let message = if key.is_empty() {
-        message
-    } else {
-        format!("{key}: {message}")
-    };
+    let message = if key.is_empty() { message } else { format!("{key}: {message}") };
     // An environment override has no file to point at.
-    let from_env = err
-        .metadata
-        .as_ref()
-        .map(|m| m.name.contains("environment"))
-        .unwrap_or(false);
+    let from_env = err.metadata.as_ref().map(|m| m.name.contains("environment")).unwrap_or(false);
     if from_env {
         return Diagnostic {
             file: Some("environment (FINK_*)".into()),
@@ -414,15 +343,8 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
     }
     let mut d = locate_with(sources, &path, Severity::Error, message, key_pos);
     if let Some(figment::Source::File(p)) = err.metadata.as_ref().and_then(|m| m.source.as_ref()) {
-        if let Some(src) = sources
-            .iter()
-            .find(|s| Path::new(&s.shown) == p || p.ends_with(&s.shown))
-        {
-            if let Some((line, column)) = if key_pos {
-                src.doc.locate_key(&path)
-            } else {
-                src.doc.locate(&path)
-            } {
+        if let Some(src) = sources.iter().find(|s| Path::new(&s.shown) == p || p.ends_with(&s.shown)) {
+            if let Some((line, column)) = if key_pos { src.doc.locate_key(&path) } else { src.doc.locate(&path) } {
                 d.file = Some(src.shown.clone());
                 d.line = Some(line);
                 d.column = Some(column);

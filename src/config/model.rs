@@ -59,9 +59,7 @@ impl SecurityProtocol {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ScramMechanism {
     #[default]
     #[serde(rename = "SCRAM-SHA-512")]

@@ -97,16 +97,14 @@ impl Secret {
     pub fn resolve(&self, base: &Path) -> Result<SecretValue, SecretError> {
         match self {
             Secret::Inline(s) => Ok(SecretValue(s.clone())),
-            Secret::Env { env } => std::env::var(env)
-                .map(SecretValue)
-                .map_err(|_| SecretError::EnvMissing(env.clone())),
+            Secret::Env { env } => {
+                std::env::var(env).map(SecretValue).map_err(|_| SecretError::EnvMissing(env.clone()))
+            }
             Secret::File { file, generate } => {
                 let path = base.join(file);
                 if *generate && !path.exists() {
-                    write_generated(&path).map_err(|e| SecretError::File {
-                        path: file.clone(),
-                        reason: format!("cannot create: {e}"),
-                    })?;
+                    write_generated(&path)
+                        .map_err(|e| SecretError::File { path: file.clone(), reason: format!("cannot create: {e}") })?;
                 }
                 read_secret_file(&path, file)
             }
@@ -129,10 +127,8 @@ impl Secret {
 }
 
 fn read_secret_file(path: &Path, shown: &str) -> Result<SecretValue, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SecretError::File {
-        path: shown.to_string(),
-        reason: io_reason(&e),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SecretError::File { path: shown.to_string(), reason: io_reason(&e) })?;
     let value = text.trim_end_matches(['\n', '\r']).to_string();
     if value.is_empty() {
         return Err(SecretError::Empty(shown.to_string()));
@@ -155,12 +151,8 @@ pub fn random_password() -> std::io::Result<String> {
     let mut bytes = [0u8; 64];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     // 62 symbols: reject bytes >= 248 to keep the draw uniform.
-    let pw: String = bytes
-        .iter()
-        .filter(|b| **b < 248)
-        .take(32)
-        .map(|b| ALPHABET[(*b % 62) as usize] as char)
-        .collect();
+    let pw: String =
+        bytes.iter().filter(|b| **b < 248).take(32).map(|b| ALPHABET[(*b % 62) as usize] as char).collect();
     Ok(pw)
 }
 
@@ -171,11 +163,7 @@ fn write_generated(path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let pw = random_password()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     writeln!(f, "{pw}")
 }
 
@@ -197,29 +185,20 @@ mod tests {
     fn generated_file_is_created_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let s = Secret::File {
-            file: "sub/pw".into(),
-            generate: true,
-        };
+        let s = Secret::File { file: "sub/pw".into(), generate: true };
         assert!(s.check(dir.path()).is_ok());
         let a = s.resolve(dir.path()).unwrap();
         let b = s.resolve(dir.path()).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.expose().len(), 32);
-        let mode = std::fs::metadata(dir.path().join("sub/pw"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("sub/pw")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn missing_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Secret::File {
-            file: "nope".into(),
-            generate: false,
-        };
+        let s = Secret::File { file: "nope".into(), generate: false };
         let e = s.check(dir.path()).unwrap_err().to_string();
         assert_eq!(e, "password file nope: not found");
     }

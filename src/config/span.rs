@@ -32,9 +32,7 @@ pub fn render(path: &[Seg]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                if k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                {
+                if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                     out.push_str(k);
                 } else {
                     out.push_str(&format!("{k:?}"));
@@ -72,11 +70,10 @@ impl SourceDoc {
         let Seg::Key(k) = last else {
             return self.locate(path);
         };
-        let key_span =
-            container_at(Container::Table(self.doc.as_table()), parent).and_then(|c| match c {
-                Container::Table(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
-                Container::Inline(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
-            });
+        let key_span = container_at(Container::Table(self.doc.as_table()), parent).and_then(|c| match c {
+            Container::Table(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
+            Container::Inline(t) => t.get_key_value(k).and_then(|(key, _)| key.span()),
+        });
         match key_span {
             Some(s) => Some(self.position(s.start)),
             None => self.locate(path),
@@ -89,9 +86,7 @@ impl SourceDoc {
 }
 
 pub fn line_starts(text: &str) -> Vec<usize> {
-    std::iter::once(0)
-        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-        .collect()
+    std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect()
 }
 
 pub fn position(line_starts: &[usize], offset: usize) -> (usize, usize) {
@@ -120,9 +115,7 @@ fn container_at<'a>(c: Container<'a>, path: &[Seg]) -> Option<Container<'a>> {
     match (item, rest.split_first()) {
         (Item::Table(t), _) => container_at(Container::Table(t), rest),
         (Item::Value(Value::InlineTable(t)), _) => container_at(Container::Inline(t), rest),
-        (Item::ArrayOfTables(a), Some((Seg::Index(i), rest2))) => {
-            container_at(Container::Table(a.get(*i)?), rest2)
-        }
+        (Item::ArrayOfTables(a), Some((Seg::Index(i), rest2))) => container_at(Container::Table(a.get(*i)?), rest2),
         _ => None,
     }
 }
@@ -164,9 +157,7 @@ fn locate_in_value(value: &Value, path: &[Seg]) -> Option<usize> {
     match (value, &path[0]) {
         (Value::InlineTable(t), Seg::Key(k)) => {
             let (key, item) = t.get_key_value(k)?;
-            item.as_value()
-                .and_then(|v| locate_in_value(v, &path[1..]))
-                .or_else(|| key.span().map(|s| s.start))
+            item.as_value().and_then(|v| locate_in_value(v, &path[1..])).or_else(|| key.span().map(|s| s.start))
         }
         (Value::Array(a), Seg::Index(i)) => {
             let v = a.get(*i)?;
@@ -188,20 +179,11 @@ mod tests {
     fn locates_values_in_arrays_of_tables_and_inline_tables() {
         let src = "[cluster]\nbootstrap = [\"a:1\"]\n\n[[topic]]\nname = \"a\"\n\n[[topic]]\nname = \"b\"\npartitions = -1\nconfig = { \"retention.ms\" = 5 }\n";
         let doc = SourceDoc::parse(src.to_string()).unwrap();
-        assert_eq!(
-            doc.locate(&[k("topic"), Seg::Index(1), k("partitions")]),
-            Some((9, 14))
-        );
+        assert_eq!(doc.locate(&[k("topic"), Seg::Index(1), k("partitions")]), Some((9, 14)));
         assert_eq!(doc.locate(&[k("cluster"), k("bootstrap")]), Some((2, 13)));
-        assert_eq!(
-            doc.locate(&[k("topic"), Seg::Index(1), k("config"), k("retention.ms")]),
-            Some((10, 29))
-        );
+        assert_eq!(doc.locate(&[k("topic"), Seg::Index(1), k("config"), k("retention.ms")]), Some((10, 29)));
         // Missing leaf: falls back to the nearest ancestor that exists.
-        assert_eq!(
-            doc.locate(&[k("topic"), Seg::Index(0), k("partitions")]),
-            Some((4, 1))
-        );
+        assert_eq!(doc.locate(&[k("topic"), Seg::Index(0), k("partitions")]), Some((4, 1)));
         assert_eq!(doc.locate(&[k("nothing")]), None);
         assert_eq!(
             render(&[k("topic"), Seg::Index(1), k("config"), k("retention.ms")]),
@@ -216,9 +198,6 @@ mod key_tests {
     #[test]
     fn key_position() {
         let doc = SourceDoc::parse("[local]\nbrokers = 1\nbrokres = 2\n".to_string()).unwrap();
-        assert_eq!(
-            doc.locate_key(&[Seg::Key("local".into()), Seg::Key("brokres".into())]),
-            Some((3, 1))
-        );
+        assert_eq!(doc.locate_key(&[Seg::Key("local".into()), Seg::Key("brokres".into())]), Some((3, 1)));
     }
 }

@@ -11,8 +11,7 @@ fn load_text(text: &str) -> Result<Loaded, ConfigErrors> {
 
 #[test]
 fn defaults_fill_in() {
-    let l =
-        load_text("[cluster]\nbootstrap = [\"h:1\"]\nsecurity_protocol = \"PLAINTEXT\"\n").unwrap();
+    let l = load_text("[cluster]\nbootstrap = [\"h:1\"]\nsecurity_protocol = \"PLAINTEXT\"\n").unwrap();
     assert_eq!(l.config.local.brokers, 1);
     assert_eq!(l.config.cluster.sasl_mechanism, ScramMechanism::Sha512);
     assert!(!l.config.prune);
@@ -20,13 +19,8 @@ fn defaults_fill_in() {
 
 #[test]
 fn sasl_needs_admin() {
-    let e = load_text("[cluster]\nbootstrap = [\"h:1\"]\n")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("[cluster.admin] user and password are required with SASL_PLAINTEXT"),
-        "{e}"
-    );
+    let e = load_text("[cluster]\nbootstrap = [\"h:1\"]\n").unwrap_err().to_string();
+    assert!(e.contains("[cluster.admin] user and password are required with SASL_PLAINTEXT"), "{e}");
 }
 
 #[test]

@@ -32,9 +32,7 @@ pub fn valid_topic_name(name: &str) -> bool {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
 }
 
 pub const ACL_OPERATIONS: &[&str] = &[
@@ -53,10 +51,7 @@ pub const ACL_OPERATIONS: &[&str] = &[
 
 /// The canonical spelling of an ACL operation name, case-insensitively.
 pub fn canonical_operation(op: &str) -> Option<&'static str> {
-    ACL_OPERATIONS
-        .iter()
-        .find(|o| o.eq_ignore_ascii_case(op))
-        .copied()
+    ACL_OPERATIONS.iter().find(|o| o.eq_ignore_ascii_case(op)).copied()
 }
 
 pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
@@ -64,16 +59,10 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
 
     // [cluster]
     if cfg.cluster.bootstrap.is_empty() {
-        c.err(
-            vec![key("cluster"), key("bootstrap")],
-            "cluster: bootstrap must list at least one host:port",
-        );
+        c.err(vec![key("cluster"), key("bootstrap")], "cluster: bootstrap must list at least one host:port");
     }
     for (i, b) in cfg.cluster.bootstrap.iter().enumerate() {
-        let ok = b
-            .rsplit_once(':')
-            .map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-            .unwrap_or(false);
+        let ok = b.rsplit_once(':').map(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()).unwrap_or(false);
         if !ok {
             c.err(
                 vec![key("cluster"), key("bootstrap"), Seg::Index(i)],
@@ -103,62 +92,36 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     // [local]
     let l = &cfg.local;
     if !(1..=3).contains(&l.brokers) {
-        c.err(
-            vec![key("local"), key("brokers")],
-            format!("local: brokers must be 1 to 3, not {}", l.brokers),
-        );
+        c.err(vec![key("local"), key("brokers")], format!("local: brokers must be 1 to 3, not {}", l.brokers));
     }
     if l.port == 0 || l.controller_port == 0 {
-        c.err(
-            vec![key("local"), key("port")],
-            "local: ports must be non-zero",
-        );
+        c.err(vec![key("local"), key("port")], "local: ports must be non-zero");
     }
     let n = l.brokers.max(1) as u16;
     let (a0, a1) = (l.port as u32, l.port as u32 + n as u32);
-    let (b0, b1) = (
-        l.controller_port as u32,
-        l.controller_port as u32 + n as u32,
-    );
+    let (b0, b1) = (l.controller_port as u32, l.controller_port as u32 + n as u32);
     if a0 < b1 && b0 < a1 {
-        c.err(
-            vec![key("local"), key("controller_port")],
-            "local: controller ports overlap the broker ports",
-        );
+        c.err(vec![key("local"), key("controller_port")], "local: controller ports overlap the broker ports");
     }
     if a1 > 65536 || b1 > 65536 {
-        c.err(
-            vec![key("local"), key("port")],
-            "local: ports run past 65535",
-        );
+        c.err(vec![key("local"), key("port")], "local: ports run past 65535");
     }
     let heap_ok = l.heap.len() > 1
-        && l.heap[..l.heap.len() - 1]
-            .chars()
-            .all(|ch| ch.is_ascii_digit())
+        && l.heap[..l.heap.len() - 1].chars().all(|ch| ch.is_ascii_digit())
         && matches!(l.heap.chars().last(), Some('m' | 'M' | 'g' | 'G'));
     if !heap_ok {
-        c.err(
-            vec![key("local"), key("heap")],
-            format!("local: heap {:?} must look like 512m or 1g", l.heap),
-        );
+        c.err(vec![key("local"), key("heap")], format!("local: heap {:?} must look like 512m or 1g", l.heap));
     }
 
     // [defaults]
     if let Some(p) = cfg.defaults.partitions {
         if p < 1 {
-            c.err(
-                vec![key("defaults"), key("partitions")],
-                "defaults: partitions must be at least 1",
-            );
+            c.err(vec![key("defaults"), key("partitions")], "defaults: partitions must be at least 1");
         }
     }
     if let Some(r) = cfg.defaults.replication_factor {
         if r < 1 {
-            c.err(
-                vec![key("defaults"), key("replication_factor")],
-                "defaults: replication_factor must be at least 1",
-            );
+            c.err(vec![key("defaults"), key("replication_factor")], "defaults: replication_factor must be at least 1");
         }
     }
 
@@ -174,41 +137,25 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         let at = |k: &str| vec![key("topic"), Seg::Index(i), key(k)];
         let ctx = format!("topic {:?}", t.name);
         if !valid_topic_name(&t.name) {
-            c.err(
-                at("name"),
-                format!("{ctx}: invalid name (1 to 249 of letters, digits, '.', '_', '-')"),
-            );
+            c.err(at("name"), format!("{ctx}: invalid name (1 to 249 of letters, digits, '.', '_', '-')"));
         } else if t.name.starts_with("__") {
-            c.err(
-                at("name"),
-                format!("{ctx}: names starting with '__' are reserved for Kafka's internal topics"),
-            );
+            c.err(at("name"), format!("{ctx}: names starting with '__' are reserved for Kafka's internal topics"));
         }
         if !topics.insert(t.name.as_str()) {
             c.err(at("name"), format!("{ctx}: declared twice"));
         }
         if let Some(p) = t.partitions {
             if p < 1 {
-                c.err(
-                    at("partitions"),
-                    format!("{ctx}: partitions must be at least 1"),
-                );
+                c.err(at("partitions"), format!("{ctx}: partitions must be at least 1"));
             }
         }
         if let Some(r) = t.replication_factor {
             if r < 1 {
-                c.err(
-                    at("replication_factor"),
-                    format!("{ctx}: replication_factor must be at least 1"),
-                );
+                c.err(at("replication_factor"), format!("{ctx}: replication_factor must be at least 1"));
             }
         }
         for k in t.config.keys() {
-            if k.is_empty()
-                || !k
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.')
-            {
+            if k.is_empty() || !k.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.') {
                 c.err(
                     vec![key("topic"), Seg::Index(i), key("config"), key(k)],
                     format!("{ctx}: {k:?} is not a topic config name"),
@@ -223,30 +170,17 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     for (i, u) in cfg.users.iter().enumerate() {
         let at = |k: &str| vec![key("user"), Seg::Index(i), key(k)];
         let ctx = format!("user {:?}", u.name);
-        if u.name.is_empty()
-            || u.name
-                .chars()
-                .any(|ch| ch.is_whitespace() || ch == ',' || ch == '=')
-        {
+        if u.name.is_empty() || u.name.chars().any(|ch| ch.is_whitespace() || ch == ',' || ch == '=') {
             c.err(at("name"), format!("{ctx}: invalid name"));
         }
         if !users.insert(u.name.as_str()) {
             c.err(at("name"), format!("{ctx}: declared twice"));
         }
         if Some(u.name.as_str()) == admin_user {
-            c.err(
-                at("name"),
-                format!("{ctx}: is the cluster admin; fink does not manage its own credentials"),
-            );
+            c.err(at("name"), format!("{ctx}: is the cluster admin; fink does not manage its own credentials"));
         }
         if !(4096..=16384).contains(&u.iterations) {
-            c.err(
-                at("iterations"),
-                format!(
-                    "{ctx}: iterations must be 4096 to 16384, not {}",
-                    u.iterations
-                ),
-            );
+            c.err(at("iterations"), format!("{ctx}: iterations must be 4096 to 16384, not {}", u.iterations));
         }
         check_secret(&mut c, at("password"), &u.password, base, &ctx);
     }
@@ -254,93 +188,61 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     // [[acl]]
     for (i, a) in cfg.acls.iter().enumerate() {
         let at = |k: &str| vec![key("acl"), Seg::Index(i), key(k)];
-        let who = a
-            .user
-            .as_deref()
-            .map(|u| format!("User:{u}"))
-            .or(a.principal.clone())
-            .unwrap_or_default();
+        let who = a.user.as_deref().map(|u| format!("User:{u}")).or(a.principal.clone()).unwrap_or_default();
         let ctx = format!("acl #{} ({who})", i + 1);
         match (&a.user, &a.principal) {
-            (Some(_), Some(_)) => c.err(
-                at("principal"),
-                format!("{ctx}: give either user or principal, not both"),
-            ),
-            (None, None) => c.err(
-                vec![key("acl"), Seg::Index(i)],
-                format!("{ctx}: user (or principal) is required"),
-            ),
+            (Some(_), Some(_)) => c.err(at("principal"), format!("{ctx}: give either user or principal, not both")),
+            (None, None) => c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: user (or principal) is required")),
             (Some(u), None) => {
                 if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
-                    c.err(
-                        at("user"),
-                        format!("{ctx}: user {u:?} is not declared in [[user]]"),
-                    );
+                    c.err(at("user"), format!("{ctx}: user {u:?} is not declared in [[user]]"));
                 }
             }
             (None, Some(p)) => {
                 if !p.contains(':') {
-                    c.err(
-                        at("principal"),
-                        format!("{ctx}: principal {p:?} must look like User:name"),
-                    );
+                    c.err(at("principal"), format!("{ctx}: principal {p:?} must look like User:name"));
                 }
             }
         }
         match (a.role, a.resource) {
-            (Some(_), Some(_)) => c.err(
-                at("role"),
-                format!("{ctx}: give either role or resource, not both"),
-            ),
+            (Some(_), Some(_)) => c.err(at("role"), format!("{ctx}: give either role or resource, not both")),
             (None, None) => c.err(
                 vec![key("acl"), Seg::Index(i)],
                 format!("{ctx}: role (producer/consumer) or resource is required"),
             ),
             (Some(role), None) => {
                 match &a.topic {
-                    None => c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: role {} needs a topic", role.as_str())),
-                    Some(t) if t.is_empty() => c.err(at("topic"), format!("{ctx}: topic is empty")),
-                    Some(t) if a.pattern == PatternType::Literal && t != "*" && !topics.contains(t.as_str()) => {
-                        c.err(at("topic"), format!("{ctx}: topic {t:?} is not declared in [[topic]] (use pattern = \"prefixed\" for a prefix)"))
+                    None => {
+                        c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: role {} needs a topic", role.as_str()))
                     }
+                    Some(t) if t.is_empty() => c.err(at("topic"), format!("{ctx}: topic is empty")),
+                    Some(t) if a.pattern == PatternType::Literal && t != "*" && !topics.contains(t.as_str()) => c.err(
+                        at("topic"),
+                        format!(
+                            "{ctx}: topic {t:?} is not declared in [[topic]] (use pattern = \"prefixed\" for a prefix)"
+                        ),
+                    ),
                     _ => {}
                 }
                 if role == AclRole::Consumer && a.group.is_none() {
-                    c.err(
-                        vec![key("acl"), Seg::Index(i)],
-                        format!("{ctx}: a consumer role needs a group"),
-                    );
+                    c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: a consumer role needs a group"));
                 }
                 if role == AclRole::Producer && a.group.is_some() {
-                    c.err(
-                        at("group"),
-                        format!("{ctx}: a producer role takes no group"),
-                    );
+                    c.err(at("group"), format!("{ctx}: a producer role takes no group"));
                 }
                 if !a.operations.is_empty() || a.name.is_some() {
-                    c.err(
-                        at("role"),
-                        format!(
-                            "{ctx}: operations and name belong to explicit ACLs, not to a role"
-                        ),
-                    );
+                    c.err(at("role"), format!("{ctx}: operations and name belong to explicit ACLs, not to a role"));
                 }
             }
             (None, Some(kind)) => {
                 if a.operations.is_empty() {
-                    c.err(
-                        vec![key("acl"), Seg::Index(i)],
-                        format!("{ctx}: operations is required"),
-                    );
+                    c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: operations is required"));
                 }
                 for (j, op) in a.operations.iter().enumerate() {
                     if !ACL_OPERATIONS.iter().any(|o| o.eq_ignore_ascii_case(op)) {
                         c.err(
                             vec![key("acl"), Seg::Index(i), key("operations"), Seg::Index(j)],
-                            format!(
-                                "{ctx}: unknown operation {op:?} (one of {})",
-                                ACL_OPERATIONS.join(", ")
-                            ),
+                            format!("{ctx}: unknown operation {op:?} (one of {})", ACL_OPERATIONS.join(", ")),
                         );
                     }
                 }
@@ -351,7 +253,10 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
                     );
                 }
                 if a.topic.is_some() || a.group.is_some() {
-                    c.err(at("resource"), format!("{ctx}: topic and group belong to role shortcuts; use name with resource"));
+                    c.err(
+                        at("resource"),
+                        format!("{ctx}: topic and group belong to role shortcuts; use name with resource"),
+                    );
                 }
             }
         }
@@ -360,10 +265,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     // [filter.NAME]
     for (name, f) in &cfg.filters {
         if f.expr.trim().is_empty() {
-            c.err(
-                vec![key("filter"), key(name), key("expr")],
-                format!("filter {name:?}: expr is empty"),
-            );
+            c.err(vec![key("filter"), key(name), key("expr")], format!("filter {name:?}: expr is empty"));
         }
     }
 
@@ -379,10 +281,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             c.err(at("name"), format!("{ctx}: declared twice"));
         }
         if !topics.contains(s.topic.as_str()) {
-            c.err(
-                at("topic"),
-                format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic),
-            );
+            c.err(at("topic"), format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic));
         }
         for (j, f) in s.filters.iter().enumerate() {
             if !cfg.filters.contains_key(f) {
@@ -394,10 +293,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         }
         if let Some(u) = &s.user {
             if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
-                c.err(
-                    at("user"),
-                    format!("{ctx}: user {u:?} is not declared in [[user]]"),
-                );
+                c.err(at("user"), format!("{ctx}: user {u:?} is not declared in [[user]]"));
             }
         }
         if s.source.path.is_empty() {
@@ -409,11 +305,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         if !s.select.is_empty() && !s.drop.is_empty() {
             for (j, d) in s.drop.iter().enumerate() {
                 let top = d.split('.').next().unwrap_or(d);
-                if !s
-                    .select
-                    .iter()
-                    .any(|x| x == d || x == top || d.starts_with(&format!("{x}.")))
-                {
+                if !s.select.iter().any(|x| x == d || x == top || d.starts_with(&format!("{x}."))) {
                     c.err(
                         vec![key("stream"), Seg::Index(i), key("drop"), Seg::Index(j)],
                         format!("{ctx}: drops {d:?}, which select does not keep"),
@@ -428,10 +320,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
 
 fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, ctx: &str) {
     if s.is_inline() {
-        c.warn(
-            path.clone(),
-            format!("{ctx}: inline password; prefer {{ env = \"VAR\" }} or {{ file = \"path\" }}"),
-        );
+        c.warn(path.clone(), format!("{ctx}: inline password; prefer {{ env = \"VAR\" }} or {{ file = \"path\" }}"));
     }
     if let Err(e) = s.check(base) {
         c.err(path, format!("{ctx}: {e}"));

@@ -61,13 +61,12 @@ pub struct ClusterStatus {
 impl LocalCluster {
     pub fn from_config(loaded: &Loaded) -> Result<LocalCluster> {
         let c = &loaded.config;
-        let admin = c.cluster.admin.as_ref().ok_or_else(|| {
-            anyhow!("[cluster.admin] is required to run a local cluster (its super user)")
-        })?;
-        let password = admin
-            .password
-            .resolve(&loaded.base_dir)
-            .map_err(|e| anyhow!("cluster admin password: {e}"))?;
+        let admin = c
+            .cluster
+            .admin
+            .as_ref()
+            .ok_or_else(|| anyhow!("[cluster.admin] is required to run a local cluster (its super user)"))?;
+        let password = admin.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("cluster admin password: {e}"))?;
         if password.expose().contains(['"', '\\', '\n']) {
             bail!("the local admin password must not contain quotes, backslashes or newlines (it goes into a JAAS config)");
         }
@@ -107,15 +106,9 @@ impl LocalCluster {
         let pf = self.pid_file(i);
         let pid: i32 = fs::read_to_string(&pf).ok()?.trim().parse().ok()?;
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ours =
-            String::from_utf8_lossy(&cmdline).contains(&*self.props_file(i).to_string_lossy());
+        let ours = String::from_utf8_lossy(&cmdline).contains(&*self.props_file(i).to_string_lossy());
         let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .map(|r| r.trim_start().starts_with('Z'))
-                    .unwrap_or(false)
-            })
+            .map(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(false))
             .unwrap_or(true);
         if ours && !zombie {
             Some(pid)
@@ -154,9 +147,7 @@ impl LocalCluster {
         }
         ClusterStatus {
             data_dir: self.data_dir.display().to_string(),
-            cluster_id: fs::read_to_string(self.cluster_id_file())
-                .ok()
-                .map(|s| s.trim().to_string()),
+            cluster_id: fs::read_to_string(self.cluster_id_file()).ok().map(|s| s.trim().to_string()),
             nodes,
             reachable,
             brokers_seen,
@@ -164,13 +155,9 @@ impl LocalCluster {
     }
 
     fn render(&self, i: u8) -> Result<String> {
-        let pw = self
-            .admin_password
-            .as_ref()
-            .ok_or_else(|| anyhow!("no admin password"))?;
-        let voters: Vec<String> = (0..self.brokers)
-            .map(|j| format!("{}@{HOST}:{}", j + 1, self.controller_port + j as u16))
-            .collect();
+        let pw = self.admin_password.as_ref().ok_or_else(|| anyhow!("no admin password"))?;
+        let voters: Vec<String> =
+            (0..self.brokers).map(|j| format!("{}@{HOST}:{}", j + 1, self.controller_port + j as u16)).collect();
         let replication = self.brokers.min(3);
         let min_isr = if replication >= 3 { 2 } else { 1 };
         let vars: &[(&str, String)] = &[
@@ -178,16 +165,10 @@ impl LocalCluster {
             ("voters", voters.join(",")),
             ("host", HOST.to_string()),
             ("port", (self.port + i as u16).to_string()),
-            (
-                "controller_port",
-                (self.controller_port + i as u16).to_string(),
-            ),
+            ("controller_port", (self.controller_port + i as u16).to_string()),
             ("admin_user", self.admin_user.clone()),
             ("admin_password", pw.expose().to_string()),
-            (
-                "log_dirs",
-                self.node_dir(i).join("data").display().to_string(),
-            ),
+            ("log_dirs", self.node_dir(i).join("data").display().to_string()),
             ("replication", replication.to_string()),
             ("min_isr", min_isr.to_string()),
         ];
@@ -207,9 +188,7 @@ impl LocalCluster {
     /// Start every node that is not running and wait until the cluster
     /// answers an authenticated metadata request.
     pub fn start(&self, timeout: Duration, progress: &dyn Fn(&str)) -> Result<StartOutcome> {
-        let running: Vec<u8> = (0..self.brokers)
-            .filter(|i| self.running_pid(*i).is_some())
-            .collect();
+        let running: Vec<u8> = (0..self.brokers).filter(|i| self.running_pid(*i).is_some()).collect();
         if running.len() == self.brokers as usize {
             self.wait_ready(timeout, &[])?;
             return Ok(StartOutcome::AlreadyRunning);
@@ -217,8 +196,7 @@ impl LocalCluster {
         let home = kafka_home(&self.kafka_version, progress)?;
         check_java()?;
         self.check_ports(&running)?;
-        fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))?;
         let cluster_id = match fs::read_to_string(self.cluster_id_file()) {
             Ok(s) => s.trim().to_string(),
             Err(_) => {
@@ -241,20 +219,13 @@ impl LocalCluster {
                 progress(&format!("formatting storage of node {}", i + 1));
                 self.format(&classpath, &cluster_id, i)?;
             }
-            progress(&format!(
-                "starting node {} on {HOST}:{}",
-                i + 1,
-                self.port + i as u16
-            ));
+            progress(&format!("starting node {} on {HOST}:{}", i + 1, self.port + i as u16));
             let pid = self.spawn(&classpath, i)?;
             started.push((i, pid));
         }
         progress("waiting for the cluster to answer");
         self.wait_ready(timeout, &started)?;
-        Ok(StartOutcome::Started {
-            nodes: started.len(),
-            cluster_id,
-        })
+        Ok(StartOutcome::Started { nodes: started.len(), cluster_id })
     }
 
     fn check_ports(&self, running: &[u8]) -> Result<()> {
@@ -272,42 +243,21 @@ impl LocalCluster {
     }
 
     fn format(&self, classpath: &str, cluster_id: &str, i: u8) -> Result<()> {
-        let pw = self
-            .admin_password
-            .as_ref()
-            .ok_or_else(|| anyhow!("no admin password"))?;
-        let scram = format!(
-            "SCRAM-SHA-512=[name={},password={}]",
-            self.admin_user,
-            pw.expose()
-        );
+        let pw = self.admin_password.as_ref().ok_or_else(|| anyhow!("no admin password"))?;
+        let scram = format!("SCRAM-SHA-512=[name={},password={}]", self.admin_user, pw.expose());
         let out = Command::new("java")
             .args(["-Xmx256m", "-cp", classpath])
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                self.node_dir(i).join("log4j2.properties").display()
-            ))
-            .args([
-                "kafka.tools.StorageTool",
-                "format",
-                "--cluster-id",
-                cluster_id,
-                "--config",
-            ])
+            .arg(format!("-Dlog4j2.configurationFile={}", self.node_dir(i).join("log4j2.properties").display()))
+            .args(["kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config"])
             .arg(self.props_file(i))
             .args(["--add-scram", &scram, "--ignore-formatted"])
             .stdin(Stdio::null())
             .output()
             .context("cannot run java for kafka-storage format")?;
         if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout).to_string()
-                + &String::from_utf8_lossy(&out.stderr);
+            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
             // The tool echoes its arguments on some errors: never show the password.
-            bail!(
-                "formatting node {} failed:\n{}",
-                i + 1,
-                text.replace(pw.expose(), "(sensitive)")
-            );
+            bail!("formatting node {} failed:\n{}", i + 1, text.replace(pw.expose(), "(sensitive)"));
         }
         Ok(())
     }
@@ -315,22 +265,12 @@ impl LocalCluster {
     fn spawn(&self, classpath: &str, i: u8) -> Result<i32> {
         use std::os::unix::process::CommandExt;
         let dir = self.node_dir(i);
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file(i))?;
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_file(i))?;
         let mut cmd = Command::new("java");
         cmd.arg(format!("-Xmx{}", self.heap))
             .arg(format!("-Xms{}", self.heap))
-            .args([
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
-                "-Djava.awt.headless=true",
-            ])
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                dir.join("log4j2.properties").display()
-            ))
+            .args(["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"])
+            .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()))
             .arg(format!("-Dkafka.logs.dir={}", dir.display()))
             .args(["-cp", classpath, "kafka.Kafka"])
             .arg(self.props_file(i))
@@ -345,9 +285,7 @@ impl LocalCluster {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .context("cannot start java (is Java 17+ installed?)")?;
+        let child = cmd.spawn().context("cannot start java (is Java 17+ installed?)")?;
         let pid = child.id() as i32;
         fs::write(self.pid_file(i), pid.to_string())?;
         // Reap it if it dies while we are still here, so it is not a zombie.
@@ -359,10 +297,7 @@ impl LocalCluster {
     }
 
     fn wait_ready(&self, timeout: Duration, started: &[(u8, i32)]) -> Result<()> {
-        let conn = self
-            .conn
-            .clone()
-            .ok_or_else(|| anyhow!("no admin connection"))?;
+        let conn = self.conn.clone().ok_or_else(|| anyhow!("no admin connection"))?;
         let deadline = Instant::now() + timeout;
         let mut last_err = String::new();
         while Instant::now() < deadline {
@@ -381,10 +316,7 @@ impl LocalCluster {
             match cluster::Admin::connect(c) {
                 Ok(admin) => match admin.topics() {
                     Ok((brokers, _)) if brokers.len() >= self.brokers as usize => return Ok(()),
-                    Ok((brokers, _)) => {
-                        last_err =
-                            format!("{} of {} brokers registered", brokers.len(), self.brokers)
-                    }
+                    Ok((brokers, _)) => last_err = format!("{} of {} brokers registered", brokers.len(), self.brokers),
                     Err(e) => last_err = e.to_string(),
                 },
                 Err(e) => {
@@ -398,13 +330,7 @@ impl LocalCluster {
             std::thread::sleep(Duration::from_millis(500));
         }
         let tails: Vec<String> = (0..self.brokers)
-            .map(|i| {
-                format!(
-                    "--- {} ---\n{}",
-                    self.log_file(i).display(),
-                    self.log_tail(i, 20)
-                )
-            })
+            .map(|i| format!("--- {} ---\n{}", self.log_file(i).display(), self.log_tail(i, 20)))
             .collect();
         bail!(
             "the cluster did not become ready within {}s ({last_err}); broker logs:\n{}",
@@ -442,9 +368,7 @@ impl LocalCluster {
 
     /// Stop all nodes: SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&self, grace: Duration, progress: &dyn Fn(&str)) -> Result<StopOutcome> {
-        let pids: Vec<(u8, i32)> = (0..self.brokers)
-            .filter_map(|i| self.running_pid(i).map(|p| (i, p)))
-            .collect();
+        let pids: Vec<(u8, i32)> = (0..self.brokers).filter_map(|i| self.running_pid(i).map(|p| (i, p))).collect();
         if pids.is_empty() {
             return Ok(StopOutcome::NotRunning);
         }
@@ -463,11 +387,7 @@ impl LocalCluster {
             }
             if Instant::now() >= deadline {
                 for (i, pid) in alive {
-                    progress(&format!(
-                        "node {} did not stop within {}s: killing pid {pid}",
-                        i + 1,
-                        grace.as_secs()
-                    ));
+                    progress(&format!("node {} did not stop within {}s: killing pid {pid}", i + 1, grace.as_secs()));
                     unsafe {
                         libc::kill(*pid, libc::SIGKILL);
                     }
@@ -481,10 +401,7 @@ impl LocalCluster {
         for (i, _) in &pids {
             let _ = fs::remove_file(self.pid_file(*i));
         }
-        Ok(StopOutcome::Stopped {
-            nodes: pids.len(),
-            forced,
-        })
+        Ok(StopOutcome::Stopped { nodes: pids.len(), forced })
     }
 }
 
@@ -503,15 +420,9 @@ pub enum StopOutcome {
 /// Absolute, so paths survive the broker's working directory and match
 /// its command line when we look for our own processes.
 fn absolute(p: &Path) -> PathBuf {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
     // Drop `.` components without resolving symlinks.
-    abs.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .collect()
+    abs.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -521,24 +432,14 @@ fn pid_alive(pid: i32) -> bool {
     }
     // A zombie still answers kill(0); it has exited for our purposes.
     !fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-                .unwrap_or(false)
-        })
+        .map(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(false))
         .unwrap_or(false)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -572,10 +473,9 @@ fn new_cluster_id() -> Result<String> {
 
 /// Java 17+ on PATH, or a clear error.
 pub fn check_java() -> Result<()> {
-    let out = Command::new("java")
-        .args(["-XshowSettings:properties", "-version"])
-        .output()
-        .map_err(|_| anyhow!("java not found: Kafka needs a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"))?;
+    let out = Command::new("java").args(["-XshowSettings:properties", "-version"]).output().map_err(|_| {
+        anyhow!("java not found: Kafka needs a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+    })?;
     let text = String::from_utf8_lossy(&out.stderr);
     let major = text
         .lines()
@@ -601,15 +501,10 @@ pub fn kafka_home(version: &str, progress: &dyn Fn(&str)) -> Result<PathBuf> {
     }
     let cached = cache_dir().join(format!("kafka-{version}"));
     // The install script marks a complete cache with its recipe revision.
-    if fs::read_to_string(cached.join(".complete"))
-        .map(|s| s.trim() == INSTALL_RECIPE)
-        .unwrap_or(false)
-    {
+    if fs::read_to_string(cached.join(".complete")).map(|s| s.trim() == INSTALL_RECIPE).unwrap_or(false) {
         return Ok(cached);
     }
-    progress(&format!(
-        "installing Apache Kafka {version} from Maven Central (once)"
-    ));
+    progress(&format!("installing Apache Kafka {version} from Maven Central (once)"));
     install(version)
 }
 
@@ -619,9 +514,7 @@ pub fn cache_dir() -> PathBuf {
     }
     let base = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache"));
     base.join("fink")
 }
 
@@ -663,9 +556,7 @@ mod tests {
             let id = new_cluster_id().unwrap();
             assert_eq!(id.len(), 22);
             assert!(!id.starts_with('-'));
-            assert!(id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         }
     }
 }

@@ -36,26 +36,14 @@ impl Report {
 }
 
 /// Run every op of the plan; `progress` is told of each finished change.
-pub fn execute(
-    plan: &Plan,
-    loaded: &Loaded,
-    admin: &Admin,
-    progress: &dyn Fn(&Outcome),
-) -> Result<Report> {
+pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&Outcome)) -> Result<Report> {
     if !plan.blockers.is_empty() {
-        return Err(anyhow!(
-            "the plan has changes Kafka cannot make:\n  {}",
-            plan.blockers.join("\n  ")
-        ));
+        return Err(anyhow!("the plan has changes Kafka cannot make:\n  {}", plan.blockers.join("\n  ")));
     }
     // Each op remembers the change it belongs to; errors accumulate per change.
     let mut errors: Vec<Vec<String>> = vec![Vec::new(); plan.changes.len()];
-    let mut ops: Vec<(usize, &Op)> = plan
-        .changes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| c.ops.iter().map(move |o| (i, o)))
-        .collect();
+    let mut ops: Vec<(usize, &Op)> =
+        plan.changes.iter().enumerate().flat_map(|(i, c)| c.ops.iter().map(move |o| (i, o))).collect();
     ops.sort_by_key(|(_, o)| o.stage());
 
     let mut stage_start = 0;
@@ -90,11 +78,7 @@ fn outcome(c: &Change, errs: Vec<String>) -> Outcome {
         change: c.title(),
         action: c.action,
         ok: errs.is_empty(),
-        error: if errs.is_empty() {
-            None
-        } else {
-            Some(errs.join("; "))
-        },
+        error: if errs.is_empty() { None } else { Some(errs.join("; ")) },
     }
 }
 
@@ -111,26 +95,22 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             let mut pre: Vec<Option<String>> = Vec::new();
             for (_, op) in batch {
                 match op {
-                    Op::UpsertUser { user, .. } => {
-                        match loaded.config.users.iter().find(|u| &u.name == user) {
-                            Some(u) => match u.password.resolve(&loaded.base_dir) {
-                                Ok(p) => {
-                                    passwords.push(Some(p));
-                                    pre.push(None);
-                                }
-                                Err(e) => {
-                                    passwords.push(None);
-                                    pre.push(Some(format!("password: {e}")));
-                                }
-                            },
-                            None => {
-                                passwords.push(None);
-                                pre.push(Some(format!(
-                                    "user {user:?} is no longer declared in fink.toml"
-                                )));
+                    Op::UpsertUser { user, .. } => match loaded.config.users.iter().find(|u| &u.name == user) {
+                        Some(u) => match u.password.resolve(&loaded.base_dir) {
+                            Ok(p) => {
+                                passwords.push(Some(p));
+                                pre.push(None);
                             }
+                            Err(e) => {
+                                passwords.push(None);
+                                pre.push(Some(format!("password: {e}")));
+                            }
+                        },
+                        None => {
+                            passwords.push(None);
+                            pre.push(Some(format!("user {user:?} is no longer declared in fink.toml")));
                         }
-                    }
+                    },
                     _ => {
                         passwords.push(None);
                         pre.push(None);
@@ -144,24 +124,14 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                     continue;
                 }
                 match op {
-                    Op::UpsertUser {
-                        user,
-                        mechanism,
-                        iterations,
-                    } => changes.push(ScramChange::Upsert {
+                    Op::UpsertUser { user, mechanism, iterations } => changes.push(ScramChange::Upsert {
                         user,
                         mechanism: *mechanism,
                         iterations: *iterations,
-                        password: passwords[k]
-                            .as_ref()
-                            .map(|p| p.expose())
-                            .unwrap_or_default(),
+                        password: passwords[k].as_ref().map(|p| p.expose()).unwrap_or_default(),
                     }),
                     Op::DeleteUserCredential { user, mechanism } => {
-                        changes.push(ScramChange::Delete {
-                            user,
-                            mechanism: *mechanism,
-                        })
+                        changes.push(ScramChange::Delete { user, mechanism: *mechanism })
                     }
                     _ => unreachable!("same stage"),
                 }
@@ -174,15 +144,10 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                     let by_user: BTreeMap<String, OpResult> = results.into_iter().collect();
                     for k in idx {
                         let user = match batch[k].1 {
-                            Op::UpsertUser { user, .. } | Op::DeleteUserCredential { user, .. } => {
-                                user
-                            }
+                            Op::UpsertUser { user, .. } | Op::DeleteUserCredential { user, .. } => user,
                             _ => unreachable!(),
                         };
-                        out[k] = by_user
-                            .get(user)
-                            .cloned()
-                            .unwrap_or_else(|| Err("no result from the cluster".into()));
+                        out[k] = by_user.get(user).cloned().unwrap_or_else(|| Err("no result from the cluster".into()));
                     }
                 }
                 Err(e) => {
@@ -197,17 +162,8 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             let new: Vec<NewTopic> = batch
                 .iter()
                 .map(|(_, op)| match op {
-                    Op::CreateTopic {
-                        topic,
-                        partitions,
-                        replication_factor,
-                        configs,
-                    } => {
-                        let mut t = NewTopic::new(
-                            topic,
-                            *partitions,
-                            TopicReplication::Fixed(*replication_factor),
-                        );
+                    Op::CreateTopic { topic, partitions, replication_factor, configs } => {
+                        let mut t = NewTopic::new(topic, *partitions, TopicReplication::Fixed(*replication_factor));
                         for (k, v) in configs {
                             t = t.set(k, v);
                         }
@@ -216,11 +172,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                     _ => unreachable!("same stage"),
                 })
                 .collect();
-            match admin.block_on(
-                admin
-                    .admin_client()
-                    .create_topics(new.iter(), &admin.admin_options()),
-            ) {
+            match admin.block_on(admin.admin_client().create_topics(new.iter(), &admin.admin_options())) {
                 Ok(results) => by_name(
                     batch,
                     results.into_iter().map(|r| match r {
@@ -235,17 +187,11 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             let new: Vec<NewPartitions> = batch
                 .iter()
                 .map(|(_, op)| match op {
-                    Op::CreatePartitions { topic, to, .. } => {
-                        NewPartitions::new(topic, *to as usize)
-                    }
+                    Op::CreatePartitions { topic, to, .. } => NewPartitions::new(topic, *to as usize),
                     _ => unreachable!(),
                 })
                 .collect();
-            match admin.block_on(
-                admin
-                    .admin_client()
-                    .create_partitions(new.iter(), &admin.admin_options()),
-            ) {
+            match admin.block_on(admin.admin_client().create_partitions(new.iter(), &admin.admin_options())) {
                 Ok(results) => by_name(
                     batch,
                     results.into_iter().map(|r| match r {
@@ -291,11 +237,9 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
             };
             match res {
                 Ok(results) if results.len() == batch.len() => results,
-                Ok(results) => all(format!(
-                    "the cluster answered {} results for {} ACL bindings",
-                    results.len(),
-                    batch.len()
-                )),
+                Ok(results) => {
+                    all(format!("the cluster answered {} results for {} ACL bindings", results.len(), batch.len()))
+                }
                 Err(e) => all(e.to_string()),
             }
         }
@@ -307,11 +251,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                     _ => unreachable!(),
                 })
                 .collect();
-            match admin.block_on(
-                admin
-                    .admin_client()
-                    .delete_topics(&names, &admin.admin_options()),
-            ) {
+            match admin.block_on(admin.admin_client().delete_topics(&names, &admin.admin_options())) {
                 Ok(results) => by_name(
                     batch,
                     results.into_iter().map(|r| match r {
@@ -326,10 +266,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
 }
 
 /// Match per-topic results back to the batch by topic name.
-fn by_name(
-    batch: &[(usize, &Op)],
-    results: impl Iterator<Item = (String, OpResult)>,
-) -> Vec<OpResult> {
+fn by_name(batch: &[(usize, &Op)], results: impl Iterator<Item = (String, OpResult)>) -> Vec<OpResult> {
     let map: BTreeMap<String, OpResult> = results.collect();
     batch
         .iter()
@@ -341,9 +278,7 @@ fn by_name(
                 | Op::DeleteTopic { topic } => topic,
                 _ => unreachable!("topic ops only"),
             };
-            map.get(topic)
-                .cloned()
-                .unwrap_or_else(|| Err("no result from the cluster".into()))
+            map.get(topic).cloned().unwrap_or_else(|| Err("no result from the cluster".into()))
         })
         .collect()
 }

@@ -12,9 +12,7 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, AclBinding, Admin, LiveState, Login};
-use crate::config::{
-    AclConfig, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism,
-};
+use crate::config::{AclConfig, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism};
 
 pub const PLAN_FORMAT: &str = "fink-plan/1";
 
@@ -38,12 +36,7 @@ pub struct Field {
 
 impl Field {
     fn new(name: &str, before: Option<String>, after: Option<String>) -> Field {
-        Field {
-            name: name.into(),
-            before,
-            after,
-            sensitive: false,
-        }
+        Field { name: name.into(), before, after, sensitive: false }
     }
     fn secret(name: &str, before: Option<&str>, after: Option<&str>) -> Field {
         Field {
@@ -60,40 +53,14 @@ impl Field {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    UpsertUser {
-        user: String,
-        mechanism: ScramMechanism,
-        iterations: i32,
-    },
-    DeleteUserCredential {
-        user: String,
-        mechanism: ScramMechanism,
-    },
-    CreateTopic {
-        topic: String,
-        partitions: i32,
-        replication_factor: i32,
-        configs: BTreeMap<String, String>,
-    },
-    CreatePartitions {
-        topic: String,
-        from: i32,
-        to: i32,
-    },
-    AlterTopicConfigs {
-        topic: String,
-        set: BTreeMap<String, String>,
-        delete: Vec<String>,
-    },
-    CreateAcl {
-        binding: AclBinding,
-    },
-    DeleteAcl {
-        binding: AclBinding,
-    },
-    DeleteTopic {
-        topic: String,
-    },
+    UpsertUser { user: String, mechanism: ScramMechanism, iterations: i32 },
+    DeleteUserCredential { user: String, mechanism: ScramMechanism },
+    CreateTopic { topic: String, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
+    CreatePartitions { topic: String, from: i32, to: i32 },
+    AlterTopicConfigs { topic: String, set: BTreeMap<String, String>, delete: Vec<String> },
+    CreateAcl { binding: AclBinding },
+    DeleteAcl { binding: AclBinding },
+    DeleteTopic { topic: String },
 }
 
 impl Op {
@@ -185,12 +152,7 @@ impl Plan {
 
 /// Expand one `[[acl]]` into the bindings Kafka stores.
 pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
-    let principal = a
-        .user
-        .as_ref()
-        .map(|u| format!("User:{u}"))
-        .or_else(|| a.principal.clone())
-        .unwrap_or_default();
+    let principal = a.user.as_ref().map(|u| format!("User:{u}")).or_else(|| a.principal.clone()).unwrap_or_default();
     let bind = |resource: ResourceKind, name: &str, pattern: PatternType, op: &str| AclBinding {
         principal: principal.clone(),
         host: a.host.clone(),
@@ -207,31 +169,18 @@ pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
             for op in ["Write", "Describe", "Create"] {
                 out.push(bind(ResourceKind::Topic, topic, a.pattern, op));
             }
-            out.push(bind(
-                ResourceKind::Cluster,
-                "kafka-cluster",
-                PatternType::Literal,
-                "IdempotentWrite",
-            ));
+            out.push(bind(ResourceKind::Cluster, "kafka-cluster", PatternType::Literal, "IdempotentWrite"));
         }
         (Some(AclRole::Consumer), _) => {
             let topic = a.topic.as_deref().unwrap_or_default();
             for op in ["Read", "Describe"] {
                 out.push(bind(ResourceKind::Topic, topic, a.pattern, op));
             }
-            out.push(bind(
-                ResourceKind::Group,
-                a.group.as_deref().unwrap_or_default(),
-                a.group_pattern,
-                "Read",
-            ));
+            out.push(bind(ResourceKind::Group, a.group.as_deref().unwrap_or_default(), a.group_pattern, "Read"));
         }
         (None, Some(kind)) => {
-            let name = if kind == ResourceKind::Cluster {
-                "kafka-cluster"
-            } else {
-                a.name.as_deref().unwrap_or_default()
-            };
+            let name =
+                if kind == ResourceKind::Cluster { "kafka-cluster" } else { a.name.as_deref().unwrap_or_default() };
             for op in &a.operations {
                 let canonical = crate::config::validate::canonical_operation(op).unwrap_or(op);
                 out.push(bind(kind, name, a.pattern, canonical));
@@ -291,39 +240,40 @@ pub fn check_passwords(loaded: &Loaded, admin: &Admin, live: &LiveState) -> Resu
         if !lu.credentials.iter().any(|c| c.mechanism == u.mechanism) {
             continue;
         }
-        let pw = u
-            .password
-            .resolve(&loaded.base_dir)
-            .map_err(|e| anyhow!("user {:?}: {e}", u.name))?;
+        let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {:?}: {e}", u.name))?;
         jobs.push((u.name.clone(), admin.conn.as_user(&u.name, pw, u.mechanism)));
     }
-    let mut results = BTreeMap::new();
+    // Each login costs one PBKDF2 (CPU) and a round trip: a few workers per
+    // core pull from a shared queue so no core idles behind a slow login.
     let timeout = admin.timeout().min(Duration::from_secs(15));
-    for chunk in jobs.chunks(16) {
-        let outcomes: Vec<(String, Login)> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk
-                .iter()
-                .map(|(name, conn)| {
-                    s.spawn(move || (name.clone(), cluster::check_login(conn, timeout)))
+    let workers = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<(String, Login)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, conn)) = jobs.get(i) else { break };
+                        mine.push((name.clone(), cluster::check_login(conn, timeout)));
+                    }
+                    mine
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("login check thread"))
-                .collect()
-        });
-        for (name, outcome) in outcomes {
-            match outcome {
-                Login::Accepted => {
-                    results.insert(name, true);
-                }
-                Login::Refused(_) => {
-                    results.insert(name, false);
-                }
-                Login::Unreachable(e) => {
-                    return Err(anyhow!("cannot check the password of user {name:?}: {e}"))
-                }
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("login check thread")).collect()
+    });
+    let mut results = BTreeMap::new();
+    for (name, outcome) in outcomes {
+        match outcome {
+            Login::Accepted => {
+                results.insert(name, true);
             }
+            Login::Refused(_) => {
+                results.insert(name, false);
+            }
+            Login::Unreachable(e) => return Err(anyhow!("cannot check the password of user {name:?}: {e}")),
         }
     }
     Ok(results)
@@ -346,11 +296,7 @@ pub fn diff(
     let desired_users: BTreeSet<&str> = cfg.users.iter().map(|u| u.name.as_str()).collect();
     for u in &cfg.users {
         let mech = u.mechanism.as_str().to_string();
-        let upsert = Op::UpsertUser {
-            user: u.name.clone(),
-            mechanism: u.mechanism,
-            iterations: u.iterations,
-        };
+        let upsert = Op::UpsertUser { user: u.name.clone(), mechanism: u.mechanism, iterations: u.iterations };
         match live.users.get(&u.name) {
             None => changes.push(Change {
                 action: Action::Create,
@@ -369,16 +315,8 @@ pub fn diff(
                 let same_mech = lu.credentials.iter().find(|c| c.mechanism == u.mechanism);
                 match same_mech {
                     None => {
-                        let before: Vec<&str> = lu
-                            .credentials
-                            .iter()
-                            .map(|c| c.mechanism.as_str())
-                            .collect();
-                        fields.push(Field::new(
-                            "mechanism",
-                            Some(before.join(",")),
-                            Some(mech.clone()),
-                        ));
+                        let before: Vec<&str> = lu.credentials.iter().map(|c| c.mechanism.as_str()).collect();
+                        fields.push(Field::new("mechanism", Some(before.join(",")), Some(mech.clone())));
                         fields.push(Field::secret("password", None, Some("(sensitive)")));
                         ops.push(upsert.clone());
                     }
@@ -391,18 +329,10 @@ pub fn diff(
                             ));
                         }
                         if passwords.get(&u.name) == Some(&false) {
-                            fields.push(Field::secret(
-                                "password",
-                                Some("(sensitive)"),
-                                Some("(differs)"),
-                            ));
+                            fields.push(Field::secret("password", Some("(sensitive)"), Some("(differs)")));
                         } else if c.iterations != u.iterations {
                             // Re-hashing with new iterations rewrites the credential.
-                            fields.push(Field::secret(
-                                "password",
-                                Some("(sensitive)"),
-                                Some("(sensitive)"),
-                            ));
+                            fields.push(Field::secret("password", Some("(sensitive)"), Some("(sensitive)")));
                         }
                         if !fields.is_empty() {
                             ops.push(upsert.clone());
@@ -417,10 +347,7 @@ pub fn diff(
                             Some("present".into()),
                             None,
                         ));
-                        ops.push(Op::DeleteUserCredential {
-                            user: u.name.clone(),
-                            mechanism: c.mechanism,
-                        });
+                        ops.push(Op::DeleteUserCredential { user: u.name.clone(), mechanism: c.mechanism });
                     }
                 }
                 if !ops.is_empty() {
@@ -437,10 +364,7 @@ pub fn diff(
     }
     let mut unmanaged_users = Vec::new();
     for (name, lu) in &live.users {
-        if desired_users.contains(name.as_str())
-            || Some(name.as_str()) == admin_user
-            || !managed(cfg, name)
-        {
+        if desired_users.contains(name.as_str()) || Some(name.as_str()) == admin_user || !managed(cfg, name) {
             continue;
         }
         if prune {
@@ -456,10 +380,7 @@ pub fn diff(
                 ops: lu
                     .credentials
                     .iter()
-                    .map(|c| Op::DeleteUserCredential {
-                        user: name.clone(),
-                        mechanism: c.mechanism,
-                    })
+                    .map(|c| Op::DeleteUserCredential { user: name.clone(), mechanism: c.mechanism })
                     .collect(),
             });
         } else {
@@ -472,21 +393,14 @@ pub fn diff(
     for t in &cfg.topics {
         let partitions = t.partitions.or(cfg.defaults.partitions).unwrap_or(1);
         let rf = t.replication_factor.or(cfg.defaults.replication_factor);
-        let configs: BTreeMap<String, String> = t
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
+        let configs: BTreeMap<String, String> = t.config.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         match live.topics.get(&t.name) {
             None => {
                 let mut fields = vec![Field::new("partitions", None, Some(partitions.to_string()))];
                 fields.push(Field::new(
                     "replication_factor",
                     None,
-                    Some(
-                        rf.map(|r| r.to_string())
-                            .unwrap_or_else(|| "(broker default)".into()),
-                    ),
+                    Some(rf.map(|r| r.to_string()).unwrap_or_else(|| "(broker default)".into())),
                 ));
                 for (k, v) in &configs {
                     fields.push(Field::new(&format!("config {k}"), None, Some(v.clone())));
@@ -509,16 +423,8 @@ pub fn diff(
                 let mut ops = Vec::new();
                 let live_parts = lt.partitions.len() as i32;
                 if partitions > live_parts {
-                    fields.push(Field::new(
-                        "partitions",
-                        Some(live_parts.to_string()),
-                        Some(partitions.to_string()),
-                    ));
-                    ops.push(Op::CreatePartitions {
-                        topic: t.name.clone(),
-                        from: live_parts,
-                        to: partitions,
-                    });
+                    fields.push(Field::new("partitions", Some(live_parts.to_string()), Some(partitions.to_string())));
+                    ops.push(Op::CreatePartitions { topic: t.name.clone(), from: live_parts, to: partitions });
                 } else if partitions < live_parts {
                     blockers.push(format!(
                         "topic {}: partitions {live_parts} -> {partitions} is a decrease, which Kafka cannot do (it would reorder keys and lose data); keep {live_parts} in fink.toml, or delete and recreate the topic",
@@ -537,30 +443,18 @@ pub fn diff(
                 let mut delete = Vec::new();
                 for (k, v) in &configs {
                     if lt.configs.get(k) != Some(v) {
-                        fields.push(Field::new(
-                            &format!("config {k}"),
-                            lt.configs.get(k).cloned(),
-                            Some(v.clone()),
-                        ));
+                        fields.push(Field::new(&format!("config {k}"), lt.configs.get(k).cloned(), Some(v.clone())));
                         set.insert(k.clone(), v.clone());
                     }
                 }
                 for (k, v) in &lt.configs {
                     if !configs.contains_key(k) {
-                        fields.push(Field::new(
-                            &format!("config {k}"),
-                            Some(v.clone()),
-                            Some("(default)".into()),
-                        ));
+                        fields.push(Field::new(&format!("config {k}"), Some(v.clone()), Some("(default)".into())));
                         delete.push(k.clone());
                     }
                 }
                 if !set.is_empty() || !delete.is_empty() {
-                    ops.push(Op::AlterTopicConfigs {
-                        topic: t.name.clone(),
-                        set,
-                        delete,
-                    });
+                    ops.push(Op::AlterTopicConfigs { topic: t.name.clone(), set, delete });
                 }
                 if !ops.is_empty() {
                     changes.push(Change {
@@ -576,11 +470,7 @@ pub fn diff(
     }
     let mut unmanaged_topics = Vec::new();
     for (name, lt) in &live.topics {
-        if desired_topics.contains(name.as_str())
-            || lt.internal
-            || name.starts_with("__")
-            || !managed(cfg, name)
-        {
+        if desired_topics.contains(name.as_str()) || lt.internal || name.starts_with("__") || !managed(cfg, name) {
             continue;
         }
         if prune {
@@ -588,14 +478,8 @@ pub fn diff(
                 action: Action::Delete,
                 kind: Kind::Topic,
                 name: name.clone(),
-                fields: vec![Field::new(
-                    "partitions",
-                    Some(lt.partitions.len().to_string()),
-                    None,
-                )],
-                ops: vec![Op::DeleteTopic {
-                    topic: name.clone(),
-                }],
+                fields: vec![Field::new("partitions", Some(lt.partitions.len().to_string()), None)],
+                ops: vec![Op::DeleteTopic { topic: name.clone() }],
             });
         } else {
             unmanaged_topics.push(name.clone());
@@ -635,22 +519,13 @@ pub fn diff(
         }
     }
 
-    if !prune && (!unmanaged_topics.is_empty() || !unmanaged_users.is_empty() || unmanaged_acls > 0)
-    {
+    if !prune && (!unmanaged_topics.is_empty() || !unmanaged_users.is_empty() || unmanaged_acls > 0) {
         let mut parts = Vec::new();
         if !unmanaged_topics.is_empty() {
-            parts.push(format!(
-                "{} topic(s) [{}]",
-                unmanaged_topics.len(),
-                shorten(&unmanaged_topics)
-            ));
+            parts.push(format!("{} topic(s) [{}]", unmanaged_topics.len(), shorten(&unmanaged_topics)));
         }
         if !unmanaged_users.is_empty() {
-            parts.push(format!(
-                "{} user(s) [{}]",
-                unmanaged_users.len(),
-                shorten(&unmanaged_users)
-            ));
+            parts.push(format!("{} user(s) [{}]", unmanaged_users.len(), shorten(&unmanaged_users)));
         }
         if unmanaged_acls > 0 {
             parts.push(format!("{unmanaged_acls} ACL binding(s)"));
@@ -685,34 +560,47 @@ fn shorten(names: &[String]) -> String {
     if names.len() <= 5 {
         names.join(", ")
     } else {
-        format!(
-            "{}, ... and {} more",
-            names[..5].join(", "),
-            names.len() - 5
-        )
+        format!("{}, ... and {} more", names[..5].join(", "), names.len() - 5)
     }
 }
 
 /// Read live state, check passwords, diff: what `fink plan` and `fink apply` share.
 pub fn make_plan(loaded: &Loaded, admin: &Admin, prune_flag: bool) -> Result<Plan> {
+    let t = std::time::Instant::now();
     let live = admin.live_state()?;
+    tracing::info!(elapsed = ?t.elapsed(), topics = live.topics.len(), users = live.users.len(), acls = live.acls.len(), "read live state");
     check_cluster_id(loaded, live.cluster_id.as_deref())?;
+    let t = std::time::Instant::now();
     let passwords = check_passwords(loaded, admin, &live)?;
-    let admin_user = loaded
-        .config
-        .cluster
-        .admin
-        .as_ref()
-        .map(|a| a.user.as_str());
+    tracing::info!(elapsed = ?t.elapsed(), users = passwords.len(), "checked passwords by logging in");
+    let admin_user = loaded.config.cluster.admin.as_ref().map(|a| a.user.as_str());
     let prune = prune_flag || loaded.config.prune;
-    Ok(diff(
-        &loaded.config,
-        &live,
-        &passwords,
-        admin_user,
-        prune,
-        &loaded.hash,
-    ))
+    Ok(diff(&loaded.config, &live, &passwords, admin_user, prune, &loaded.hash))
+}
+
+/// After an apply: re-plan until nothing is left or `timeout` passes.
+/// Returns the number of changes still pending, if any.
+pub fn wait_converged(
+    loaded: &Loaded,
+    admin: &Admin,
+    prune: bool,
+    timeout: Duration,
+    progress: &dyn Fn(usize),
+) -> Result<Option<usize>> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let p = make_plan(loaded, admin, prune)?;
+        if p.changes.is_empty() {
+            return Ok(None);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(Some(p.changes.len()));
+        }
+        progress(p.changes.len());
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
 }
 
 /// Refuse to touch a cluster other than the one `[cluster] id` names.
@@ -733,27 +621,16 @@ pub fn check_cluster_id(loaded: &Loaded, live: Option<&str>) -> Result<()> {
 pub fn drift(saved: &Plan, fresh: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     if saved.cluster_id != fresh.cluster_id {
-        out.push(format!(
-            "cluster id was {:?}, is now {:?}",
-            saved.cluster_id, fresh.cluster_id
-        ));
+        out.push(format!("cluster id was {:?}, is now {:?}", saved.cluster_id, fresh.cluster_id));
     }
     for c in &saved.changes {
         if !fresh.changes.contains(c) {
-            out.push(format!(
-                "planned `{}` {} is no longer what the cluster needs",
-                symbol(c.action),
-                c.title()
-            ));
+            out.push(format!("planned `{}` {} is no longer what the cluster needs", symbol(c.action), c.title()));
         }
     }
     for c in &fresh.changes {
         if !saved.changes.contains(c) {
-            out.push(format!(
-                "`{}` {} is now needed but not in the saved plan",
-                symbol(c.action),
-                c.title()
-            ));
+            out.push(format!("`{}` {} is now needed but not in the saved plan", symbol(c.action), c.title()));
         }
     }
     out

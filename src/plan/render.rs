@@ -66,10 +66,7 @@ pub fn human(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             "{}",
-            bold(&format!(
-                "Plan: {} to add, {} to change, {} to destroy.",
-                s.add, s.change, s.destroy
-            ))
+            bold(&format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy))
         );
     }
     out

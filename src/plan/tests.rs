@@ -26,19 +26,9 @@ fn live() -> LiveState {
 fn topic(name: &str, parts: i32, configs: &[(&str, &str)]) -> LiveTopic {
     LiveTopic {
         name: name.into(),
-        partitions: (0..parts)
-            .map(|id| PartitionInfo {
-                id,
-                leader: 1,
-                replicas: vec![1],
-                isr: vec![1],
-            })
-            .collect(),
+        partitions: (0..parts).map(|id| PartitionInfo { id, leader: 1, replicas: vec![1], isr: vec![1] }).collect(),
         replication_factor: 1,
-        configs: configs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         internal: name.starts_with("__"),
     }
 }
@@ -50,17 +40,11 @@ fn creates_in_dependency_order_and_counts() {
     ));
     let p = diff(&c, &live(), &BTreeMap::new(), Some("admin"), false, "h");
     let kinds: Vec<Kind> = p.changes.iter().map(|c| c.kind).collect();
-    assert_eq!(
-        kinds,
-        vec![Kind::User, Kind::Topic, Kind::Acl, Kind::Acl, Kind::Acl]
-    );
+    assert_eq!(kinds, vec![Kind::User, Kind::Topic, Kind::Acl, Kind::Acl, Kind::Acl]);
     let s = p.summary();
     assert_eq!((s.add, s.change, s.destroy), (5, 0, 0));
     let text = render::human(&p);
-    assert!(
-        text.contains("Plan: 5 to add, 0 to change, 0 to destroy."),
-        "{text}"
-    );
+    assert!(text.contains("Plan: 5 to add, 0 to change, 0 to destroy."), "{text}");
     assert!(!text.contains("pw"), "password leaked: {text}");
     assert!(!render::json(&p).unwrap().contains("\"pw\""));
 }
@@ -86,30 +70,16 @@ fn consumer_and_producer_roles_expand_like_kafka_acls() {
 
 #[test]
 fn partition_decrease_blocks_and_config_removal_resets_to_default() {
-    let c = cfg(&format!(
-        "{BASE}\n[[topic]]\nname = \"t\"\npartitions = 1\nreplication_factor = 3\n"
-    ));
+    let c = cfg(&format!("{BASE}\n[[topic]]\nname = \"t\"\npartitions = 1\nreplication_factor = 3\n"));
     let mut l = live();
-    l.topics
-        .insert("t".into(), topic("t", 4, &[("retention.ms", "5")]));
+    l.topics.insert("t".into(), topic("t", 4, &[("retention.ms", "5")]));
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
     assert_eq!(p.blockers.len(), 1);
-    assert!(
-        p.blockers[0].contains("partitions 4 -> 1 is a decrease"),
-        "{:?}",
-        p.blockers
-    );
-    assert!(p
-        .notes
-        .iter()
-        .any(|n| n.contains("replication_factor 1 -> 3 is not applied")));
+    assert!(p.blockers[0].contains("partitions 4 -> 1 is a decrease"), "{:?}", p.blockers);
+    assert!(p.notes.iter().any(|n| n.contains("replication_factor 1 -> 3 is not applied")));
     assert_eq!(
         p.changes[0].ops,
-        vec![Op::AlterTopicConfigs {
-            topic: "t".into(),
-            set: BTreeMap::new(),
-            delete: vec!["retention.ms".into()]
-        }]
+        vec![Op::AlterTopicConfigs { topic: "t".into(), set: BTreeMap::new(), delete: vec!["retention.ms".into()] }]
     );
 }
 
@@ -124,29 +94,19 @@ fn prune_off_never_deletes_and_internal_and_ignored_are_untouched() {
         "admin".into(),
         LiveUser {
             name: "admin".into(),
-            credentials: vec![ScramCredential {
-                mechanism: ScramMechanism::Sha512,
-                iterations: 4096,
-            }],
+            credentials: vec![ScramCredential { mechanism: ScramMechanism::Sha512, iterations: 4096 }],
         },
     );
     l.users.insert(
         "old".into(),
         LiveUser {
             name: "old".into(),
-            credentials: vec![ScramCredential {
-                mechanism: ScramMechanism::Sha512,
-                iterations: 4096,
-            }],
+            credentials: vec![ScramCredential { mechanism: ScramMechanism::Sha512, iterations: 4096 }],
         },
     );
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
     assert!(p.changes.is_empty());
-    assert!(
-        p.notes[0].contains("1 topic(s) [stray]") && p.notes[0].contains("1 user(s) [old]"),
-        "{:?}",
-        p.notes
-    );
+    assert!(p.notes[0].contains("1 topic(s) [stray]") && p.notes[0].contains("1 user(s) [old]"), "{:?}", p.notes);
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), true, "h");
     let names: Vec<String> = p.changes.iter().map(|c| c.title()).collect();
     assert_eq!(names, vec!["topic stray", "user old"]);
@@ -154,24 +114,17 @@ fn prune_off_never_deletes_and_internal_and_ignored_are_untouched() {
 
 #[test]
 fn password_drift_shows_as_differs_without_values() {
-    let c = cfg(&format!(
-        "{BASE}\n[[user]]\nname = \"u\"\npassword = \"secret-pw\"\n"
-    ));
+    let c = cfg(&format!("{BASE}\n[[user]]\nname = \"u\"\npassword = \"secret-pw\"\n"));
     let mut l = live();
     l.users.insert(
         "u".into(),
         LiveUser {
             name: "u".into(),
-            credentials: vec![ScramCredential {
-                mechanism: ScramMechanism::Sha512,
-                iterations: 8192,
-            }],
+            credentials: vec![ScramCredential { mechanism: ScramMechanism::Sha512, iterations: 8192 }],
         },
     );
     let ok: PasswordChecks = [("u".to_string(), true)].into();
-    assert!(diff(&c, &l, &ok, Some("admin"), false, "h")
-        .changes
-        .is_empty());
+    assert!(diff(&c, &l, &ok, Some("admin"), false, "h").changes.is_empty());
     let bad: PasswordChecks = [("u".to_string(), false)].into();
     let p = diff(&c, &l, &bad, Some("admin"), false, "h");
     assert_eq!(p.changes.len(), 1);

@@ -29,7 +29,12 @@ pub fn admin_password_file() -> PathBuf {
 pub fn admin_password() -> String {
     let f = admin_password_file();
     std::fs::read_to_string(&f)
-        .unwrap_or_else(|e| panic!("test cluster admin password {} unreadable ({e}): start the cluster with `fink cluster start` first", f.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "test cluster admin password {} unreadable ({e}): start the cluster with `fink cluster start` first",
+                f.display()
+            )
+        })
         .trim()
         .to_string()
 }
@@ -53,16 +58,8 @@ pub fn admin_conn() -> Connection {
 /// A short unique suffix so parallel tests never share names.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        nanos % 100000
-    )
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}_{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 100000)
 }
 
 pub fn fink_bin() -> PathBuf {
@@ -98,9 +95,7 @@ impl From<Output> for Run {
 
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Workspace { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn path(&self) -> &Path {
@@ -159,16 +154,10 @@ pub fn produce(conn: &Connection, topic: &str, key: &[u8], value: &[u8]) -> Resu
     let mut cfg = conn.client_config();
     cfg.set("message.timeout.ms", "10000");
     let producer: FutureProducer = cfg.create().map_err(|e| e.to_string())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(value),
-                Duration::from_secs(10),
-            )
+            .send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(10))
             .await
             .map(|_| ())
             .map_err(|(e, _)| e.to_string())
@@ -184,14 +173,7 @@ pub fn consume(
     want: usize,
     timeout: Duration,
 ) -> Result<Vec<KeyValue>, String> {
-    consume_group(
-        conn,
-        topic,
-        &unique("test_group"),
-        partitions,
-        want,
-        timeout,
-    )
+    consume_group(conn, topic, &unique("test_group"), partitions, want, timeout)
 }
 
 /// [`consume`] with a chosen consumer group (its Read ACL is checked).
@@ -206,23 +188,18 @@ pub fn consume_group(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let mut cfg = conn.client_config();
-    cfg.set("group.id", group)
-        .set("enable.auto.commit", "false");
+    cfg.set("group.id", group).set("enable.auto.commit", "false");
     let consumer: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < want && std::time::Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            )),
+            Some(Ok(m)) => out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec())),
             Some(Err(e)) => return Err(e.to_string()),
             None => {}
         }
