@@ -8,3 +8,4 @@ pub mod config;
 pub mod local;
 pub mod output;
 pub mod plan;
+pub mod stream;

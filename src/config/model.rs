@@ -37,6 +37,29 @@ pub struct Config {
     pub filters: BTreeMap<String, FilterConfig>,
     #[serde(default, rename = "stream")]
     pub streams: Vec<StreamConfig>,
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+/// How `fink run` runs streams.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Checkpoints and quarantine logs.
+    pub state_dir: String,
+    /// Prometheus `/metrics` (and `/status`) listen address; empty disables it.
+    pub metrics_addr: String,
+    /// Source rows read per batch.
+    pub batch_size: usize,
+    /// Alerts sent and not yet acknowledged, per stream. Also the most
+    /// duplicates a crash can cause per stream.
+    pub max_in_flight: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig { state_dir: ".fink/state".into(), metrics_addr: "127.0.0.1:9464".into(), batch_size: 256, max_in_flight: 1000 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

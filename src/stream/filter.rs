@@ -1,0 +1,362 @@
+//! CEL filters over alerts. An expression is compiled once; for each row,
+//! only the top-level columns it names are turned into CEL values, and
+//! struct fields only if some `.field` in the expression names them, so a
+//! filter on `candidate.magpsf` never copies cutouts or light curves.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use cel::common::ast::Expr;
+use cel::objects::{Key, Map};
+use cel::{Context, Program, Value};
+
+/// A filter that failed to compile, with the position inside the expression.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (expression line {}, column {})", self.message, self.line, self.column)
+    }
+}
+
+pub struct Filter {
+    pub name: String,
+    pub expr: String,
+    program: Program,
+    /// Top-level variables the expression reads.
+    pub variables: Vec<String>,
+    /// Every field name selected anywhere (`x.name`, `has(x.name)`).
+    fields: Arc<BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter").field("name", &self.name).field("expr", &self.expr).finish()
+    }
+}
+
+fn collect_fields(e: &Expr, out: &mut BTreeSet<String>) {
+    match e {
+        Expr::Select(s) => {
+            out.insert(s.field.clone());
+            collect_fields(&s.operand.expr, out);
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                collect_fields(&t.expr, out);
+            }
+            for a in &c.args {
+                collect_fields(&a.expr, out);
+            }
+        }
+        Expr::Comprehension(c) => {
+            for x in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                collect_fields(&x.expr, out);
+            }
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                collect_fields(&x.expr, out);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    collect_fields(&me.key.expr, out);
+                    collect_fields(&me.value.expr, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Filter {
+    pub fn compile(name: &str, expr: &str) -> Result<Filter, CompileError> {
+        let program = Program::compile(expr).map_err(|errs| {
+            let e = errs.errors.first();
+            CompileError {
+                line: e.map(|e| e.pos.0.max(1) as usize).unwrap_or(1),
+                column: e.map(|e| e.pos.1.max(1) as usize).unwrap_or(1),
+                message: e.map(|e| e.msg.clone()).unwrap_or_else(|| errs.to_string()),
+            }
+        })?;
+        let mut fields = BTreeSet::new();
+        collect_fields(&program.expression().expr, &mut fields);
+        let variables = program.references().variables().into_iter().map(|s| s.to_string()).collect();
+        Ok(Filter { name: name.to_string(), expr: expr.to_string(), program, variables, fields: Arc::new(fields) })
+    }
+
+    /// Field paths (`candidate.magpsf`) the expression reads, for checks
+    /// against a source schema. Nested names under comprehensions are
+    /// reported by their last segment only.
+    pub fn field_names(&self) -> &BTreeSet<String> {
+        &self.fields
+    }
+}
+
+/// Outcome of a filter on one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pass,
+    Reject,
+    /// The expression could not be evaluated (missing field, wrong type).
+    Error(String),
+}
+
+/// All filters of a stream; a row passes when every filter passes.
+pub struct FilterSet {
+    pub filters: Vec<Filter>,
+    root: Context<'static, 'static>,
+}
+
+impl FilterSet {
+    pub fn new(filters: Vec<Filter>) -> FilterSet {
+        FilterSet { filters, root: Context::default() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// Evaluate every filter on each row; returns the keep-mask and, per
+    /// row that errored, the message (error rows are not kept).
+    pub fn evaluate(&self, batch: &RecordBatch) -> (BooleanArray, Vec<(usize, String)>) {
+        if self.filters.is_empty() {
+            return (BooleanArray::from(vec![true; batch.num_rows()]), Vec::new());
+        }
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut errors = Vec::new();
+        for row in 0..batch.num_rows() {
+            let mut pass = true;
+            for f in &self.filters {
+                match self.eval_one(f, batch, row) {
+                    Verdict::Pass => {}
+                    Verdict::Reject => {
+                        pass = false;
+                        break;
+                    }
+                    Verdict::Error(e) => {
+                        errors.push((row, format!("filter {}: {e}", f.name)));
+                        pass = false;
+                        break;
+                    }
+                }
+            }
+            keep.push(pass);
+        }
+        (BooleanArray::from(keep), errors)
+    }
+
+    /// One filter on one row.
+    pub fn eval_one(&self, f: &Filter, batch: &RecordBatch, row: usize) -> Verdict {
+        let mut ctx = self.root.new_inner_scope();
+        for var in &f.variables {
+            if let Some(col) = batch.column_by_name(var) {
+                if let Some(v) = to_cel(col, row, &f.fields) {
+                    ctx.add_variable_from_value(var.clone(), v);
+                }
+            }
+        }
+        match f.program.execute(&ctx) {
+            Ok(Value::Bool(true)) => Verdict::Pass,
+            Ok(Value::Bool(false)) => Verdict::Reject,
+            Ok(other) => Verdict::Error(format!("returned {other:?}, not a boolean")),
+            Err(e) => Verdict::Error(e.to_string()),
+        }
+    }
+}
+
+/// One Arrow value as a CEL value; `None` for null (absent to `has()`).
+pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option<Value> {
+    if array.is_null(row) {
+        return None;
+    }
+    let a = array.as_ref();
+    Some(match a.data_type() {
+        DataType::Boolean => Value::Bool(a.as_boolean().value(row)),
+        DataType::Int8 => Value::Int(a.as_primitive::<Int8Type>().value(row) as i64),
+        DataType::Int16 => Value::Int(a.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int32 => Value::Int(a.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int64 => Value::Int(a.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::UInt(a.as_primitive::<UInt8Type>().value(row) as u64),
+        DataType::UInt16 => Value::UInt(a.as_primitive::<UInt16Type>().value(row) as u64),
+        DataType::UInt32 => Value::UInt(a.as_primitive::<UInt32Type>().value(row) as u64),
+        DataType::UInt64 => Value::UInt(a.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => Value::Float(a.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => Value::Float(a.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => Value::String(Arc::new(a.as_string::<i32>().value(row).to_string())),
+        DataType::LargeUtf8 => Value::String(Arc::new(a.as_string::<i64>().value(row).to_string())),
+        DataType::Utf8View => Value::String(Arc::new(a.as_string_view().value(row).to_string())),
+        DataType::Binary => Value::Bytes(Arc::new(a.as_binary::<i32>().value(row).to_vec())),
+        DataType::LargeBinary => Value::Bytes(Arc::new(a.as_binary::<i64>().value(row).to_vec())),
+        DataType::BinaryView => Value::Bytes(Arc::new(a.as_binary_view().value(row).to_vec())),
+        DataType::FixedSizeBinary(_) => Value::Bytes(Arc::new(a.as_fixed_size_binary().value(row).to_vec())),
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(row),
+                TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            Value::Int(v)
+        }
+        DataType::Date32 => Value::Int(a.as_primitive::<Date32Type>().value(row) as i64),
+        DataType::Struct(_) => {
+            let s = a.as_struct();
+            let mut m: HashMap<Key, Value> = HashMap::new();
+            for (name, col) in s.column_names().iter().zip(s.columns()) {
+                if fields.contains(*name) {
+                    if let Some(v) = to_cel(col, row, fields) {
+                        m.insert(Key::String(Arc::new(name.to_string())), v);
+                    }
+                }
+            }
+            Value::Map(Map { map: Arc::new(m) })
+        }
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let values = l.value(row);
+            Value::List(Arc::new((0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect()))
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let values = l.value(row);
+            Value::List(Arc::new((0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect()))
+        }
+        DataType::Map(_, _) => {
+            let m = a.as_map();
+            let entries = m.value(row);
+            let keys = entries.column(0).clone();
+            let vals = entries.column(1).clone();
+            let mut out: HashMap<Key, Value> = HashMap::new();
+            for i in 0..entries.len() {
+                let k = match to_cel(&keys, i, fields) {
+                    Some(Value::String(s)) => Key::String(s),
+                    Some(Value::Int(n)) => Key::Int(n),
+                    _ => continue,
+                };
+                if let Some(v) = to_cel(&vals, i, &all_fields()) {
+                    out.insert(k, v);
+                }
+            }
+            Value::Map(Map { map: Arc::new(out) })
+        }
+        // Types a filter cannot meaningfully read are treated as absent.
+        _ => return None,
+    })
+}
+
+fn all_fields() -> BTreeSet<String> {
+    BTreeSet::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Float32Array, Int32Array, ListArray, StringArray, StructArray};
+    use arrow_schema::{Field, Fields, Schema};
+
+    fn batch() -> RecordBatch {
+        let cand_fields = Fields::from(vec![
+            Field::new("magpsf", DataType::Float32, true),
+            Field::new("rb", DataType::Float32, true),
+            Field::new("sgscore1", DataType::Float32, true),
+        ]);
+        let cand = StructArray::new(
+            cand_fields.clone(),
+            vec![
+                Arc::new(Float32Array::from(vec![Some(17.0), Some(19.0), Some(18.0)])) as ArrayRef,
+                Arc::new(Float32Array::from(vec![Some(0.9), Some(0.9), Some(0.2)])),
+                Arc::new(Float32Array::from(vec![Some(0.1), None, Some(0.9)])),
+            ],
+            None,
+        );
+        let prv_item = Field::new("item", DataType::Struct(cand_fields.clone()), true);
+        let prv_values = StructArray::new(
+            cand_fields.clone(),
+            vec![
+                Arc::new(Float32Array::from(vec![Some(16.0), Some(20.0), Some(20.5)])) as ArrayRef,
+                Arc::new(Float32Array::from(vec![Some(0.5), Some(0.5), Some(0.5)])),
+                Arc::new(Float32Array::from(vec![None, None, None])),
+            ],
+            None,
+        );
+        let prv = ListArray::new(
+            Arc::new(prv_item.clone()),
+            arrow_buffer::OffsetBuffer::new(vec![0, 1, 3, 3].into()),
+            Arc::new(prv_values),
+            None,
+        );
+        let schema = Schema::new(vec![
+            Field::new("objectId", DataType::Utf8, false),
+            Field::new("candidate", DataType::Struct(cand_fields), true),
+            Field::new("prv_candidates", DataType::List(Arc::new(prv_item)), true),
+            Field::new("ndet", DataType::Int32, true),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["A", "B", "C"])),
+                Arc::new(cand),
+                Arc::new(prv),
+                Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn kept(expr: &str) -> Vec<bool> {
+        let set = FilterSet::new(vec![Filter::compile("t", expr).unwrap()]);
+        let (mask, _) = set.evaluate(&batch());
+        mask.iter().map(|b| b.unwrap()).collect()
+    }
+
+    #[test]
+    fn scalar_nested_and_float32_semantics() {
+        assert_eq!(kept("candidate.magpsf < 18.5 && candidate.rb > 0.55"), vec![true, false, false]);
+        assert_eq!(kept("objectId == 'B' || objectId.startsWith('C')"), vec![false, true, true]);
+    }
+
+    #[test]
+    fn null_safety_with_has_and_short_circuit() {
+        assert_eq!(kept("has(candidate.sgscore1) && candidate.sgscore1 < 0.5"), vec![true, false, false]);
+        // Without has(), reading a null field is an error: the row is not kept and is reported.
+        let set = FilterSet::new(vec![Filter::compile("t", "candidate.sgscore1 < 0.5").unwrap()]);
+        let (mask, errors) = set.evaluate(&batch());
+        assert_eq!(mask.iter().map(|b| b.unwrap()).collect::<Vec<_>>(), vec![true, false, false]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, 1);
+    }
+
+    #[test]
+    fn list_macros_over_prv_candidates() {
+        assert_eq!(kept("prv_candidates.exists(p, p.magpsf < 17.0)"), vec![true, false, false]);
+        assert_eq!(kept("size(prv_candidates) >= 2"), vec![false, true, false]);
+        assert_eq!(kept("prv_candidates.all(p, p.magpsf > 19.0)"), vec![false, true, true]);
+    }
+
+    #[test]
+    fn compile_errors_have_positions() {
+        let e = Filter::compile("t", "candidate.magpsf <").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert_eq!(e.column, 19, "{e}");
+    }
+
+    #[test]
+    fn only_named_fields_are_materialised() {
+        let f = Filter::compile("t", "candidate.magpsf < 18.5").unwrap();
+        assert_eq!(f.variables, vec!["candidate".to_string()]);
+        assert!(f.field_names().contains("magpsf"));
+        assert!(!f.field_names().contains("rb"));
+    }
+}

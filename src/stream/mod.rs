@@ -1,0 +1,159 @@
+//! Distribution streams: source files -> CEL filters -> projection -> Avro ->
+//! Kafka, with a durable checkpoint per stream. One module per stage;
+//! [`StreamSpec`] is the configuration that builds a running stream.
+
+pub mod checkpoint;
+pub mod encode;
+pub mod filter;
+pub mod project;
+pub mod runner;
+pub mod sink;
+pub mod source;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+
+use crate::cluster::Connection;
+use crate::config::{Loaded, ProducerConfig, SourceFormat};
+use filter::Filter;
+
+/// Everything that defines one stream. Two specs that compare equal run
+/// the same way: hot reload restarts exactly the streams whose spec changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub source_root: PathBuf,
+    pub format: SourceFormat,
+    pub topic: String,
+    /// (filter name, CEL expression); inline filters are named `inline`.
+    pub filters: Vec<(String, String)>,
+    pub select: Vec<String>,
+    pub drop: Vec<String>,
+    pub user: String,
+    pub mechanism: crate::config::ScramMechanism,
+    pub schema_path: Option<PathBuf>,
+    pub producer: ProducerConfig,
+    pub checkpoint_path: PathBuf,
+    pub quarantine_log: PathBuf,
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+    /// The cluster connection (bootstrap, protocol); the password is not compared.
+    pub bootstrap: String,
+}
+
+impl StreamSpec {
+    pub fn compile_filters(&self) -> Result<Vec<Filter>> {
+        self.filters
+            .iter()
+            .map(|(name, expr)| Filter::compile(name, expr).map_err(|e| anyhow!("filter {name:?}: {e}")))
+            .collect()
+    }
+}
+
+/// Build the specs of the declared streams (or only `only`).
+pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
+    let cfg = &loaded.config;
+    let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.clone()).unwrap_or_default();
+    let state = loaded.path(&cfg.run.state_dir);
+    let mut out = Vec::new();
+    for s in &cfg.streams {
+        if only.is_some_and(|o| o != s.name) {
+            continue;
+        }
+        let mut filters: Vec<(String, String)> =
+            s.filters.iter().map(|f| (f.clone(), cfg.filters[f].expr.clone())).collect();
+        if let Some(inline) = &s.filter {
+            filters.push(("inline".into(), inline.clone()));
+        }
+        let user = s.user.clone().unwrap_or_else(|| admin_user.clone());
+        let mechanism = cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
+        out.push(StreamSpec {
+            name: s.name.clone(),
+            source_root: loaded.path(&s.source.path),
+            format: s.source.format,
+            topic: s.topic.clone(),
+            filters,
+            select: s.select.clone(),
+            drop: s.drop.clone(),
+            user,
+            mechanism,
+            schema_path: s.schema_path.as_ref().map(|p| loaded.path(p)),
+            producer: s.producer.clone(),
+            checkpoint_path: state.join(format!("{}.checkpoint.json", s.name)),
+            quarantine_log: state.join(format!("{}.quarantine.jsonl", s.name)),
+            batch_size: cfg.run.batch_size.max(1),
+            max_in_flight: cfg.run.max_in_flight.max(1),
+            bootstrap: cfg.cluster.bootstrap.join(","),
+        });
+    }
+    if let Some(o) = only {
+        if out.is_empty() {
+            return Err(anyhow!("no stream named {o:?} in fink.toml"));
+        }
+    }
+    Ok(out)
+}
+
+/// The connection a stream publishes with: its user's SCRAM credentials.
+pub fn connection(loaded: &Loaded, spec: &StreamSpec) -> Result<Connection> {
+    let admin = Connection::admin(&loaded.config.cluster, &loaded.base_dir)?;
+    if admin.user.as_deref() == Some(spec.user.as_str()) {
+        return Ok(admin);
+    }
+    let u = loaded
+        .config
+        .users
+        .iter()
+        .find(|u| u.name == spec.user)
+        .ok_or_else(|| anyhow!("stream {:?}: user {:?} is not declared", spec.name, spec.user))?;
+    let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {:?}: {e}", u.name))?;
+    Ok(admin.as_user(&u.name, pw, u.mechanism))
+}
+
+/// Live counters of one stream (also exported to Prometheus).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub read: AtomicU64,
+    pub passed: AtomicU64,
+    pub filtered: AtomicU64,
+    pub published: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub quarantined: AtomicU64,
+    /// Files present and not yet finished.
+    pub backlog_files: AtomicU64,
+    pub files_done: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StatsSnapshot {
+    pub read: u64,
+    pub passed: u64,
+    pub filtered: u64,
+    pub published: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub quarantined: u64,
+    pub backlog_files: u64,
+    pub files_done: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            read: g(&self.read),
+            passed: g(&self.passed),
+            filtered: g(&self.filtered),
+            published: g(&self.published),
+            bytes: g(&self.bytes),
+            errors: g(&self.errors),
+            quarantined: g(&self.quarantined),
+            backlog_files: g(&self.backlog_files),
+            files_done: g(&self.files_done),
+        }
+    }
+}

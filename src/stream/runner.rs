@@ -1,0 +1,438 @@
+//! One stream as a thread: list source files, stream each unfinished one
+//! through filter -> projection -> Avro -> Kafka, checkpoint from delivery
+//! reports, quarantine bad input and go on.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::checkpoint::{Checkpoint, FileProgress};
+use super::encode::{pretty_schema, AvroEncoder};
+use super::filter::FilterSet;
+use super::project::Projection;
+use super::sink::Sink;
+use super::{source, Stats, StreamSpec};
+use crate::cluster::Connection;
+
+/// What a stream is doing, for status and metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", content = "detail", rename_all = "lowercase")]
+pub enum State {
+    Starting,
+    Running,
+    Idle,
+    Stopped,
+    Failed(String),
+}
+
+/// A stream running on its own thread.
+pub struct RunningStream {
+    pub spec: StreamSpec,
+    pub stats: Arc<Stats>,
+    pub state: Arc<Mutex<State>>,
+    pub started: Instant,
+    stop: Arc<AtomicBool>,
+    wake: Sender<()>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl RunningStream {
+    pub fn start(spec: StreamSpec, conn: Connection, until_idle: bool) -> RunningStream {
+        let stats = Arc::new(Stats::default());
+        let state = Arc::new(Mutex::new(State::Starting));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake, wake_rx) = std::sync::mpsc::channel();
+        let (s2, st2, stop2, spec2) = (stats.clone(), state.clone(), stop.clone(), spec.clone());
+        let join = std::thread::Builder::new()
+            .name(format!("stream-{}", spec.name))
+            .spawn(move || {
+                let outcome = run(&spec2, &conn, &s2, &st2, &stop2, &wake_rx, until_idle);
+                let mut st = st2.lock().unwrap();
+                *st = match outcome {
+                    Ok(()) => State::Stopped,
+                    Err(e) => {
+                        tracing::error!(stream = %spec2.name, "{e}");
+                        State::Failed(e)
+                    }
+                };
+            })
+            .expect("spawn stream thread");
+        RunningStream { spec, stats, state, started: Instant::now(), stop, wake, join: Some(join) }
+    }
+
+    /// New files may be there: look now rather than at the next rescan.
+    pub fn wake(&self) {
+        let _ = self.wake.send(());
+    }
+
+    /// Ask the stream to finish what is in flight, checkpoint and end.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.as_ref().map(|j| j.is_finished()).unwrap_or(true)
+    }
+
+    /// Stop and wait; returns the final state.
+    pub fn stop(mut self) -> State {
+        self.request_stop();
+        self.wait()
+    }
+
+    pub fn wait(&mut self) -> State {
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+        self.state.lock().unwrap().clone()
+    }
+
+    pub fn state(&self) -> State {
+        self.state.lock().unwrap().clone()
+    }
+}
+
+fn set(state: &Mutex<State>, s: State) {
+    let mut st = state.lock().unwrap();
+    if *st != s {
+        *st = s;
+    }
+}
+
+/// The per-schema part of the pipeline, rebuilt when a file's schema differs.
+struct Pipeline {
+    source_schema: SchemaRef,
+    projection: Projection,
+    encoder: AvroEncoder,
+}
+
+struct Ctx<'a> {
+    spec: &'a StreamSpec,
+    stats: &'a Stats,
+    stop: &'a AtomicBool,
+    filters: FilterSet,
+    sink: Sink,
+    ckpt: Checkpoint,
+    last_save: Instant,
+    generation: u64,
+    pipeline: Option<Pipeline>,
+    filter_errors_logged: u32,
+}
+
+fn run(
+    spec: &StreamSpec,
+    conn: &Connection,
+    stats: &Stats,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+    wake: &Receiver<()>,
+    until_idle: bool,
+) -> Result<(), String> {
+    let filters = FilterSet::new(spec.compile_filters().map_err(|e| format!("stream {:?}: {e:#}", spec.name))?);
+    let sink = Sink::new(conn, &spec.topic, &spec.producer).map_err(|e| format!("stream {:?}: {e}", spec.name))?;
+    sink.check_topic(&spec.user, Duration::from_secs(20)).map_err(|e| format!("stream {:?}: {e}", spec.name))?;
+    let ckpt = Checkpoint::load(&spec.checkpoint_path, &spec.name)?;
+    let mut cx = Ctx {
+        spec,
+        stats,
+        stop,
+        filters,
+        sink,
+        ckpt,
+        last_save: Instant::now(),
+        generation: 0,
+        pipeline: None,
+        filter_errors_logged: 0,
+    };
+    let mut missing_logged = false;
+    let result = loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let files = match source::list_files(&spec.source_root, spec.format) {
+            Ok(f) => {
+                missing_logged = false;
+                f
+            }
+            Err(e) => {
+                if !missing_logged {
+                    tracing::warn!(stream = %spec.name, "source {} is not readable yet: {e}", spec.source_root.display());
+                    missing_logged = true;
+                }
+                Vec::new()
+            }
+        };
+        let todo: Vec<_> = files
+            .into_iter()
+            .filter(|f| !cx.ckpt.files.get(&rel(&spec.source_root, f)).map(|p| p.done).unwrap_or(false))
+            .collect();
+        stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
+        if todo.is_empty() {
+            set(state, State::Idle);
+            if until_idle {
+                break Ok(());
+            }
+            match wake.recv_timeout(Duration::from_secs(1)) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break Ok(()),
+            }
+        }
+        set(state, State::Running);
+        let mut failed = None;
+        for (i, f) in todo.iter().enumerate() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Err(e) = process_file(&mut cx, f) {
+                failed = Some(e);
+                break;
+            }
+            stats.backlog_files.store((todo.len() - i - 1) as u64, Ordering::Relaxed);
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+    };
+    // Whatever happened: deliver what is in flight, then record it.
+    let _ = cx.sink.flush(Duration::from_secs(30));
+    sync_counts(&cx);
+    cx.ckpt.save(&spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+    result.map_err(|e| format!("stream {:?}: {e}", spec.name))
+}
+
+fn rel(root: &Path, f: &Path) -> String {
+    f.strip_prefix(root).unwrap_or(f).to_string_lossy().into_owned()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Append one line to the stream's quarantine log.
+fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
+    cx.stats.quarantined.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(stream = %cx.spec.name, file, ?row, "quarantined: {reason}");
+    let line = serde_json::json!({ "time": now_secs(), "stream": cx.spec.name, "file": file, "row": row, "reason": reason });
+    let path = &cx.spec.quarantine_log;
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+fn sync_counts(cx: &Ctx<'_>) {
+    let st = cx.sink.state.lock().unwrap();
+    cx.stats.published.store(st.delivered, Ordering::Relaxed);
+    cx.stats.bytes.store(st.bytes, Ordering::Relaxed);
+}
+
+fn save_progress(cx: &mut Ctx<'_>, file: &str, handed: u64, force: bool) -> Result<(), String> {
+    if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
+        return Ok(());
+    }
+    let rows_done = {
+        let st = cx.sink.state.lock().unwrap();
+        st.pending.first().copied().unwrap_or(handed)
+    };
+    let entry = cx.ckpt.files.entry(file.to_string()).or_default();
+    if entry.rows_done != rows_done || force {
+        entry.rows_done = rows_done;
+        cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+    }
+    cx.last_save = Instant::now();
+    sync_counts(cx);
+    Ok(())
+}
+
+fn fatal(cx: &Ctx<'_>) -> Option<String> {
+    let st = cx.sink.state.lock().unwrap();
+    st.fatal.as_ref().map(|e| explain(cx.spec, e))
+}
+
+/// Turn broker errors into what the operator should do.
+fn explain(spec: &StreamSpec, e: &str) -> String {
+    if e.contains("TopicAuthorization") || e.contains("Topic authorization") {
+        format!("user {:?} may not write topic {:?} ({e}): add a producer ACL in fink.toml and run `fink apply`", spec.user, spec.topic)
+    } else if e.contains("UnknownTopic") || e.contains("Unknown topic") {
+        format!("topic {:?} does not exist ({e}): declare it in fink.toml and run `fink apply`", spec.topic)
+    } else {
+        format!("delivery to topic {:?} failed: {e}", spec.topic)
+    }
+}
+
+/// Wait until fewer than `limit` alerts are unacknowledged.
+fn wait_capacity(cx: &Ctx<'_>, limit: usize) -> Result<(), String> {
+    loop {
+        {
+            let st = cx.sink.state.lock().unwrap();
+            if let Some(e) = &st.fatal {
+                return Err(explain(cx.spec, e));
+            }
+            if st.pending.len() < limit {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
+    if cx.pipeline.as_ref().map(|p| &p.source_schema == schema).unwrap_or(false) {
+        return Ok(());
+    }
+    let projection = Projection::new(&cx.spec.select, &cx.spec.drop, schema)?;
+    let out = projection.output_schema(schema).map_err(|e| e.to_string())?;
+    let encoder = AvroEncoder::new(&out)?;
+    if let Some(path) = &cx.spec.schema_path {
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        std::fs::write(path, pretty_schema(&encoder.schema_json))
+            .map_err(|e| format!("cannot write schema file {}: {e}", path.display()))?;
+    }
+    cx.pipeline = Some(Pipeline { source_schema: schema.clone(), projection, encoder });
+    Ok(())
+}
+
+fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
+    let file = rel(&cx.spec.source_root, path);
+    cx.generation += 1;
+    cx.sink.generation.store(cx.generation, Ordering::SeqCst);
+    {
+        let mut st = cx.sink.state.lock().unwrap();
+        st.pending.clear();
+        st.too_large.clear();
+    }
+    let start_row = cx.ckpt.files.get(&file).map(|p| p.rows_done).unwrap_or(0);
+    let reader = match source::open(path, cx.spec.format, cx.spec.batch_size) {
+        Ok(r) => r,
+        Err(reason) => {
+            quarantine(cx, &file, None, &reason);
+            cx.ckpt.files.insert(file.clone(), FileProgress { rows_done: 0, done: true, quarantined: Some(reason) });
+            cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+            return Ok(());
+        }
+    };
+    let mut row_base = 0u64;
+    let mut handed = start_row;
+    let mut stopped = false;
+    for batch in reader {
+        if cx.stop.load(Ordering::SeqCst) {
+            stopped = true;
+            break;
+        }
+        let batch = match batch {
+            Ok(b) => b,
+            Err(reason) => {
+                // A corrupt part: what was read so far stands, the rest is quarantined.
+                drain(cx, &file)?;
+                quarantine(cx, &file, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
+                finish_file(cx, &file, handed, Some(reason))?;
+                return Ok(());
+            }
+        };
+        let n = batch.num_rows() as u64;
+        if row_base + n <= start_row {
+            row_base += n;
+            continue;
+        }
+        let skip = start_row.saturating_sub(row_base);
+        let batch = if skip > 0 { batch.slice(skip as usize, (n - skip) as usize) } else { batch };
+        let first = row_base + skip;
+        if let Err(reason) = ensure_pipeline(cx, &batch.schema()) {
+            drain(cx, &file)?;
+            quarantine(cx, &file, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
+            finish_file(cx, &file, handed, Some(reason))?;
+            return Ok(());
+        }
+        send_batch(cx, &file, &batch, first)?;
+        handed = first + batch.num_rows() as u64;
+        row_base += n;
+        save_progress(cx, &file, handed, false)?;
+        if let Some(e) = fatal(cx) {
+            return Err(e);
+        }
+    }
+    drain(cx, &file)?;
+    if stopped {
+        save_progress(cx, &file, handed, true)?;
+        return Ok(());
+    }
+    finish_file(cx, &file, handed, None)
+}
+
+fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> Result<(), String> {
+    let n = batch.num_rows();
+    cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
+    let (mask, errors) = cx.filters.evaluate(batch);
+    for (row, e) in &errors {
+        cx.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if cx.filter_errors_logged < 5 {
+            cx.filter_errors_logged += 1;
+            tracing::warn!(stream = %cx.spec.name, file, row = first + *row as u64, "{e} (alert not published; guard optional fields with has())");
+        }
+    }
+    let kept_rows: Vec<u64> = mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
+    cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);
+    if kept_rows.is_empty() {
+        return Ok(());
+    }
+    let kept = if kept_rows.len() == n {
+        batch.clone()
+    } else {
+        arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())?
+    };
+    let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
+    let projected = pipeline.projection.apply(&kept).map_err(|e| format!("projection failed: {e}"))?;
+    let rows = pipeline.encoder.encode(&projected)?;
+    let key = pipeline.encoder.schema_json.clone();
+    for (i, datum) in rows.iter().enumerate() {
+        let row = kept_rows[i];
+        wait_capacity(cx, cx.spec.max_in_flight)?;
+        cx.sink.state.lock().unwrap().pending.insert(row);
+        match cx.sink.send(key.as_bytes(), &datum, cx.generation, row) {
+            Ok(()) => {
+                cx.stats.passed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((RDKafkaErrorCode::MessageSizeTooLarge, msg)) => {
+                cx.sink.state.lock().unwrap().pending.remove(&row);
+                quarantine(cx, file, Some(row), &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()));
+            }
+            Err((_, msg)) => {
+                cx.sink.state.lock().unwrap().pending.remove(&row);
+                return Err(explain(cx.spec, &msg));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait for every pending delivery report of the current file.
+fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
+    wait_capacity(cx, 1)?;
+    let too_large: Vec<(u64, String)> = std::mem::take(&mut cx.sink.state.lock().unwrap().too_large);
+    for (row, reason) in too_large {
+        quarantine(cx, file, Some(row), &reason);
+    }
+    Ok(())
+}
+
+fn finish_file(cx: &mut Ctx<'_>, file: &str, handed: u64, quarantined: Option<String>) -> Result<(), String> {
+    cx.ckpt.files.insert(file.to_string(), FileProgress { rows_done: handed, done: true, quarantined });
+    cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+    cx.last_save = Instant::now();
+    cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
+    sync_counts(cx);
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The Kafka side of a stream: an idempotent producer (acks=all) whose
+//! delivery reports, and only those, mark alerts as delivered.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+
+use crate::cluster::Connection;
+use crate::config::{Compression, ProducerConfig};
+
+/// What the delivery callback tells the stream.
+#[derive(Default)]
+pub struct Deliveries {
+    /// Source rows of the current file still waiting for their report.
+    pub pending: std::collections::BTreeSet<u64>,
+    /// Rows the broker refused for their size: (row, reason).
+    pub too_large: Vec<(u64, String)>,
+    /// An error that stops the stream (authorization, missing topic, ...).
+    pub fatal: Option<String>,
+    pub delivered: u64,
+    pub bytes: u64,
+}
+
+pub struct SinkContext {
+    pub state: Arc<Mutex<Deliveries>>,
+    /// Which file the current row numbers belong to; older reports are ignored.
+    pub generation: Arc<AtomicU64>,
+}
+
+impl ClientContext for SinkContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+/// The opaque carried by each message: (file generation, source row).
+pub type Tag = Box<(u64, u64)>;
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Tag;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Tag) {
+        let (generation, row) = *tag;
+        let mut st = self.state.lock().unwrap();
+        let current = generation == self.generation.load(Ordering::SeqCst);
+        match result {
+            Ok(m) => {
+                if current {
+                    st.pending.remove(&row);
+                }
+                st.delivered += 1;
+                st.bytes += m.payload_len() as u64;
+            }
+            Err((e, _)) => {
+                let code = e.rdkafka_error_code();
+                match code {
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+                        if current {
+                            st.pending.remove(&row);
+                        }
+                        st.too_large.push((row, format!("the broker refused the record: {e}")));
+                    }
+                    _ => {
+                        if st.fatal.is_none() {
+                            st.fatal = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub struct Sink {
+    pub producer: ThreadedProducer<SinkContext>,
+    pub state: Arc<Mutex<Deliveries>>,
+    pub generation: Arc<AtomicU64>,
+    pub topic: String,
+}
+
+impl Sink {
+    pub fn new(conn: &Connection, topic: &str, opts: &ProducerConfig) -> Result<Sink, String> {
+        let mut cfg: ClientConfig = conn.client_config();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "compression.type",
+                match opts.compression {
+                    Compression::None => "none",
+                    Compression::Lz4 => "lz4",
+                    Compression::Zstd => "zstd",
+                },
+            )
+            .set("linger.ms", opts.linger_ms.unwrap_or(20).to_string())
+            // Bounded memory: with 70-130 KB alerts, 32 MB is a few hundred in flight.
+            .set("queue.buffering.max.kbytes", "32768")
+            .set("message.timeout.ms", "120000");
+        if let Some(b) = opts.batch_size {
+            cfg.set("batch.size", b.to_string());
+        }
+        for (k, v) in &opts.properties {
+            cfg.set(k, v);
+        }
+        let state = Arc::new(Mutex::new(Deliveries::default()));
+        let generation = Arc::new(AtomicU64::new(0));
+        let ctx = SinkContext { state: state.clone(), generation: generation.clone() };
+        let producer: ThreadedProducer<SinkContext> =
+            cfg.create_with_context(ctx).map_err(|e| format!("cannot create the producer: {e}"))?;
+        Ok(Sink { producer, state, generation, topic: topic.to_string() })
+    }
+
+    /// Fail early and clearly if the topic is missing or not writable.
+    pub fn check_topic(&self, user: &str, timeout: Duration) -> Result<usize, String> {
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), timeout)
+            .map_err(|e| format!("cannot reach the cluster as {user:?}: {e}"))?;
+        let t = md.topics().first().ok_or("no metadata for the topic")?;
+        if let Some(err) = t.error() {
+            let code: RDKafkaErrorCode = err.into();
+            return Err(match code {
+                RDKafkaErrorCode::TopicAuthorizationFailed => format!(
+                    "user {user:?} is not allowed to use topic {:?}: declare a producer ACL for it in fink.toml and run `fink apply`",
+                    self.topic
+                ),
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => format!(
+                    "topic {:?} does not exist (or user {user:?} may not see it): declare it in fink.toml and run `fink apply`",
+                    self.topic
+                ),
+                other => format!("topic {:?}: {other}", self.topic),
+            });
+        }
+        Ok(t.partitions().len())
+    }
+
+    /// Queue one message; waits while librdkafka's queue is full.
+    pub fn send(&self, key: &[u8], payload: &[u8], generation: u64, row: u64) -> Result<(), (RDKafkaErrorCode, String)> {
+        let mut tag: Tag = Box::new((generation, row));
+        loop {
+            let rec = BaseRecord::with_opaque_to(&self.topic, tag).key(key).payload(payload);
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
+                    tag = rec.delivery_opaque;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                    return Err((code, e.to_string()));
+                }
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) -> Result<(), String> {
+        self.producer.flush(timeout).map_err(|e| format!("flush: {e}"))
+    }
+}
+
+/// Snapshot type used in summaries.
+pub type Counters = BTreeMap<&'static str, u64>;
