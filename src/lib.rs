@@ -8,4 +8,6 @@ pub mod config;
 pub mod local;
 pub mod output;
 pub mod plan;
+pub mod simulate;
 pub mod stream;
+pub mod supervisor;

@@ -3,6 +3,7 @@
 //! [`StreamSpec`] is the configuration that builds a running stream.
 
 pub mod checkpoint;
+pub mod consume;
 pub mod encode;
 pub mod filter;
 pub mod project;

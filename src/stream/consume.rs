@@ -1,0 +1,215 @@
+//! `fink consume TOPIC`: read what a stream published, decode it the way
+//! fink-client does (schema from the key, value a schemaless Avro datum),
+//! and show it as a table or JSON lines.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use apache_avro::types::Value as Avro;
+use base64::Engine;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::cluster::Connection;
+use crate::output::{self, Format};
+
+pub struct ConsumeOptions {
+    pub topic: String,
+    pub max: Option<usize>,
+    pub from_beginning: bool,
+    pub group: Option<String>,
+    pub schema: Option<std::path::PathBuf>,
+    pub columns: Vec<String>,
+    pub follow: bool,
+    pub format: Format,
+}
+
+/// Avro value -> JSON (unions unwrapped, bytes as base64).
+pub fn to_json(v: &Avro) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Avro::Null => J::Null,
+        Avro::Boolean(b) => J::Bool(*b),
+        Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => J::from(*i),
+        Avro::Long(i)
+        | Avro::TimeMicros(i)
+        | Avro::TimestampMillis(i)
+        | Avro::TimestampMicros(i)
+        | Avro::TimestampNanos(i)
+        | Avro::LocalTimestampMillis(i)
+        | Avro::LocalTimestampMicros(i)
+        | Avro::LocalTimestampNanos(i) => J::from(*i),
+        Avro::Float(f) => serde_json::Number::from_f64(*f as f64).map(J::Number).unwrap_or(J::Null),
+        Avro::Double(f) => serde_json::Number::from_f64(*f).map(J::Number).unwrap_or(J::Null),
+        Avro::String(s) | Avro::Enum(_, s) => J::String(s.clone()),
+        Avro::Uuid(u) => J::String(u.to_string()),
+        Avro::Bytes(b) | Avro::Fixed(_, b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Avro::Union(_, inner) => to_json(inner),
+        Avro::Array(items) => J::Array(items.iter().map(to_json).collect()),
+        Avro::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Avro::Record(fields) => J::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        other => J::String(format!("{other:?}")),
+    }
+}
+
+/// `a.b.c` inside a JSON object.
+pub fn path<'a>(v: &'a serde_json::Value, p: &str) -> Option<&'a serde_json::Value> {
+    p.split('.').try_fold(v, |cur, k| cur.get(k))
+}
+
+fn cell(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => {
+            if s.len() > 40 {
+                format!("{}...", &s[..37])
+            } else {
+                s.clone()
+            }
+        }
+        Some(serde_json::Value::Array(a)) => format!("[{} items]", a.len()),
+        Some(serde_json::Value::Object(_)) => "{...}".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Decode one message's value with the schema in its key (or a fixed one).
+pub struct Decoder {
+    fixed: Option<apache_avro::Schema>,
+    cache: HashMap<Vec<u8>, apache_avro::Schema>,
+}
+
+impl Decoder {
+    pub fn new(schema_file: Option<&std::path::Path>) -> Result<Decoder> {
+        let fixed = match schema_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read schema {}", p.display()))?;
+                Some(apache_avro::Schema::parse_str(&text).map_err(|e| anyhow!("{}: not an Avro schema: {e}", p.display()))?)
+            }
+            None => None,
+        };
+        Ok(Decoder { fixed, cache: HashMap::new() })
+    }
+
+    pub fn decode(&mut self, key: Option<&[u8]>, value: &[u8]) -> Result<Avro> {
+        let schema = match &self.fixed {
+            Some(s) => s,
+            None => {
+                let key = key.ok_or_else(|| anyhow!("message has no key (no schema): pass --schema FILE"))?;
+                if !self.cache.contains_key(key) {
+                    let text = std::str::from_utf8(key).map_err(|_| anyhow!("message key is not schema JSON: pass --schema FILE"))?;
+                    let s = apache_avro::Schema::parse_str(text).map_err(|e| anyhow!("message key is not an Avro schema: {e}"))?;
+                    self.cache.insert(key.to_vec(), s);
+                }
+                &self.cache[key]
+            }
+        };
+        let mut r = value;
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().map_err(|e| anyhow!("bad schema: {e}"))?;
+        let v = reader.read_value(&mut r).map_err(|e| anyhow!("cannot decode the value: {e}"))?;
+        if !r.is_empty() {
+            return Err(anyhow!("{} bytes left after the datum: the value does not match the schema", r.len()));
+        }
+        Ok(v)
+    }
+}
+
+pub fn consume(conn: &Connection, opts: &ConsumeOptions) -> Result<usize> {
+    let mut cfg = conn.client_config();
+    let group = opts.group.clone().unwrap_or_else(|| format!("fink-consume-{}", std::process::id()));
+    cfg.set("group.id", &group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = cfg.create().context("cannot create consumer")?;
+    let md = consumer.fetch_metadata(Some(&opts.topic), conn.timeout).context("cannot read topic metadata")?;
+    let t = md.topics().first().ok_or_else(|| anyhow!("no metadata for topic {:?}", opts.topic))?;
+    if let Some(e) = t.error() {
+        let code: rdkafka::types::RDKafkaErrorCode = e.into();
+        return Err(anyhow!("topic {:?}: {code} (does it exist, and may {:?} read it?)", opts.topic, conn.who()));
+    }
+    let parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in &parts {
+        let (_, high) = consumer.fetch_watermarks(&opts.topic, *p, conn.timeout).context("cannot read offsets")?;
+        ends.insert(*p, high);
+        let start = if opts.from_beginning || opts.group.is_none() { Offset::Beginning } else { Offset::Stored };
+        tpl.add_partition_offset(&opts.topic, *p, start)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut decoder = Decoder::new(opts.schema.as_deref())?;
+    let mut positions: HashMap<i32, i64> = HashMap::new();
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut count = 0usize;
+    let stdout = std::io::stdout();
+    let mut last_msg = Instant::now();
+    loop {
+        if opts.max.is_some_and(|m| count >= m) {
+            break;
+        }
+        // Without --follow, stop at the end offsets seen when we started.
+        let at_end = parts.iter().all(|p| {
+            let high = ends[p];
+            high == 0 || positions.get(p).map(|o| *o + 1 >= high).unwrap_or(false)
+        });
+        let all_empty = parts.iter().all(|p| ends[p] == 0);
+        if !opts.follow && (at_end || all_empty) {
+            // A partition may start above 0 (retention): rely on a quiet period too.
+            if at_end || last_msg.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {
+                if !opts.follow && last_msg.elapsed() > Duration::from_secs(5) {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(anyhow!("consume failed: {e}")),
+            Some(Ok(m)) => {
+                last_msg = Instant::now();
+                positions.insert(m.partition(), m.offset());
+                let value = decoder.decode(m.key(), m.payload().unwrap_or_default())?;
+                let json = to_json(&value);
+                count += 1;
+                match opts.format {
+                    Format::Json => {
+                        let mut out = stdout.lock();
+                        writeln!(out, "{json}")?;
+                    }
+                    Format::Table => rows.push(json),
+                }
+            }
+        }
+    }
+    if opts.group.is_some() && count > 0 {
+        let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    }
+    if opts.format == Format::Table {
+        let cols = if opts.columns.is_empty() { default_columns(rows.first()) } else { opts.columns.clone() };
+        let headers: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let mut tab = output::table(&headers);
+        for r in &rows {
+            tab.add_row(cols.iter().map(|c| cell(path(r, c))).collect::<Vec<_>>());
+        }
+        if rows.is_empty() {
+            println!("No messages in {}.", opts.topic);
+        } else {
+            println!("{tab}");
+            println!("{} alert(s) from {}", rows.len(), opts.topic);
+        }
+    }
+    Ok(count)
+}
+
+fn default_columns(first: Option<&serde_json::Value>) -> Vec<String> {
+    let preferred = ["objectId", "candid", "candidate.jd", "candidate.magpsf", "candidate.rb", "cdsxmatch"];
+    let Some(first) = first else { return vec!["objectId".into()] };
+    let mut cols: Vec<String> = preferred.iter().filter(|c| path(first, c).is_some()).map(|c| c.to_string()).collect();
+    if cols.is_empty() {
+        if let Some(obj) = first.as_object() {
+            cols = obj.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, _)| k.clone()).take(6).collect();
+        }
+    }
+    cols
+}
