@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use fink::config::{self, LoadOptions, Loaded};
 use fink::output::{self, Format};
-use fink::{cluster, local, plan};
+use fink::{cluster, local, plan, stream, supervisor};
 
 /// Exit codes: 0 success; 1 error (bad config, unreachable or refusing
 /// cluster, failed change); 2 `plan --detailed-exitcode` found changes.
@@ -69,6 +69,67 @@ enum Cmd {
         /// Save the plan to FILE for `fink apply FILE`.
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Run the distribution streams (continuously, or --until-idle).
+    Run {
+        /// Run only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Exit once every present alert is published (scripts, benchmarks).
+        #[arg(long)]
+        until_idle: bool,
+        /// On a config edit, plan and apply the cluster changes it implies first (never deletions unless prune).
+        #[arg(long)]
+        apply: bool,
+        /// No progress bar even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Status of a running `fink run` (from its /status endpoint).
+    Status {
+        /// Address of the `fink run` endpoint (default: [run] metrics_addr).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Read a topic and decode its alerts (schema from the message key).
+    Consume {
+        topic: String,
+        /// Stop after N alerts.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Start at the beginning even when the group has committed offsets.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Consumer group (offsets are committed; resumes where it stopped).
+        #[arg(long)]
+        group: Option<String>,
+        /// Read as this declared user (default: the admin).
+        #[arg(long)]
+        user: Option<String>,
+        /// Decode with this Avro schema instead of the key's.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Table columns (dotted paths), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Keep waiting for new alerts instead of exiting at the end.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write seeded synthetic ZTF-like alerts as Parquet night folders.
+    Simulate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Alerts per Parquet file.
+        #[arg(long, default_value_t = 1000)]
+        per_file: usize,
+        /// Number of night folders.
+        #[arg(long, default_value_t = 1)]
+        nights: usize,
     },
     /// Make the live cluster match fink.toml (or execute a saved plan).
     Apply {
@@ -164,6 +225,48 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
         Cmd::Apply { plan, auto_approve, prune } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
+        Cmd::Run { stream, until_idle, apply, no_progress } => run_cmd(cli, stream.clone(), *until_idle, *apply, *no_progress),
+        Cmd::Status { addr } => status_cmd(cli, addr.clone()),
+        Cmd::Consume { topic, max, from_beginning, group, user, schema, columns, follow } => {
+            let loaded = match load_or_exit(cli) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let admin = cluster::Connection::admin(&loaded.config.cluster, &loaded.base_dir)?;
+            let conn = match user {
+                None => admin,
+                Some(u) => {
+                    let decl = loaded
+                        .config
+                        .users
+                        .iter()
+                        .find(|x| &x.name == u)
+                        .ok_or_else(|| anyhow::anyhow!("user {u:?} is not declared in fink.toml"))?;
+                    let pw = decl.password.resolve(&loaded.base_dir).map_err(|e| anyhow::anyhow!("user {u:?}: {e}"))?;
+                    admin.as_user(u, pw, decl.mechanism)
+                }
+            };
+            let opts = stream::consume::ConsumeOptions {
+                topic: topic.clone(),
+                max: *max,
+                from_beginning: *from_beginning,
+                group: group.clone(),
+                schema: schema.clone(),
+                columns: columns.clone(),
+                follow: *follow,
+                format: cli.output,
+            };
+            stream::consume::consume(&conn, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Simulate { out, alerts, seed, per_file, nights } => {
+            let opts = fink::simulate::SimulateOptions { out: out.clone(), alerts: *alerts, seed: *seed, per_file: *per_file, nights: *nights };
+            let bar = progress_bar(*alerts as u64);
+            let files = fink::simulate::simulate(&opts, &|n| bar.set_position(n as u64))?;
+            bar.finish_and_clear();
+            println!("Wrote {alerts} alerts in {} Parquet file(s) under {}.", files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -419,4 +522,99 @@ fn apply_cmd(cli: &Cli, saved: Option<&std::path::Path>, auto_approve: bool, pru
         );
     }
     Ok(if report.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A progress bar on a terminal, hidden otherwise.
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}").unwrap());
+    b
+}
+
+fn run_cmd(cli: &Cli, only: Option<String>, until_idle: bool, apply: bool, no_progress: bool) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let loaded = match load_or_exit(cli) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let mut load = LoadOptions::new(&cli.config);
+    load.profile = cli.profile.clone();
+    let opts = supervisor::RunOptions {
+        load,
+        only,
+        until_idle,
+        apply,
+        progress: !no_progress && std::io::stderr().is_terminal(),
+        watch_config: !until_idle,
+    };
+    let started = std::time::Instant::now();
+    let summary = supervisor::run(loaded, opts)?;
+    let secs = started.elapsed().as_secs_f64();
+    let failed: Vec<_> = summary.iter().filter(|s| matches!(s.state, stream::runner::State::Failed(_))).collect();
+    if cli.output == Format::Json {
+        output::print_json(&serde_json::json!({ "elapsed_secs": secs, "streams": summary }))?;
+    } else {
+        let mut t = output::table(&["stream", "topic", "read", "published", "filtered", "errors", "quarantined", "MB", "alerts/s", "state"]);
+        for s in &summary {
+            let st = &s.stats;
+            let state = match &s.state {
+                stream::runner::State::Failed(e) => output::red(&format!("failed: {e}")),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            t.add_row(vec![
+                s.name.clone(),
+                s.topic.clone(),
+                st.read.to_string(),
+                st.published.to_string(),
+                st.filtered.to_string(),
+                st.errors.to_string(),
+                st.quarantined.to_string(),
+                format!("{:.1}", st.bytes as f64 / 1e6),
+                format!("{:.0}", st.read as f64 / secs.max(1e-3)),
+                state,
+            ]);
+        }
+        println!("{t}");
+        println!("{:.1}s", secs);
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
+    let addr = match addr {
+        Some(a) => a,
+        None => match load(cli) {
+            Ok(l) => l.config.run.metrics_addr,
+            Err(_) => fink::config::RunConfig::default().metrics_addr,
+        },
+    };
+    let body = supervisor::fetch_status(&addr)?;
+    if cli.output == Format::Json {
+        println!("{}", body.trim_end());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let st: serde_json::Value = serde_json::from_str(&body)?;
+    let mut t = output::table(&["stream", "topic", "state", "read", "published", "backlog files", "uptime s"]);
+    for s in st["streams"].as_array().cloned().unwrap_or_default() {
+        t.add_row(vec![
+            s["name"].as_str().unwrap_or("").to_string(),
+            s["topic"].as_str().unwrap_or("").to_string(),
+            s["state"]["state"].as_str().unwrap_or("").to_string(),
+            s["stats"]["read"].to_string(),
+            s["stats"]["published"].to_string(),
+            s["stats"]["backlog_files"].to_string(),
+            s["uptime_secs"].to_string(),
+        ]);
+    }
+    println!("{t}");
+    let c = &st["config"];
+    println!("config {} loaded at {} ({} reloads)", c["config_hash"].as_str().unwrap_or("?"), c["loaded_at"], c["reloads"]);
+    if let Some(e) = c["last_reload_error"].as_str() {
+        println!("{} {e}", output::red("last reload failed:"));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -93,11 +93,15 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<File
         }
         SourceFormat::Avro => {
             let gz = path.to_string_lossy().ends_with(".gz");
-            let read: Box<dyn std::io::BufRead + Send> = if gz {
-                Box::new(BufReader::new(flate2::read::GzDecoder::new(file)))
+            let mut bytes = Vec::new();
+            let res = if gz {
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut bytes)
             } else {
-                Box::new(BufReader::new(file))
+                std::io::Read::read_to_end(&mut BufReader::new(file), &mut bytes)
             };
+            res.map_err(|e| format!("cannot read{}: {e}", if gz { " (gzip)" } else { "" }))?;
+            let bytes = normalize_ocf_header(bytes);
+            let read: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
             let reader = arrow_avro::reader::ReaderBuilder::new()
                 .with_batch_size(batch_size)
                 .build(read)
@@ -127,4 +131,116 @@ pub fn detect_format(path: &Path) -> Option<SourceFormat> {
         }
     }
     None
+}
+
+/// Some writers (Spark, older ZTF tools) name records by full name
+/// (`"name": "ztf.alert.cutout"`, no namespace). That is valid Avro, but the
+/// Arrow reader resolves references only by name + namespace, so rewrite such
+/// names in the file header before reading. Other files pass unchanged.
+fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
+    fn varint(b: &[u8], pos: &mut usize) -> Option<i64> {
+        let mut v: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let byte = *b.get(*pos)?;
+            *pos += 1;
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
+        }
+    }
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn fix(v: &mut serde_json::Value) -> bool {
+        let mut changed = false;
+        match v {
+            serde_json::Value::Object(m) => {
+                let named = matches!(m.get("type").and_then(|t| t.as_str()), Some("record" | "enum" | "fixed"));
+                if named && !m.contains_key("namespace") {
+                    if let Some((ns, name)) = m.get("name").and_then(|n| n.as_str()).and_then(|n| n.rsplit_once('.')) {
+                        let (ns, name) = (ns.to_string(), name.to_string());
+                        m.insert("namespace".into(), serde_json::Value::String(ns));
+                        m.insert("name".into(), serde_json::Value::String(name));
+                        changed = true;
+                    }
+                }
+                for x in m.values_mut() {
+                    changed |= fix(x);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    changed |= fix(x);
+                }
+            }
+            _ => {}
+        }
+        changed
+    }
+    let parse = || -> Option<Vec<u8>> {
+        if bytes.get(..4)? != b"Obj\x01" {
+            return None;
+        }
+        let mut pos = 4;
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            let mut n = varint(&bytes, &mut pos)?;
+            if n == 0 {
+                break;
+            }
+            if n < 0 {
+                n = -n;
+                varint(&bytes, &mut pos)?; // block size in bytes
+            }
+            for _ in 0..n {
+                let kl = varint(&bytes, &mut pos)? as usize;
+                let k = bytes.get(pos..pos + kl)?.to_vec();
+                pos += kl;
+                let vl = varint(&bytes, &mut pos)? as usize;
+                let v = bytes.get(pos..pos + vl)?.to_vec();
+                pos += vl;
+                entries.push((k, v));
+            }
+        }
+        let mut changed = false;
+        for (k, v) in entries.iter_mut() {
+            if k == b"avro.schema" {
+                let mut json: serde_json::Value = serde_json::from_slice(v).ok()?;
+                if fix(&mut json) {
+                    *v = serde_json::to_vec(&json).ok()?;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let mut out = b"Obj\x01".to_vec();
+        put_varint(&mut out, entries.len() as i64);
+        for (k, v) in &entries {
+            put_varint(&mut out, k.len() as i64);
+            out.extend_from_slice(k);
+            put_varint(&mut out, v.len() as i64);
+            out.extend_from_slice(v);
+        }
+        put_varint(&mut out, 0);
+        out.extend_from_slice(&bytes[pos..]);
+        Some(out)
+    };
+    parse().unwrap_or(bytes)
 }
