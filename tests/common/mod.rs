@@ -206,3 +206,31 @@ pub fn consume_group(
     }
     Ok(out)
 }
+
+/// The shared sample data (`../shared/data` beside the repository).
+pub fn shared_data() -> PathBuf {
+    let p = repo().join("../shared/data");
+    assert!(p.is_dir(), "sample data missing at {}", p.display());
+    p.canonicalize().unwrap()
+}
+
+/// Every message of a topic decoded with the schema in its key:
+/// (key schema JSON, decoded value as JSON).
+/// Reads until `want` messages arrived, then 1.5 s more to catch extras.
+pub fn consume_decoded(topic: &str, partitions: i32, want: usize) -> Vec<(String, serde_json::Value)> {
+    let mut raw = consume(&admin_conn(), topic, partitions, want, Duration::from_secs(60)).expect("consume");
+    if raw.len() >= want {
+        raw = consume(&admin_conn(), topic, partitions, want + 1, Duration::from_millis(1500)).expect("consume");
+    }
+    raw.into_iter()
+        .map(|(k, v)| {
+            let key = String::from_utf8(k).expect("key is schema JSON text");
+            let schema = apache_avro::Schema::parse_str(&key).expect("key parses as an Avro schema");
+            let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+            let mut r = &v[..];
+            let value = reader.read_value(&mut r).expect("value decodes with the key's schema");
+            assert!(r.is_empty(), "trailing bytes after the datum");
+            (key, fink::stream::consume::to_json(&value))
+        })
+        .collect()
+}
