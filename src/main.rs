@@ -225,7 +225,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
         Cmd::Apply { plan, auto_approve, prune } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
-        Cmd::Run { stream, until_idle, apply, no_progress } => run_cmd(cli, stream.clone(), *until_idle, *apply, *no_progress),
+        Cmd::Run { stream, until_idle, apply, no_progress } => {
+            run_cmd(cli, stream.clone(), *until_idle, *apply, *no_progress)
+        }
         Cmd::Status { addr } => status_cmd(cli, addr.clone()),
         Cmd::Consume { topic, max, from_beginning, group, user, schema, columns, follow } => {
             let loaded = match load_or_exit(cli) {
@@ -260,7 +262,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Simulate { out, alerts, seed, per_file, nights } => {
-            let opts = fink::simulate::SimulateOptions { out: out.clone(), alerts: *alerts, seed: *seed, per_file: *per_file, nights: *nights };
+            let opts = fink::simulate::SimulateOptions {
+                out: out.clone(),
+                alerts: *alerts,
+                seed: *seed,
+                per_file: *per_file,
+                nights: *nights,
+            };
             let bar = progress_bar(*alerts as u64);
             let files = fink::simulate::simulate(&opts, &|n| bar.set_position(n as u64))?;
             bar.finish_and_clear();
@@ -558,7 +566,18 @@ fn run_cmd(cli: &Cli, only: Option<String>, until_idle: bool, apply: bool, no_pr
     if cli.output == Format::Json {
         output::print_json(&serde_json::json!({ "elapsed_secs": secs, "streams": summary }))?;
     } else {
-        let mut t = output::table(&["stream", "topic", "read", "published", "filtered", "errors", "quarantined", "MB", "alerts/s", "state"]);
+        let mut t = output::table(&[
+            "stream",
+            "topic",
+            "read",
+            "published",
+            "filtered",
+            "errors",
+            "quarantined",
+            "MB",
+            "alerts/s",
+            "state",
+        ]);
         for s in &summary {
             let st = &s.stats;
             let state = match &s.state {
@@ -612,7 +631,12 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
     }
     println!("{t}");
     let c = &st["config"];
-    println!("config {} loaded at {} ({} reloads)", c["config_hash"].as_str().unwrap_or("?"), c["loaded_at"], c["reloads"]);
+    println!(
+        "config {} loaded at {} ({} reloads)",
+        c["config_hash"].as_str().unwrap_or("?"),
+        c["loaded_at"],
+        c["reloads"]
+    );
     if let Some(e) = c["last_reload_error"].as_str() {
         println!("{} {e}", output::red("last reload failed:"));
     }

@@ -50,10 +50,12 @@ impl Rng {
 }
 
 fn parse_fields(spec: &str) -> Vec<(&str, char)> {
-    spec.split(',').map(|p| {
-        let (n, t) = p.split_once(':').expect("name:type");
-        (n, t.chars().next().expect("type"))
-    }).collect()
+    spec.split(',')
+        .map(|p| {
+            let (n, t) = p.split_once(':').expect("name:type");
+            (n, t.chars().next().expect("type"))
+        })
+        .collect()
 }
 
 fn dtype(t: char) -> DataType {
@@ -140,7 +142,9 @@ fn value(rng: &mut Rng, name: &str, a: &Alert, jd: f64, mag: f64) -> Option<f64>
         "ssdistnr" | "ssmagnr" => -999.0,
         "exptime" => 30.0,
         n if n.starts_with("objectidps") || n == "pid" || n == "tblid" || n == "rfid" => rng.below(1 << 40) as f64,
-        n if n.starts_with("sg") || n.starts_with("sr") || n.starts_with("si") || n.starts_with("sz") => rng.range(14.0, 22.0),
+        n if n.starts_with("sg") || n.starts_with("sr") || n.starts_with("si") || n.starts_with("sz") => {
+            rng.range(14.0, 22.0)
+        }
         _ => rng.normal(0.0, 1.0),
     })
 }
@@ -177,7 +181,15 @@ fn append_struct(b: &mut StructBuilder, spec: &[(&str, char)], rng: &mut Rng, a:
 /// A gzip'd FITS image: 63x63 float32 noise around a point source.
 fn fits_cutout(rng: &mut Rng) -> Vec<u8> {
     let mut header = String::new();
-    for card in ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2", "NAXIS1  =                   63", "NAXIS2  =                   63", "ORIGIN  = 'fink simulate'", "END"] {
+    for card in [
+        "SIMPLE  =                    T",
+        "BITPIX  =                  -32",
+        "NAXIS   =                    2",
+        "NAXIS1  =                   63",
+        "NAXIS2  =                   63",
+        "ORIGIN  = 'fink simulate'",
+        "END",
+    ] {
         header.push_str(&format!("{card:<80}"));
     }
     while header.len() % 2880 != 0 {
@@ -300,7 +312,12 @@ fn make_batch(
         prv.append(true);
         for (k, c) in cutouts.iter_mut().enumerate() {
             let stamp = &pools[k][rng.below(pools[k].len() as u64) as usize];
-            c.field_builder::<StringBuilder>(0).unwrap().append_value(format!("candid{}_pid{}_targ_{}.fits.gz", a.candid, k, ["sci", "ref", "diff"][k]));
+            c.field_builder::<StringBuilder>(0).unwrap().append_value(format!(
+                "candid{}_pid{}_targ_{}.fits.gz",
+                a.candid,
+                k,
+                ["sci", "ref", "diff"][k]
+            ));
             c.field_builder::<BinaryBuilder>(1).unwrap().append_value(stamp);
             c.append(true);
         }
@@ -338,7 +355,8 @@ fn make_batch(
 /// Write then rename, so a watching `fink run` never sees half a file.
 fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
     let tmp = path.with_extension("parquet.tmp");
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(256)).build();
+    let props =
+        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(256)).build();
     let file = std::fs::File::create(&tmp)?;
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
     w.write(batch)?;

@@ -30,7 +30,9 @@ fn candids(topic: &str, partitions: i32, quiet: Duration) -> Vec<i64> {
         if let Some(m) = c.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             let key = m.key().unwrap().to_vec();
-            let schema = schemas.entry(key.clone()).or_insert_with(|| apache_avro::Schema::parse_str(std::str::from_utf8(&key).unwrap()).unwrap());
+            let schema = schemas
+                .entry(key.clone())
+                .or_insert_with(|| apache_avro::Schema::parse_str(std::str::from_utf8(&key).unwrap()).unwrap());
             let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().unwrap();
             let v = fink::stream::consume::to_json(&reader.read_value(&mut m.payload().unwrap()).unwrap());
             out.push(v["candid"].as_i64().unwrap());
@@ -147,7 +149,9 @@ fn corrupt_truncated_and_oversized_inputs_are_quarantined() {
     assert_eq!(stats["quarantined"], 3, "one oversized alert, one corrupt file, one truncated file: {stats}");
     let log = std::fs::read_to_string(w.path().join("state/q.quarantine.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let find = |file: &str| lines.iter().find(|l| l["file"] == file).unwrap_or_else(|| panic!("{file} not quarantined: {log}"));
+    let find = |file: &str| {
+        lines.iter().find(|l| l["file"] == file).unwrap_or_else(|| panic!("{file} not quarantined: {log}"))
+    };
     assert!(find("n1/b_corrupt.parquet")["reason"].as_str().unwrap().contains("Parquet"));
     assert!(find("n1/c_truncated.parquet")["reason"].as_str().unwrap().contains("Parquet"));
     let big = find("n1/a_good.parquet");

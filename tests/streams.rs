@@ -70,10 +70,16 @@ fn same(a: &Value, b: &Value, path: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) if path.ends_with("timestamp") => Ok(()),
+        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) if path.ends_with("timestamp") => {
+            Ok(())
+        }
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            if x == y { Ok(()) } else { Err(format!("{path}: {x} vs {y}")) }
+            if x == y {
+                Ok(())
+            } else {
+                Err(format!("{path}: {x} vs {y}"))
+            }
         }
         _ if a == b => Ok(()),
         _ => Err(format!("{path}: {a} vs {b}")),
@@ -170,7 +176,10 @@ fn list_macros_and_has_on_avro_alerts() {
     let expected: BTreeSet<String> = src
         .iter()
         .filter(|v| {
-            v["prv_candidates"].as_array().map(|a| a.iter().any(|p| p["magpsf"].as_f64().is_some_and(|m| m < 17.0))).unwrap_or(false)
+            v["prv_candidates"]
+                .as_array()
+                .map(|a| a.iter().any(|p| p["magpsf"].as_f64().is_some_and(|m| m < 17.0)))
+                .unwrap_or(false)
         })
         .map(|v| v["objectId"].as_str().unwrap().to_string())
         .collect();

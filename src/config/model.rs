@@ -58,7 +58,12 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { state_dir: ".fink/state".into(), metrics_addr: "127.0.0.1:9464".into(), batch_size: 256, max_in_flight: 1000 }
+        RunConfig {
+            state_dir: ".fink/state".into(),
+            metrics_addr: "127.0.0.1:9464".into(),
+            batch_size: 256,
+            max_in_flight: 1000,
+        }
     }
 }
 

@@ -31,7 +31,9 @@ pub struct Checkpoint {
 impl Checkpoint {
     pub fn load(path: &Path, stream: &str) -> Result<Checkpoint, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("checkpoint {} is unreadable: {e}", path.display())),
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|e| format!("checkpoint {} is unreadable: {e}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Checkpoint { version: 1, stream: stream.to_string(), files: BTreeMap::new() })
             }

@@ -86,7 +86,10 @@ impl Decoder {
         let fixed = match schema_file {
             Some(p) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("cannot read schema {}", p.display()))?;
-                Some(apache_avro::Schema::parse_str(&text).map_err(|e| anyhow!("{}: not an Avro schema: {e}", p.display()))?)
+                Some(
+                    apache_avro::Schema::parse_str(&text)
+                        .map_err(|e| anyhow!("{}: not an Avro schema: {e}", p.display()))?,
+                )
             }
             None => None,
         };
@@ -99,15 +102,19 @@ impl Decoder {
             None => {
                 let key = key.ok_or_else(|| anyhow!("message has no key (no schema): pass --schema FILE"))?;
                 if !self.cache.contains_key(key) {
-                    let text = std::str::from_utf8(key).map_err(|_| anyhow!("message key is not schema JSON: pass --schema FILE"))?;
-                    let s = apache_avro::Schema::parse_str(text).map_err(|e| anyhow!("message key is not an Avro schema: {e}"))?;
+                    let text = std::str::from_utf8(key)
+                        .map_err(|_| anyhow!("message key is not schema JSON: pass --schema FILE"))?;
+                    let s = apache_avro::Schema::parse_str(text)
+                        .map_err(|e| anyhow!("message key is not an Avro schema: {e}"))?;
                     self.cache.insert(key.to_vec(), s);
                 }
                 &self.cache[key]
             }
         };
         let mut r = value;
-        let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().map_err(|e| anyhow!("bad schema: {e}"))?;
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+            .build()
+            .map_err(|e| anyhow!("bad schema: {e}"))?;
         let v = reader.read_value(&mut r).map_err(|e| anyhow!("cannot decode the value: {e}"))?;
         if !r.is_empty() {
             return Err(anyhow!("{} bytes left after the datum: the value does not match the schema", r.len()));
@@ -208,7 +215,8 @@ fn default_columns(first: Option<&serde_json::Value>) -> Vec<String> {
     let mut cols: Vec<String> = preferred.iter().filter(|c| path(first, c).is_some()).map(|c| c.to_string()).collect();
     if cols.is_empty() {
         if let Some(obj) = first.as_object() {
-            cols = obj.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, _)| k.clone()).take(6).collect();
+            cols =
+                obj.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, _)| k.clone()).take(6).collect();
         }
     }
     cols

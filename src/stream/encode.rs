@@ -22,7 +22,8 @@ impl AvroEncoder {
         // cutouts of one `cutout` record) is defined once and referenced after.
         let mut bare = schema.clone();
         bare.metadata.remove(SCHEMA_METADATA_KEY);
-        let derived = arrow_avro::schema::AvroSchema::try_from(&bare).map_err(|e| format!("cannot derive an Avro schema: {e}"))?;
+        let derived = arrow_avro::schema::AvroSchema::try_from(&bare)
+            .map_err(|e| format!("cannot derive an Avro schema: {e}"))?;
         let mut json: serde_json::Value =
             serde_json::from_str(&derived.json_string).map_err(|e| format!("derived Avro schema is not JSON: {e}"))?;
         dedupe_named_types(&mut json, "", &mut std::collections::HashMap::new());
@@ -57,7 +58,11 @@ pub fn pretty_schema(json: &str) -> String {
 /// Avro allows a named type (record, enum, fixed) to be defined once; later
 /// uses must refer to it by full name. Identical redefinitions become
 /// references; different ones with a clashing name are renamed.
-fn dedupe_named_types(v: &mut serde_json::Value, ns: &str, seen: &mut std::collections::HashMap<String, serde_json::Value>) {
+fn dedupe_named_types(
+    v: &mut serde_json::Value,
+    ns: &str,
+    seen: &mut std::collections::HashMap<String, serde_json::Value>,
+) {
     match v {
         serde_json::Value::Array(items) => {
             for x in items {
@@ -69,8 +74,10 @@ fn dedupe_named_types(v: &mut serde_json::Value, ns: &str, seen: &mut std::colle
             let mut inner_ns = ns.to_string();
             if named {
                 let name = m.get("name").and_then(|n| n.as_str()).unwrap_or("").to_string();
-                let this_ns = m.get("namespace").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| ns.to_string());
-                let full = if name.contains('.') || this_ns.is_empty() { name.clone() } else { format!("{this_ns}.{name}") };
+                let this_ns =
+                    m.get("namespace").and_then(|n| n.as_str()).map(str::to_string).unwrap_or_else(|| ns.to_string());
+                let full =
+                    if name.contains('.') || this_ns.is_empty() { name.clone() } else { format!("{this_ns}.{name}") };
                 inner_ns = full.rsplit_once('.').map(|(a, _)| a.to_string()).unwrap_or_default();
                 match seen.get(&full) {
                     Some(prev) if prev == &serde_json::Value::Object(m.clone()) => {

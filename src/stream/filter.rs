@@ -226,12 +226,16 @@ pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option
         DataType::List(_) => {
             let l = a.as_list::<i32>();
             let values = l.value(row);
-            Value::List(Arc::new((0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect()))
+            Value::List(Arc::new(
+                (0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect(),
+            ))
         }
         DataType::LargeList(_) => {
             let l = a.as_list::<i64>();
             let values = l.value(row);
-            Value::List(Arc::new((0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect()))
+            Value::List(Arc::new(
+                (0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect(),
+            ))
         }
         DataType::Map(_, _) => {
             let m = a.as_map();

@@ -70,7 +70,8 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             filters.push(("inline".into(), inline.clone()));
         }
         let user = s.user.clone().unwrap_or_else(|| admin_user.clone());
-        let mechanism = cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
+        let mechanism =
+            cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
         out.push(StreamSpec {
             name: s.name.clone(),
             source_root: loaded.path(&s.source.path),

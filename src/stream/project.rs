@@ -96,7 +96,9 @@ pub fn check_path(fields: &Fields, path: &str) -> Result<(), String> {
         if i + 1 < parts.len() {
             current = match struct_fields(f.data_type()) {
                 Some(fs) => fs,
-                None => return Err(format!("{:?} is not a struct; {path:?} cannot go inside it", parts[..=i].join("."))),
+                None => {
+                    return Err(format!("{:?} is not a struct; {path:?} cannot go inside it", parts[..=i].join(".")))
+                }
             };
         }
     }
@@ -144,7 +146,12 @@ fn project_fields(
     Ok((out_f, out_c))
 }
 
-fn project_nested(field: &FieldRef, col: &ArrayRef, select: Option<&Tree>, drop: Option<&Tree>) -> Result<(FieldRef, ArrayRef), ArrowError> {
+fn project_nested(
+    field: &FieldRef,
+    col: &ArrayRef,
+    select: Option<&Tree>,
+    drop: Option<&Tree>,
+) -> Result<(FieldRef, ArrayRef), ArrowError> {
     match field.data_type() {
         DataType::Struct(fs) => {
             let s = col.as_struct();
@@ -170,10 +177,16 @@ mod tests {
     use arrow_array::{Float32Array, Int64Array, StringArray};
 
     fn batch() -> RecordBatch {
-        let cf = Fields::from(vec![Field::new("magpsf", DataType::Float32, true), Field::new("rb", DataType::Float32, true)]);
+        let cf = Fields::from(vec![
+            Field::new("magpsf", DataType::Float32, true),
+            Field::new("rb", DataType::Float32, true),
+        ]);
         let cand = StructArray::new(
             cf.clone(),
-            vec![Arc::new(Float32Array::from(vec![17.0, 18.0])) as ArrayRef, Arc::new(Float32Array::from(vec![0.9, 0.1]))],
+            vec![
+                Arc::new(Float32Array::from(vec![17.0, 18.0])) as ArrayRef,
+                Arc::new(Float32Array::from(vec![0.9, 0.1])),
+            ],
             None,
         );
         let schema = Schema::new(vec![

@@ -221,7 +221,8 @@ fn now_secs() -> u64 {
 fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
     cx.stats.quarantined.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(stream = %cx.spec.name, file, ?row, "quarantined: {reason}");
-    let line = serde_json::json!({ "time": now_secs(), "stream": cx.spec.name, "file": file, "row": row, "reason": reason });
+    let line =
+        serde_json::json!({ "time": now_secs(), "stream": cx.spec.name, "file": file, "row": row, "reason": reason });
     let path = &cx.spec.quarantine_log;
     if let Some(d) = path.parent() {
         let _ = std::fs::create_dir_all(d);
@@ -263,7 +264,10 @@ fn fatal(cx: &Ctx<'_>) -> Option<String> {
 /// Turn broker errors into what the operator should do.
 fn explain(spec: &StreamSpec, e: &str) -> String {
     if e.contains("TopicAuthorization") || e.contains("Topic authorization") {
-        format!("user {:?} may not write topic {:?} ({e}): add a producer ACL in fink.toml and run `fink apply`", spec.user, spec.topic)
+        format!(
+            "user {:?} may not write topic {:?} ({e}): add a producer ACL in fink.toml and run `fink apply`",
+            spec.user, spec.topic
+        )
     } else if e.contains("UnknownTopic") || e.contains("Unknown topic") {
         format!("topic {:?} does not exist ({e}): declare it in fink.toml and run `fink apply`", spec.topic)
     } else {
@@ -383,7 +387,8 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
             tracing::warn!(stream = %cx.spec.name, file, row = first + *row as u64, "{e} (alert not published; guard optional fields with has())");
         }
     }
-    let kept_rows: Vec<u64> = mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
+    let kept_rows: Vec<u64> =
+        mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
     cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);
     if kept_rows.is_empty() {
         return Ok(());
@@ -407,7 +412,12 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
             }
             Err((RDKafkaErrorCode::MessageSizeTooLarge, msg)) => {
                 cx.sink.state.lock().unwrap().pending.remove(&row);
-                quarantine(cx, file, Some(row), &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()));
+                quarantine(
+                    cx,
+                    file,
+                    Some(row),
+                    &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()),
+                );
             }
             Err((_, msg)) => {
                 cx.sink.state.lock().unwrap().pending.remove(&row);

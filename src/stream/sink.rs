@@ -146,7 +146,13 @@ impl Sink {
     }
 
     /// Queue one message; waits while librdkafka's queue is full.
-    pub fn send(&self, key: &[u8], payload: &[u8], generation: u64, row: u64) -> Result<(), (RDKafkaErrorCode, String)> {
+    pub fn send(
+        &self,
+        key: &[u8],
+        payload: &[u8],
+        generation: u64,
+        row: u64,
+    ) -> Result<(), (RDKafkaErrorCode, String)> {
         let mut tag: Tag = Box::new((generation, row));
         loop {
             let rec = BaseRecord::with_opaque_to(&self.topic, tag).key(key).payload(payload);

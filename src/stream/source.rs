@@ -47,7 +47,11 @@ pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Path
             let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                let hidden = path.file_name().and_then(|n| n.to_str()).map(|n| n.starts_with('.') || n.starts_with('_')).unwrap_or(true);
+                let hidden = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .map(|n| n.starts_with('.') || n.starts_with('_'))
+                    .unwrap_or(true);
                 if !hidden {
                     stack.push(path);
                 }
@@ -87,9 +91,13 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<File
         SourceFormat::Parquet => {
             let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-            let reader = builder.with_batch_size(batch_size).build().map_err(|e| format!("cannot read Parquet: {e}"))?;
+            let reader =
+                builder.with_batch_size(batch_size).build().map_err(|e| format!("cannot read Parquet: {e}"))?;
             let schema = arrow_array::RecordBatchReader::schema(&reader);
-            Ok(FileReader { schema, inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))) })
+            Ok(FileReader {
+                schema,
+                inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))),
+            })
         }
         SourceFormat::Avro => {
             let gz = path.to_string_lossy().ends_with(".gz");
@@ -100,14 +108,23 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<File
                 std::io::Read::read_to_end(&mut BufReader::new(file), &mut bytes)
             };
             res.map_err(|e| format!("cannot read{}: {e}", if gz { " (gzip)" } else { "" }))?;
-            let bytes = normalize_ocf_header(bytes);
+            let mut bytes = normalize_ocf_header(bytes);
+            // A truncated tail is read up to its last whole block, then reported.
+            let trailing = match complete_ocf_len(&bytes) {
+                Some((len, missing)) if len < bytes.len() => {
+                    bytes.truncate(len);
+                    Some(format!("truncated Avro file: the last block is incomplete ({missing})"))
+                }
+                _ => None,
+            };
             let read: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
             let reader = arrow_avro::reader::ReaderBuilder::new()
                 .with_batch_size(batch_size)
                 .build(read)
                 .map_err(|e| format!("not a readable Avro container file: {e}"))?;
             let schema = reader.schema();
-            Ok(FileReader { schema, inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Avro data: {e}")))) })
+            let batches = reader.map(|r| r.map_err(|e| format!("corrupt Avro data: {e}")));
+            Ok(FileReader { schema, inner: Box::new(batches.chain(trailing.map(Err))) })
         }
     }
 }
@@ -243,4 +260,64 @@ fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
         Some(out)
     };
     parse().unwrap_or(bytes)
+}
+
+fn read_varint(b: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut v: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// Length of the object container file up to its last complete block, and
+/// what is missing after it; `None` if the header itself is unreadable.
+fn complete_ocf_len(b: &[u8]) -> Option<(usize, String)> {
+    if b.get(..4)? != b"Obj\x01" {
+        return None;
+    }
+    let mut pos = 4;
+    loop {
+        let mut n = read_varint(b, &mut pos)?;
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            n = -n;
+            read_varint(b, &mut pos)?;
+        }
+        for _ in 0..n * 2 {
+            let len = read_varint(b, &mut pos)? as usize;
+            pos = pos.checked_add(len)?;
+        }
+    }
+    let sync = b.get(pos..pos + 16)?.to_vec();
+    pos += 16;
+    let mut good = pos;
+    while good < b.len() {
+        let mut p = good;
+        let Some(count) = read_varint(b, &mut p) else { return Some((good, "block header cut".into())) };
+        let Some(size) = read_varint(b, &mut p) else { return Some((good, "block header cut".into())) };
+        let end = p + size.max(0) as usize;
+        if end + 16 > b.len() {
+            return Some((
+                good,
+                format!("{count} alert(s) in a block cut after {} of {size} bytes", b.len().saturating_sub(p)),
+            ));
+        }
+        if b[end..end + 16] != sync[..] {
+            return Some((good, "sync marker mismatch".into()));
+        }
+        good = end + 16;
+    }
+    Some((good, String::new()))
 }

@@ -148,7 +148,11 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     let shared = Arc::new(Shared {
         streams: Mutex::new(BTreeMap::new()),
-        reload: Mutex::new(ReloadStatus { config_hash: initial.hash.clone(), loaded_at: now_secs(), ..Default::default() }),
+        reload: Mutex::new(ReloadStatus {
+            config_hash: initial.hash.clone(),
+            loaded_at: now_secs(),
+            ..Default::default()
+        }),
         finished: Mutex::new(Vec::new()),
     });
 
@@ -170,7 +174,8 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             export_metrics(&s1);
             handle.render()
         });
-        let status: http::Render = Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
+        let status: http::Render =
+            Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
         match http::serve(&addr, metrics, status) {
             Ok(a) => tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status"),
             Err(e) => return Err(anyhow!("cannot listen on {addr} for /metrics: {e} (set [run] metrics_addr)")),
@@ -187,17 +192,18 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let (src_tx, src_rx) = std::sync::mpsc::channel();
     let mut src_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(100), None, src_tx)?;
     let mut watched_roots: BTreeSet<PathBuf> = BTreeSet::new();
-    let watch_roots = |w: &mut notify_debouncer_full::Debouncer<_, _>, watched: &mut BTreeSet<PathBuf>, shared: &Shared| {
-        for s in shared.streams.lock().unwrap().values() {
-            let root = s.spec.source_root.clone();
-            if !watched.contains(&root) && root.is_dir() {
-                if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
-                    tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
+    let watch_roots =
+        |w: &mut notify_debouncer_full::Debouncer<_, _>, watched: &mut BTreeSet<PathBuf>, shared: &Shared| {
+            for s in shared.streams.lock().unwrap().values() {
+                let root = s.spec.source_root.clone();
+                if !watched.contains(&root) && root.is_dir() {
+                    if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
+                        tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
+                    }
+                    watched.insert(root);
                 }
-                watched.insert(root);
             }
-        }
-    };
+        };
     watch_roots(&mut src_watcher, &mut watched_roots, &shared);
 
     // Config watching: the parent directory, since editors save by rename.
@@ -287,7 +293,11 @@ fn is_content_change(e: &notify_debouncer_full::DebouncedEvent) -> bool {
 
 fn same_file(p: &Path, files: &[PathBuf]) -> bool {
     let canon = |x: &Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_path_buf());
-    files.iter().any(|f| p.file_name() == f.file_name() && canon(p.parent().unwrap_or(p)) == canon(f.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."))))
+    files.iter().any(|f| {
+        p.file_name() == f.file_name()
+            && canon(p.parent().unwrap_or(p))
+                == canon(f.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    })
 }
 
 /// Load, validate and apply a new config; on any error keep the old one.
@@ -385,7 +395,10 @@ fn update_bar(b: &indicatif::ProgressBar, shared: &Shared, started: Instant) {
     let published: u64 = st.streams.iter().map(|s| s.stats.published).sum();
     let backlog: u64 = st.streams.iter().map(|s| s.stats.backlog_files).sum();
     let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001);
-    b.set_message(format!("{} streams | read {read} | published {published} | {rate:.0} alerts/s | backlog {backlog} files", st.streams.len()));
+    b.set_message(format!(
+        "{} streams | read {read} | published {published} | {rate:.0} alerts/s | backlog {backlog} files",
+        st.streams.len()
+    ));
 }
 
 /// Status of a running `fink run`, read from its HTTP endpoint.
