@@ -39,6 +39,7 @@ pub struct RunningStream {
     pub stats: Arc<Stats>,
     pub state: Arc<Mutex<State>>,
     pub started: Instant,
+    pub started_at: SystemTime,
     stop: Arc<AtomicBool>,
     wake: Sender<()>,
     join: Option<JoinHandle<()>>,
@@ -65,7 +66,16 @@ impl RunningStream {
                 };
             })
             .expect("spawn stream thread");
-        RunningStream { spec, stats, state, started: Instant::now(), stop, wake, join: Some(join) }
+        RunningStream {
+            spec,
+            stats,
+            state,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            stop,
+            wake,
+            join: Some(join),
+        }
     }
 
     /// New files may be there: look now rather than at the next rescan.

@@ -46,6 +46,9 @@ pub struct StreamStatus {
     pub topic: String,
     pub state: State,
     pub uptime_secs: u64,
+    /// When this incarnation of the stream started (ms since the epoch):
+    /// unchanged across reloads that do not touch the stream.
+    pub started_at_ms: u128,
     pub stats: StatsSnapshot,
 }
 
@@ -72,6 +75,7 @@ fn status_of(s: &RunningStream) -> StreamStatus {
         topic: s.spec.topic.clone(),
         state: s.state(),
         uptime_secs: s.started.elapsed().as_secs(),
+        started_at_ms: s.started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         stats: s.stats.snapshot(),
     }
 }

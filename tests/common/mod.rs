@@ -234,3 +234,31 @@ pub fn consume_decoded(topic: &str, partitions: i32, want: usize) -> Vec<(String
         })
         .collect()
 }
+
+/// Every message of the topic, decoded, reading until it is quiet for 2 s.
+pub fn consume_all_decoded(topic: &str, partitions: i32) -> Vec<(String, serde_json::Value)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let mut cfg = admin_conn().client_config();
+    cfg.set("group.id", unique("g")).set("enable.auto.commit", "false");
+    let c: BaseConsumer = cfg.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = std::time::Instant::now();
+    while last.elapsed() < Duration::from_secs(2) {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume");
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            let schema = apache_avro::Schema::parse_str(&key).unwrap();
+            let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema).build().unwrap();
+            let value = reader.read_value(&mut m.payload().unwrap()).unwrap();
+            out.push((key, fink::stream::consume::to_json(&value)));
+            last = std::time::Instant::now();
+        }
+    }
+    out
+}

@@ -1,0 +1,239 @@
+//! Hot reload: edits of fink.toml while `fink run` publishes change exactly
+//! the streams they touch, without gaps or duplicates.
+
+mod common;
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+struct Runner {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(w: &Workspace, addr: &str) -> Runner {
+    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
+    let child = Command::new(fink_bin())
+        .args(["run", "--no-progress"])
+        .current_dir(w.path())
+        .env("FINK_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let r = Runner { child, addr: addr.to_string() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fink::supervisor::fetch_status(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "fink run did not come up:\n{}",
+            std::fs::read_to_string(w.path().join("run.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r
+}
+
+fn status(r: &Runner) -> Value {
+    serde_json::from_str(&fink::supervisor::fetch_status(&r.addr).unwrap()).unwrap()
+}
+
+fn stream_status<'a>(st: &'a Value, name: &str) -> Option<&'a Value> {
+    st["streams"].as_array().unwrap().iter().find(|s| s["name"] == name)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Rows of the simulated source, in the order the stream reads them.
+fn source_rows(dir: &std::path::Path) -> Vec<(i64, i64)> {
+    let mut files = Vec::new();
+    for night in std::fs::read_dir(dir).unwrap().flatten() {
+        for f in std::fs::read_dir(night.path()).unwrap().flatten() {
+            files.push(f.path());
+        }
+    }
+    files.sort();
+    let mut rows = Vec::new();
+    for f in files {
+        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&f).unwrap()).unwrap();
+        for row in parquet::file::reader::FileReader::get_row_iter(&reader, None).unwrap() {
+            let v = row.unwrap().to_json_value();
+            rows.push((v["candid"].as_i64().unwrap(), v["candidate"]["fid"].as_i64().unwrap()));
+        }
+    }
+    rows
+}
+
+fn body(topic: &str, filter: &str, addr: &str) -> String {
+    format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\nmax_in_flight = 1\nbatch_size = 20\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nfilter = \"{filter}\"\nproducer = {{ linger_ms = 0 }}\n"
+    )
+}
+
+#[test]
+fn filter_change_mid_backlog_has_no_gap_and_no_duplicate() {
+    let w = Workspace::new();
+    let topic = unique("hrf");
+    let addr = format!("127.0.0.1:{}", free_port());
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "1500", "--per-file", "300", "--seed", "5"]).code, 0);
+    w.config(&body(&topic, "candidate.fid == 1", &addr));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = start(&w, &addr);
+    wait_for("some alerts published", || {
+        stream_status(&status(&r), "s").map(|s| s["stats"]["published"].as_u64().unwrap() >= 60).unwrap_or(false)
+    });
+    // Rename-style save, as editors do.
+    let text = Workspace::cluster_header() + "\n" + &body(&topic, "candidate.fid == 2", &addr);
+    std::fs::write(w.path().join(".fink.toml.swp"), text).unwrap();
+    std::fs::rename(w.path().join(".fink.toml.swp"), w.path().join("fink.toml")).unwrap();
+    wait_for("the reload", || status(&r)["config"]["reloads"] == 1);
+    wait_for("the backlog to drain", || {
+        let st = status(&r);
+        let s = stream_status(&st, "s").unwrap();
+        s["state"]["state"] == "idle"
+    });
+    let st = status(&r);
+    assert_eq!(st["config"]["last_reload_changes"], serde_json::json!(["~ stream s"]));
+    drop(r);
+
+    let rows = source_rows(&w.path().join("src"));
+    let published: Vec<i64> =
+        consume_all_decoded(&topic, 1).iter().map(|(_, v)| v["candid"].as_i64().unwrap()).collect();
+    let got: BTreeSet<i64> = published.iter().copied().collect();
+    assert_eq!(got.len(), published.len(), "no duplicates");
+    // Some cut R: rows before it under the old filter, from it under the new one.
+    let cut = (0..=rows.len()).find(|&r| {
+        let want: BTreeSet<i64> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, fid))| if *i < r { *fid == 1 } else { *fid == 2 })
+            .map(|(_, (c, _))| *c)
+            .collect();
+        want == got
+    });
+    let cut = cut.expect("published alerts are not old-filter-then-new-filter: a gap or an extra");
+    assert!(cut > 0 && cut < rows.len(), "the edit must land mid-backlog (cut at {cut} of {})", rows.len());
+}
+
+#[test]
+fn add_and_remove_streams_leave_the_third_untouched() {
+    let w = Workspace::new();
+    let (ta, tb, tc) = (unique("hra"), unique("hrb"), unique("hrc"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "600", "--per-file", "100", "--seed", "9"]).code, 0);
+    let stream = |name: &str, topic: &str| {
+        format!("\n[[stream]]\nname = \"{name}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ linger_ms = 0 }}\n")
+    };
+    let topics = format!("[[topic]]\nname = \"{ta}\"\n[[topic]]\nname = \"{tb}\"\n[[topic]]\nname = \"{tc}\"\n");
+    let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\nmax_in_flight = 1\n\n{topics}");
+    w.config(&format!("{head}{}{}", stream("keep", &ta), stream("old", &tb)));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = start(&w, &addr);
+    wait_for("keep publishing", || {
+        stream_status(&status(&r), "keep").map(|s| s["stats"]["published"].as_u64().unwrap() > 20).unwrap_or(false)
+    });
+    let before = status(&r);
+    let keep_before = stream_status(&before, "keep").unwrap().clone();
+
+    // In-place save: add "new", remove "old".
+    let text = Workspace::cluster_header() + "\n" + &format!("{head}{}{}", stream("keep", &ta), stream("new", &tc));
+    std::fs::write(w.path().join("fink.toml"), text).unwrap();
+    wait_for("the reload", || status(&r)["config"]["reloads"] == 1);
+    wait_for("the new stream", || stream_status(&status(&r), "new").is_some());
+    let after = status(&r);
+    assert!(stream_status(&after, "old").is_none(), "removed stream still listed");
+    let keep_after = stream_status(&after, "keep").unwrap();
+    assert_eq!(keep_after["started_at_ms"], keep_before["started_at_ms"], "the unchanged stream was restarted");
+    assert!(keep_after["stats"]["published"].as_u64() >= keep_before["stats"]["published"].as_u64());
+    wait_for("keep to keep rising", || {
+        stream_status(&status(&r), "keep").unwrap()["stats"]["published"].as_u64()
+            > keep_after["stats"]["published"].as_u64()
+            || stream_status(&status(&r), "keep").unwrap()["state"]["state"] == "idle"
+    });
+    let mut changes: Vec<String> = serde_json::from_value(after["config"]["last_reload_changes"].clone()).unwrap();
+    changes.sort();
+    assert_eq!(changes, vec!["+ stream new".to_string(), "- stream old".to_string()]);
+    let log = std::fs::read_to_string(w.path().join("run.log")).unwrap();
+    assert_eq!(log.matches("starting stream stream=keep").count(), 1, "keep must start once:\n{log}");
+    // Metrics carry per-stream counters.
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.contains("fink_stream_alerts_published_total{stream=\"keep\"}"), "{metrics}");
+    assert!(metrics.contains("fink_stream_lag_files{stream=\"new\"}"), "{metrics}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
+    let w = Workspace::new();
+    let topic = unique("hri");
+    let addr = format!("127.0.0.1:{}", free_port());
+    std::fs::create_dir_all(w.path().join("src")).unwrap();
+    w.config(&body(&topic, "candidate.fid == 1", &addr));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = start(&w, &addr);
+    let started = stream_status(&status(&r), "s").unwrap()["started_at_ms"].clone();
+
+    // A filter that does not compile: rejected, the stream keeps running.
+    let bad = Workspace::cluster_header() + "\n" + &body(&topic, "candidate.fid ==", &addr);
+    std::fs::write(w.path().join("fink.toml"), bad).unwrap();
+    wait_for("the rejected reload", || status(&r)["config"]["reloads"] == 1);
+    let st = status(&r);
+    let err = st["config"]["last_reload_error"].as_str().unwrap();
+    assert!(err.contains("filter") && err.contains("line 1"), "{err}");
+    assert_eq!(stream_status(&st, "s").unwrap()["started_at_ms"], started);
+    assert!(http_get(&addr, "/metrics").contains("fink_config_last_reload_success 0"));
+
+    // An unknown key: rejected with file and line.
+    let bad = Workspace::cluster_header()
+        + "\n"
+        + &body(&topic, "candidate.fid == 1", &addr).replace("batch_size", "batch_sise");
+    let tmp = w.path().join("fink.toml.tmp~");
+    std::fs::write(&tmp, bad).unwrap();
+    std::fs::rename(&tmp, w.path().join("fink.toml")).unwrap();
+    wait_for("the second rejected reload", || status(&r)["config"]["reloads"] == 2);
+    let err = status(&r)["config"]["last_reload_error"].as_str().unwrap().to_string();
+    assert!(err.contains("fink.toml:") && err.contains("batch_sise"), "{err}");
+
+    // The fix applies (rename save), exactly one reload.
+    let good = Workspace::cluster_header() + "\n" + &body(&topic, "candidate.fid == 2", &addr);
+    std::fs::write(&tmp, good).unwrap();
+    std::fs::rename(&tmp, w.path().join("fink.toml")).unwrap();
+    wait_for("the good reload", || status(&r)["config"]["reloads"] == 3);
+    std::thread::sleep(Duration::from_millis(800));
+    let st = status(&r);
+    assert_eq!(st["config"]["reloads"], 3, "one save, one reload");
+    assert!(st["config"]["last_reload_error"].is_null());
+    assert_ne!(stream_status(&st, "s").unwrap()["started_at_ms"], started, "the changed stream restarted");
+    // `fink status` reads the same endpoint.
+    let out = w.fink(&["status", "--addr", &addr]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("3 reloads"), "{}", out.stdout);
+}
