@@ -153,3 +153,11 @@ fn repository_fink_toml_and_profiles_are_valid() {
         .unwrap();
     assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+#[test]
+fn filters_are_compiled() {
+    let w = ws("\n[filter.bright]\nexpr = \"candidate.magpsf <\"\n");
+    fails_with(&w, &["validate"], "fink.toml:8:8: filter \"bright\": Syntax error");
+    let r = w.fink(&["validate"]);
+    assert!(r.stderr.contains("(expression line 1, column 19)"), "{}", r.stderr);
+}
