@@ -8,6 +8,7 @@ pub mod config;
 pub mod local;
 pub mod output;
 pub mod plan;
+pub mod rules;
 pub mod simulate;
 pub mod stream;
 pub mod supervisor;

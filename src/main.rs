@@ -131,6 +131,22 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         nights: usize,
     },
+    /// Translate Fink's legacy distribution-rules.xml into a [[stream]] and CEL filter (TOML on stdout).
+    ImportRules {
+        file: PathBuf,
+        /// Name of the stream and filter.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "CHANGE_ME_topic")]
+        topic: String,
+        #[arg(long, default_value = "CHANGE_ME/science")]
+        source: String,
+    },
+    /// Evaluate filters on alert files (no Kafka needed).
+    Filter {
+        #[command(subcommand)]
+        action: FilterCmd,
+    },
     /// Make the live cluster match fink.toml (or execute a saved plan).
     Apply {
         /// A plan saved by `fink plan -o FILE`; refused if the cluster drifted since.
@@ -141,6 +157,22 @@ enum Cmd {
         /// Also delete live topics, users and ACLs that fink.toml does not declare.
         #[arg(long)]
         prune: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FilterCmd {
+    /// Which alerts each filter keeps, and how the fields it reads look.
+    Test {
+        /// Parquet or Avro file, or a directory of them.
+        #[arg(long)]
+        data: PathBuf,
+        /// Test this stream's filters (default: every named filter).
+        #[arg(long)]
+        stream: Option<String>,
+        /// Test this expression instead of the config's filters.
+        #[arg(long)]
+        expr: Option<String>,
     },
 }
 
@@ -225,6 +257,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Cmd::Acls => with_admin(cli, |a| cluster::views::acls(a, cli.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => plan_cmd(cli, *prune, *detailed_exitcode, out.as_deref()),
         Cmd::Apply { plan, auto_approve, prune } => apply_cmd(cli, plan.as_deref(), *auto_approve, *prune),
+        Cmd::ImportRules { file, name, topic, source } => {
+            let xml = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            match fink::rules::import(&xml) {
+                Ok(imported) => {
+                    let default = file.file_stem().map(|s| s.to_string_lossy().replace(['-', '.'], "_")).unwrap_or("imported".into());
+                    let name = name.clone().unwrap_or(default);
+                    print!("{}", fink::rules::to_toml(&imported, &name, topic, source, &file.display().to_string()));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{} {}: {e}", output::red("error:"), file.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Cmd::Filter { action: FilterCmd::Test { data, stream, expr } } => filter_test_cmd(cli, data, stream.as_deref(), expr.as_deref()),
         Cmd::Run { stream, until_idle, apply, no_progress } => {
             run_cmd(cli, stream.clone(), *until_idle, *apply, *no_progress)
         }
@@ -641,4 +689,36 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
         println!("{} {e}", output::red("last reload failed:"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn filter_test_cmd(cli: &Cli, data: &std::path::Path, stream_name: Option<&str>, expr: Option<&str>) -> Result<ExitCode> {
+    use fink::stream::filter::Filter;
+    let filters: Vec<Filter> = match expr {
+        Some(e) => vec![Filter::compile("expr", e).map_err(|e| anyhow::anyhow!("--expr: {e}"))?],
+        None => {
+            let loaded = match load_or_exit(cli) {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            match stream_name {
+                Some(s) => stream::specs(&loaded, Some(s))?.remove(0).compile_filters()?,
+                None => loaded
+                    .config
+                    .filters
+                    .iter()
+                    .map(|(n, f)| Filter::compile(n, &f.expr).map_err(|e| anyhow::anyhow!("filter {n:?}: {e}")))
+                    .collect::<Result<_>>()?,
+            }
+        }
+    };
+    if filters.is_empty() {
+        anyhow::bail!("no filters to test: declare [filter.NAME] or pass --expr");
+    }
+    let report = stream::filter_test::run(&filters, data)?;
+    if cli.output == Format::Json {
+        output::print_json(&report)?;
+    } else {
+        stream::filter_test::print(&report);
+    }
+    Ok(if report.iter().any(|r| r.errors > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod consume;
 pub mod encode;
 pub mod filter;
+pub mod filter_test;
 pub mod project;
 pub mod runner;
 pub mod sink;

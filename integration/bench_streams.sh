@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Benchmark `fink run --until-idle`: N simulated ~70 KB alerts through one
+# stream and through 10 filtered streams, against the local broker, with two
+# baselines measured in the same run:
+#   - the broker's ceiling: Kafka's own producer performance tool, same
+#     count, record size, acks=all, compression;
+#   - a Python pipeline doing the same work (pyarrow + fastavro + confluent-kafka).
+# Prints alerts/s, MB/s, peak RSS and the ratios. Runs its own one-node
+# cluster on ports 49092/49192.
+#   ALERTS=20000 RUNS=2 integration/bench_streams.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ALERTS=${ALERTS:-20000}
+RUNS=${RUNS:-2}
+cargo build --release -q || exit 1
+FINK=$PWD/target/release/fink
+work=$(mktemp -d)
+trap '"$FINK" --config "$work/fink.toml" cluster stop --grace 10 >/dev/null 2>&1; rm -rf "$work"' EXIT
+cd "$work"
+
+header() {
+  cat <<TOML
+scope = ["bench_*"]
+[cluster]
+bootstrap = ["127.0.0.1:49092"]
+timeout_secs = 60
+[cluster.admin]
+user = "admin"
+password = { file = "secrets/admin.pw", generate = true }
+[local]
+port = 49092
+controller_port = 49192
+data_dir = "data"
+heap = "1g"
+[run]
+state_dir = "state"
+metrics_addr = ""
+TOML
+}
+
+# One unfiltered stream, or ten streams with different cuts.
+config() { # $1 = tag, $2 = number of streams
+  header
+  local filters=("candidate.magpsf < 18.0" "candidate.magpsf < 19.0" "candidate.rb > 0.5" "candidate.rb > 0.9"
+    "candidate.fid == 1" "has(candidate.sgscore1) && candidate.sgscore1 < 0.3" "cdsxmatch == 'Unknown'"
+    "rf_snia_vs_nonia > 0.7" "size(prv_candidates) > 20" "candidate.ndethist <= 5")
+  for i in $(seq 0 $(($2 - 1))); do
+    printf '[[topic]]\nname = "bench_%s_%d"\npartitions = 2\n' "$1" "$i"
+    printf '[[stream]]\nname = "s%d"\nsource = { format = "parquet", path = "alerts" }\ntopic = "bench_%s_%d"\nschema_path = "schema.avsc"\n' "$i" "$1" "$i"
+    if [ "$2" -gt 1 ]; then printf 'filter = "%s"\n' "${filters[$i]}"; fi
+  done
+}
+
+header > fink.toml
+"$FINK" cluster start >/dev/null || exit 1
+echo "generating $ALERTS alerts..."
+"$FINK" simulate --out alerts --alerts "$ALERTS" --per-file 1000 --seed 1 >/dev/null || exit 1
+du -sh alerts | awk '{print "source: " $1 " of Parquet"}'
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# fink: prints "seconds rss_kb published bytes"
+run_fink() { # $1 tag $2 streams
+  config "$1" "$2" > fink.toml
+  "$FINK" apply --auto-approve >/dev/null 2>&1 || { echo "apply failed" >&2; return 1; }
+  rm -rf state
+  /usr/bin/time -f "%e %M" -o time.txt "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err || { cat run.err >&2; return 1; }
+  python3 -c "
+import json; d=json.load(open('run.json')); s=d['streams']
+print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), sum(x['stats']['bytes'] for x in s), sum(x['stats']['read'] for x in s))"
+}
+
+declare -a one_t one_rss ten_t ten_rss
+for r in $(seq 1 "$RUNS"); do
+  read -r t rss pub bytes read < <(run_fink "one$r" 1) || exit 1
+  one_t+=("$t"); one_rss+=("$rss"); one_bytes=$bytes; one_pub=$pub
+  echo "run $r, 1 stream:   ${t}s, published $pub alerts ($((bytes / 1000000)) MB), peak RSS $((rss / 1024)) MB"
+  read -r t rss pub bytes read < <(run_fink "ten$r" 10) || exit 1
+  ten_t+=("$t"); ten_rss+=("$rss")
+  echo "run $r, 10 streams: ${t}s, published $pub alerts of $read read, peak RSS $((rss / 1024)) MB"
+done
+record_size=$((one_bytes / one_pub))
+
+# Baseline 1: the broker's ceiling with Kafka's producer performance tool.
+KAFKA_HOME=$(bash "$OLDPWD/conf/install_kafka.sh" 2>/dev/null | tail -1)
+pw=$(cat secrets/admin.pw)
+cat > perf.properties <<PROPS
+bootstrap.servers=127.0.0.1:49092
+acks=all
+compression.type=zstd
+enable.idempotence=true
+linger.ms=20
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$pw";
+PROPS
+printf '[[topic]]\nname = "bench_perf"\npartitions = 2\n' > perf.toml
+{ header; cat perf.toml; } > fink.toml
+"$FINK" apply --auto-approve >/dev/null 2>&1
+declare -a perf_rate
+for r in $(seq 1 "$RUNS"); do
+  out=$(java -Xmx1g -cp "$KAFKA_HOME/libs/*" -Dlog4j2.level=warn org.apache.kafka.tools.ProducerPerformance \
+    --topic bench_perf --num-records "$ALERTS" --record-size "$record_size" --throughput -1 \
+    --producer.config perf.properties 2>/dev/null | tail -1)
+  rate=$(echo "$out" | sed -n 's/.*records sent, \([0-9.]*\) records\/sec.*/\1/p')
+  perf_rate+=("$rate")
+  echo "run $r, Kafka ProducerPerformance: $rate records/s (record size $record_size bytes)"
+done
+
+# Baseline 2: the same pipeline in Python.
+if [ ! -x venv/bin/python ]; then
+  python3 -m venv venv >/dev/null && venv/bin/pip install -q pyarrow fastavro confluent-kafka >/dev/null 2>&1
+fi
+cat > pipeline.py <<'PY'
+import glob, io, json, sys, time, resource
+import pyarrow.parquet as pq, fastavro
+from confluent_kafka import Producer
+topic, pw, schema_path = sys.argv[1], sys.argv[2], sys.argv[3]
+schema_json = open(schema_path).read()
+parsed = fastavro.parse_schema(json.loads(schema_json))
+key = json.dumps(json.loads(schema_json)).encode()
+p = Producer({"bootstrap.servers": "127.0.0.1:49092", "security.protocol": "SASL_PLAINTEXT",
+              "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": pw,
+              "acks": "all", "enable.idempotence": True, "compression.type": "zstd", "linger.ms": 20})
+t0 = time.time(); n = 0
+for f in sorted(glob.glob("alerts/*/*.parquet")):
+    for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
+        for row in batch.to_pylist():
+            buf = io.BytesIO(); fastavro.schemaless_writer(buf, parsed, row)
+            while True:
+                try:
+                    p.produce(topic, key=key, value=buf.getvalue()); break
+                except BufferError:
+                    p.poll(0.01)
+            p.poll(0); n += 1
+p.flush()
+print(time.time() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n)
+PY
+printf '[[topic]]\nname = "bench_py"\npartitions = 2\n' > py.toml
+{ header; cat py.toml; } > fink.toml
+"$FINK" apply --auto-approve >/dev/null 2>&1
+declare -a py_t
+for r in $(seq 1 "$RUNS"); do
+  read -r t rss n < <(venv/bin/python pipeline.py bench_py "$pw" schema.avsc) || { echo "python baseline failed"; break; }
+  py_t+=("$t")
+  echo "run $r, Python pipeline: ${t}s for $n alerts, peak RSS $((rss / 1024)) MB"
+done
+
+ot=$(printf '%s\n' "${one_t[@]}" | median); tt=$(printf '%s\n' "${ten_t[@]}" | median)
+orss=$(printf '%s\n' "${one_rss[@]}" | sort -n | tail -1); trss=$(printf '%s\n' "${ten_rss[@]}" | sort -n | tail -1)
+pr=$(printf '%s\n' "${perf_rate[@]}" | median); pyt=$(printf '%s\n' "${py_t[@]:-0}" | median)
+python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" <<'PY'
+import sys
+n, ot, tt, orss, trss, pr, pyt, size = int(sys.argv[1]), *map(float, sys.argv[2:8]), int(sys.argv[8])
+one = n / ot; ten = n / tt; py = n / pyt if pyt else float("nan")
+mb = lambda r: r * size / 1e6
+print(f"\nmedian of runs, {n} alerts of ~{size // 1000} KB:")
+print(f"  fink, 1 stream       {one:8.0f} alerts/s {mb(one):7.1f} MB/s  peak RSS {orss/1024:5.0f} MB")
+print(f"  fink, 10 streams     {ten:8.0f} alerts/s {mb(ten):7.1f} MB/s  peak RSS {trss/1024:5.0f} MB  (source alerts read by every stream)")
+print(f"  Kafka ProducerPerf   {pr:8.0f} records/s {mb(pr):6.1f} MB/s")
+print(f"  Python pipeline      {py:8.0f} alerts/s {mb(py):7.1f} MB/s")
+print(f"ratios: fink/broker ceiling = {one/pr:.2f} (goal >= 0.8); fink/Python = {one/py:.1f}x (goal >= 5); "
+      f"1 stream >= 2000 alerts/s: {'met' if one >= 2000 else 'MISSED'}; RSS < 300 MB with 10 streams: {'met' if trss/1024 < 300 else 'MISSED'}")
+PY

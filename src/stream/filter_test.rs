@@ -1,0 +1,172 @@
+//! `fink filter test`: evaluate filters on alert files without Kafka and
+//! report what they keep and how the fields they read look.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use serde::Serialize;
+
+use super::filter::{Filter, FilterSet, Verdict};
+use super::source;
+use crate::output;
+
+#[derive(Debug, Serialize)]
+pub struct FieldReport {
+    pub field: String,
+    /// present (with its type), absent, or null in some alerts.
+    pub status: String,
+    pub nulls: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FilterReport {
+    pub filter: String,
+    pub expr: String,
+    pub alerts: usize,
+    pub kept: usize,
+    pub errors: usize,
+    /// Ids of kept alerts (`objectId`, else the first scalar column).
+    pub kept_ids: Vec<String>,
+    pub first_errors: Vec<String>,
+    pub fields: Vec<FieldReport>,
+}
+
+fn id_of(batch: &RecordBatch, row: usize) -> String {
+    let col = batch
+        .column_by_name("objectId")
+        .or_else(|| batch.columns().iter().find(|c| matches!(c.data_type(), DataType::Utf8 | DataType::Int64 | DataType::Int32)))
+        .cloned();
+    match col {
+        Some(c) if !c.is_null(row) => match c.data_type() {
+            DataType::Utf8 => c.as_string::<i32>().value(row).to_string(),
+            DataType::Int64 => c.as_primitive::<arrow_array::types::Int64Type>().value(row).to_string(),
+            DataType::Int32 => c.as_primitive::<arrow_array::types::Int32Type>().value(row).to_string(),
+            _ => format!("row {row}"),
+        },
+        _ => format!("row {row}"),
+    }
+}
+
+/// Fields a filter reads: its variables, and named children of structs
+/// (also inside lists) under them.
+fn field_report(f: &Filter, batches: &[RecordBatch]) -> Vec<FieldReport> {
+    let mut out = Vec::new();
+    let Some(schema) = batches.first().map(|b| b.schema()) else { return out };
+    for var in &f.variables {
+        let Some((idx, field)) = schema.column_with_name(var) else {
+            out.push(FieldReport { field: var.clone(), status: "absent from the data".into(), nulls: 0 });
+            continue;
+        };
+        let nulls = batches.iter().map(|b| b.column(idx).null_count()).sum();
+        out.push(FieldReport { field: var.clone(), status: format!("present ({})", short_type(field.data_type())), nulls });
+        let mut dt = field.data_type().clone();
+        if let DataType::List(item) | DataType::LargeList(item) = &dt {
+            dt = item.data_type().clone();
+        }
+        if let DataType::Struct(children) = dt {
+            for name in f.field_names() {
+                if let Some(pos) = children.iter().position(|c| c.name() == name) {
+                    let child = &children[pos];
+                    let nulls = batches
+                        .iter()
+                        .map(|b| {
+                            let col = b.column(idx);
+                            match col.data_type() {
+                                DataType::Struct(_) => col.as_struct().column(pos).null_count(),
+                                DataType::List(_) => col.as_list::<i32>().values().as_struct().column(pos).null_count(),
+                                _ => 0,
+                            }
+                        })
+                        .sum();
+                    let numeric = child.data_type().is_numeric();
+                    out.push(FieldReport {
+                        field: format!("{var}.{name}"),
+                        status: format!("present ({}{})", short_type(child.data_type()), if numeric { "" } else { ", not numeric" }),
+                        nulls,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn short_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Struct(f) => format!("struct of {} fields", f.len()),
+        DataType::List(i) | DataType::LargeList(i) => format!("list of {}", short_type(i.data_type())),
+        DataType::Map(_, _) => "map".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
+    let format = source::detect_format(data).ok_or_else(|| anyhow!("{}: no Parquet or Avro alert files", data.display()))?;
+    let files = if data.is_file() { vec![data.to_path_buf()] } else { source::list_files(data, format)? };
+    let mut batches = Vec::new();
+    for f in &files {
+        let (_, b) = source::read_all(f, format).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+        batches.extend(b);
+    }
+    let mut reports = Vec::new();
+    for f in filters {
+        let single = FilterSet::new(vec![Filter::compile(&f.name, &f.expr).map_err(|e| anyhow!("{e}"))?]);
+        let mut r = FilterReport {
+            filter: f.name.clone(),
+            expr: f.expr.clone(),
+            alerts: 0,
+            kept: 0,
+            errors: 0,
+            kept_ids: Vec::new(),
+            first_errors: Vec::new(),
+            fields: field_report(f, &batches),
+        };
+        for b in &batches {
+            for row in 0..b.num_rows() {
+                r.alerts += 1;
+                match single.eval_one(&single.filters[0], b, row) {
+                    Verdict::Pass => {
+                        r.kept += 1;
+                        r.kept_ids.push(id_of(b, row));
+                    }
+                    Verdict::Reject => {}
+                    Verdict::Error(e) => {
+                        r.errors += 1;
+                        if r.first_errors.len() < 5 {
+                            r.first_errors.push(format!("{}: {e}", id_of(b, row)));
+                        }
+                    }
+                }
+            }
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+pub fn print(reports: &[FilterReport]) {
+    let mut t = output::table(&["filter", "alerts", "kept", "errors", "kept ids"]);
+    for r in reports {
+        let ids = if r.kept_ids.len() > 8 { format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8) } else { r.kept_ids.join(", ") };
+        t.add_row(vec![r.filter.clone(), r.alerts.to_string(), r.kept.to_string(), r.errors.to_string(), ids]);
+    }
+    println!("{t}");
+    let mut fields: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for r in reports {
+        for f in &r.fields {
+            fields.insert(f.field.clone(), (f.status.clone(), f.nulls));
+        }
+        for e in &r.first_errors {
+            println!("{} {}: {e}", output::red("error:"), r.filter);
+        }
+    }
+    let mut ft = output::table(&["field", "status", "null in"]);
+    for (k, (s, n)) in fields {
+        ft.add_row(vec![k, s, n.to_string()]);
+    }
+    println!("{ft}");
+}
