@@ -261,7 +261,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let xml = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             match fink::rules::import(&xml) {
                 Ok(imported) => {
-                    let default = file.file_stem().map(|s| s.to_string_lossy().replace(['-', '.'], "_")).unwrap_or("imported".into());
+                    let default = file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().replace(['-', '.'], "_"))
+                        .unwrap_or("imported".into());
                     let name = name.clone().unwrap_or(default);
                     print!("{}", fink::rules::to_toml(&imported, &name, topic, source, &file.display().to_string()));
                     Ok(ExitCode::SUCCESS)
@@ -272,7 +275,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Filter { action: FilterCmd::Test { data, stream, expr } } => filter_test_cmd(cli, data, stream.as_deref(), expr.as_deref()),
+        Cmd::Filter { action: FilterCmd::Test { data, stream, expr } } => {
+            filter_test_cmd(cli, data, stream.as_deref(), expr.as_deref())
+        }
         Cmd::Run { stream, until_idle, apply, no_progress } => {
             run_cmd(cli, stream.clone(), *until_idle, *apply, *no_progress)
         }
@@ -691,7 +696,12 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn filter_test_cmd(cli: &Cli, data: &std::path::Path, stream_name: Option<&str>, expr: Option<&str>) -> Result<ExitCode> {
+fn filter_test_cmd(
+    cli: &Cli,
+    data: &std::path::Path,
+    stream_name: Option<&str>,
+    expr: Option<&str>,
+) -> Result<ExitCode> {
     use fink::stream::filter::Filter;
     let filters: Vec<Filter> = match expr {
         Some(e) => vec![Filter::compile("expr", e).map_err(|e| anyhow::anyhow!("--expr: {e}"))?],

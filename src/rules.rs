@@ -61,7 +61,9 @@ pub fn import(xml: &str) -> Result<Imported, String> {
         }
     }
     let columns = |name: &str| -> Vec<roxmltree::Node<'_, '_>> {
-        section(name).map(|s| s.children().filter(|n| n.is_element() && n.tag_name().name() == "column").collect()).unwrap_or_default()
+        section(name)
+            .map(|s| s.children().filter(|n| n.is_element() && n.tag_name().name() == "column").collect())
+            .unwrap_or_default()
     };
     let select_nodes = columns("select");
     if section("select").is_none() || select_nodes.is_empty() {
@@ -73,14 +75,22 @@ pub fn import(xml: &str) -> Result<Imported, String> {
     for n in columns("filter") {
         let pos = doc.text_pos_at(n.range().start);
         let path = column_path(n, "filter", &doc)?;
-        let op = n.attribute("operator").ok_or_else(|| format!("line {}: filter rule on {path:?} has no operator", pos.row))?;
+        let op = n
+            .attribute("operator")
+            .ok_or_else(|| format!("line {}: filter rule on {path:?} has no operator", pos.row))?;
         let cel_op = match op {
             "<" => "<",
             ">" => ">",
             "=" => "==",
-            other => return Err(format!("line {}: unknown operator {other:?} on {path:?} (the format allows <, = and >)", pos.row)),
+            other => {
+                return Err(format!(
+                    "line {}: unknown operator {other:?} on {path:?} (the format allows <, = and >)",
+                    pos.row
+                ))
+            }
         };
-        let value = n.attribute("value").ok_or_else(|| format!("line {}: filter rule on {path:?} has no value", pos.row))?;
+        let value =
+            n.attribute("value").ok_or_else(|| format!("line {}: filter rule on {path:?} has no value", pos.row))?;
         if !kept(&path, &select, &drop) {
             return Err(format!(
                 "line {}: filter rule on {path:?}, which is not distributed (rules may only use columns that are selected and not dropped)",
@@ -101,7 +111,10 @@ pub fn to_toml(i: &Imported, name: &str, topic: &str, source: &str, origin: &str
     if let Some(f) = &i.filter {
         let _ = writeln!(out, "[filter.{name}]\nexpr = {f:?}\n");
     }
-    let _ = writeln!(out, "[[stream]]\nname = {name:?}\nsource = {{ format = \"parquet\", path = {source:?} }}\ntopic = {topic:?}");
+    let _ = writeln!(
+        out,
+        "[[stream]]\nname = {name:?}\nsource = {{ format = \"parquet\", path = {source:?} }}\ntopic = {topic:?}"
+    );
     let _ = writeln!(out, "select = {}", list(&i.select));
     if !i.drop.is_empty() {
         let _ = writeln!(out, "drop = {}", list(&i.drop));
@@ -126,13 +139,19 @@ mod tests {
             "<select><column name=\"candidate\"/><column name=\"simbadType\"/></select>\n<filter><column name=\"candidate\" subcol=\"magpsf\" operator=\"&lt;\" value=\"19\"/><column name=\"simbadType\" operator=\"=\" value=\"'Star'\"/><column name=\"candidate\" subcol=\"rb\" operator=\"&gt;\" value=\"0.55\"/></filter>",
         ))
         .unwrap();
-        assert_eq!(i.filter.as_deref(), Some("candidate.magpsf < 19.0 && simbadType == \"Star\" && candidate.rb > 0.55"));
+        assert_eq!(
+            i.filter.as_deref(),
+            Some("candidate.magpsf < 19.0 && simbadType == \"Star\" && candidate.rb > 0.55")
+        );
         crate::stream::filter::Filter::compile("t", i.filter.as_deref().unwrap()).unwrap();
     }
 
     #[test]
     fn errors_are_clear() {
-        let e = import(&rules("<select><column name=\"a\"/></select><filter><column name=\"a\" operator=\"!=\" value=\"1\"/></filter>")).unwrap_err();
+        let e = import(&rules(
+            "<select><column name=\"a\"/></select><filter><column name=\"a\" operator=\"!=\" value=\"1\"/></filter>",
+        ))
+        .unwrap_err();
         assert!(e.contains("unknown operator \"!=\""), "{e}");
         let e = import(&rules("<select><column name=\"a\"/><column name=\"b\"/></select><drop><column name=\"b\"/></drop><filter><column name=\"b\" operator=\"=\" value=\"1\"/></filter>")).unwrap_err();
         assert!(e.contains("not distributed"), "{e}");

@@ -44,6 +44,29 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+/// Names bound by macros (`p` in `exists(p, ...)`): not alert columns.
+fn collect_iter_vars(e: &Expr, out: &mut BTreeSet<String>) {
+    match e {
+        Expr::Comprehension(c) => {
+            out.insert(c.iter_var.clone());
+            out.insert(c.accu_var.clone());
+            for x in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                collect_iter_vars(&x.expr, out);
+            }
+        }
+        Expr::Select(s) => collect_iter_vars(&s.operand.expr, out),
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                collect_iter_vars(&t.expr, out);
+            }
+            for a in &c.args {
+                collect_iter_vars(&a.expr, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn collect_fields(e: &Expr, out: &mut BTreeSet<String>) {
     match e {
         Expr::Select(s) => {
@@ -92,7 +115,15 @@ impl Filter {
         })?;
         let mut fields = BTreeSet::new();
         collect_fields(&program.expression().expr, &mut fields);
-        let variables = program.references().variables().into_iter().map(|s| s.to_string()).collect();
+        let mut bound = BTreeSet::new();
+        collect_iter_vars(&program.expression().expr, &mut bound);
+        let variables = program
+            .references()
+            .variables()
+            .into_iter()
+            .filter(|v| !bound.contains(*v))
+            .map(|s| s.to_string())
+            .collect();
         Ok(Filter { name: name.to_string(), expr: expr.to_string(), program, variables, fields: Arc::new(fields) })
     }
 

@@ -38,7 +38,9 @@ pub struct FilterReport {
 fn id_of(batch: &RecordBatch, row: usize) -> String {
     let col = batch
         .column_by_name("objectId")
-        .or_else(|| batch.columns().iter().find(|c| matches!(c.data_type(), DataType::Utf8 | DataType::Int64 | DataType::Int32)))
+        .or_else(|| {
+            batch.columns().iter().find(|c| matches!(c.data_type(), DataType::Utf8 | DataType::Int64 | DataType::Int32))
+        })
         .cloned();
     match col {
         Some(c) if !c.is_null(row) => match c.data_type() {
@@ -62,7 +64,11 @@ fn field_report(f: &Filter, batches: &[RecordBatch]) -> Vec<FieldReport> {
             continue;
         };
         let nulls = batches.iter().map(|b| b.column(idx).null_count()).sum();
-        out.push(FieldReport { field: var.clone(), status: format!("present ({})", short_type(field.data_type())), nulls });
+        out.push(FieldReport {
+            field: var.clone(),
+            status: format!("present ({})", short_type(field.data_type())),
+            nulls,
+        });
         let mut dt = field.data_type().clone();
         if let DataType::List(item) | DataType::LargeList(item) = &dt {
             dt = item.data_type().clone();
@@ -85,7 +91,11 @@ fn field_report(f: &Filter, batches: &[RecordBatch]) -> Vec<FieldReport> {
                     let numeric = child.data_type().is_numeric();
                     out.push(FieldReport {
                         field: format!("{var}.{name}"),
-                        status: format!("present ({}{})", short_type(child.data_type()), if numeric { "" } else { ", not numeric" }),
+                        status: format!(
+                            "present ({}{})",
+                            short_type(child.data_type()),
+                            if numeric { "" } else { ", not numeric" }
+                        ),
                         nulls,
                     });
                 }
@@ -105,7 +115,8 @@ fn short_type(dt: &DataType) -> String {
 }
 
 pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
-    let format = source::detect_format(data).ok_or_else(|| anyhow!("{}: no Parquet or Avro alert files", data.display()))?;
+    let format =
+        source::detect_format(data).ok_or_else(|| anyhow!("{}: no Parquet or Avro alert files", data.display()))?;
     let files = if data.is_file() { vec![data.to_path_buf()] } else { source::list_files(data, format)? };
     let mut batches = Vec::new();
     for f in &files {
@@ -151,7 +162,11 @@ pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
 pub fn print(reports: &[FilterReport]) {
     let mut t = output::table(&["filter", "alerts", "kept", "errors", "kept ids"]);
     for r in reports {
-        let ids = if r.kept_ids.len() > 8 { format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8) } else { r.kept_ids.join(", ") };
+        let ids = if r.kept_ids.len() > 8 {
+            format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8)
+        } else {
+            r.kept_ids.join(", ")
+        };
         t.add_row(vec![r.filter.clone(), r.alerts.to_string(), r.kept.to_string(), r.errors.to_string(), ids]);
     }
     println!("{t}");
