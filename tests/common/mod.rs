@@ -3,6 +3,7 @@
 //! `.ci/run` (`fink cluster start` with the repository's fink.toml).
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -261,4 +262,87 @@ pub fn consume_all_decoded(topic: &str, partitions: i32) -> Vec<(String, serde_j
         }
     }
     out
+}
+
+/// Source records read independently of fink's Arrow path: Parquet's row
+/// API, or apache-avro for Avro files, as JSON.
+pub fn source_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = walk(dir);
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.to_string_lossy().to_string();
+        if name.ends_with(".parquet") {
+            let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&f).unwrap()).unwrap();
+            for row in parquet::file::reader::FileReader::get_row_iter(&reader, None).unwrap() {
+                out.push(row.unwrap().to_json_value());
+            }
+        } else if name.ends_with(".avro") {
+            let reader = apache_avro::Reader::new(std::fs::File::open(&f).unwrap()).unwrap();
+            for v in reader {
+                out.push(fink::stream::consume::to_json(&v.unwrap()));
+            }
+        }
+    }
+    out
+}
+
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Compare decoded and source JSON; timestamps are logical types rendered
+/// as text by Parquet's row API and compared by presence only.
+pub fn same(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Result<(), String> {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let kx: BTreeSet<_> = x.keys().collect();
+            let ky: BTreeSet<_> = y.keys().collect();
+            if kx != ky {
+                return Err(format!("{path}: keys differ: {kx:?} vs {ky:?}"));
+            }
+            for k in kx {
+                same(&x[k], &y[k], &format!("{path}.{k}"))?;
+            }
+            Ok(())
+        }
+        (serde_json::Value::Array(x), serde_json::Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Err(format!("{path}: {} vs {} items", x.len(), y.len()));
+            }
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                same(p, q, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (serde_json::Value::Number(_), serde_json::Value::String(_))
+        | (serde_json::Value::String(_), serde_json::Value::Number(_))
+            if path.ends_with("timestamp") =>
+        {
+            Ok(())
+        }
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+            if let (Some(i), Some(j)) = (x.as_i64(), y.as_i64()) {
+                return if i == j { Ok(()) } else { Err(format!("{path}: {i} vs {j}")) };
+            }
+            // Same binary value; JSON parsers may round the last digit differently.
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            if x == y || (x - y).abs() <= 1e-15 * x.abs().max(y.abs()) {
+                Ok(())
+            } else {
+                Err(format!("{path}: {x} vs {y}"))
+            }
+        }
+        _ if a == b => Ok(()),
+        _ => Err(format!("{path}: {a} vs {b}")),
+    }
 }
