@@ -39,8 +39,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Check fink.toml (and the profile): types, unknown keys, references, secrets.
-    Validate,
+    /// Check fink.toml (and the profile): types, unknown keys, references, secrets, filters.
+    Validate {
+        /// Also check every field streams select, drop or filter on against this sample (Parquet/Avro file or directory).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Run the local Kafka cluster declared in [local].
     Cluster {
         #[command(subcommand)]
@@ -250,7 +254,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Cmd::Validate => validate(cli),
+        Cmd::Validate { data } => validate(cli, data.as_deref()),
         Cmd::Cluster { action } => cluster_cmd(cli, action),
         Cmd::Topics { name, all } => with_admin(cli, |a| cluster::views::topics(a, name.as_deref(), *all, cli.output)),
         Cmd::Users => with_admin(cli, |a| cluster::views::users(a, cli.output)),
@@ -341,8 +345,18 @@ fn with_admin(cli: &Cli, f: impl FnOnce(&cluster::Admin) -> Result<()>) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn validate(cli: &Cli) -> Result<ExitCode> {
-    let result = load(cli);
+fn validate(cli: &Cli, data: Option<&std::path::Path>) -> Result<ExitCode> {
+    let mut result = load(cli);
+    if let (Ok(l), Some(d)) = (&result, data) {
+        let format = stream::source::detect_format(d)
+            .ok_or_else(|| anyhow::anyhow!("{}: no Parquet or Avro alert files", d.display()))?;
+        let file = if d.is_file() { d.to_path_buf() } else { stream::source::list_files(d, format)?.remove(0) };
+        let reader = stream::source::open(&file, format, 16).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let errs = fink::config::check_against_schema(l, &reader.schema, &format!("sample {}", file.display()));
+        if !errs.is_empty() {
+            result = Err(fink::config::ConfigErrors(errs));
+        }
+    }
     if cli.output == Format::Json {
         let (valid, errors, warnings) = match &result {
             Ok(l) => (true, vec![], l.warnings.clone()),

@@ -161,3 +161,27 @@ fn filters_are_compiled() {
     let r = w.fink(&["validate"]);
     assert!(r.stderr.contains("(expression line 1, column 19)"), "{}", r.stderr);
 }
+
+#[test]
+fn validate_data_checks_fields_and_types_against_a_sample() {
+    let data = common::repo().join("../shared/data/ztf/science");
+    let w = ws(
+        "[[topic]]\nname = \"t\"\n\n[filter.f]\nexpr = \"candidate.magpsf < 18.0 && candidate.isdiffpos > 1 && prv_candidates.exists(p, has(p.magpsf) && p.nope < 3.0)\"\n\n[[stream]]\nname = \"s\"\nsource = { format = \"parquet\", path = \"x\" }\ntopic = \"t\"\nfilters = [\"f\"]\nselect = [\"objectId\", \"candidate.magpsf\", \"ghost\"]\n",
+    );
+    let r = w.fink(&["validate", "--data", data.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    for expected in [
+        "fink.toml:10:8: filter \"f\": compares candidate.isdiffpos (Utf8) with a number",
+        "fink.toml:10:8: filter \"f\": reads prv_candidates.nope: no field \"nope\" under \"prv_candidates\"",
+        "fink.toml:17:43: stream \"s\": select \"ghost\": no field \"ghost\"",
+    ] {
+        assert!(r.stderr.contains(expected), "expected {expected:?} in:\n{}", r.stderr);
+    }
+    assert_eq!(r.stderr.matches("prv_candidates.nope").count(), 1, "each problem once");
+    // The same config without the mistakes passes.
+    let w = ws(
+        "[[topic]]\nname = \"t\"\n\n[filter.f]\nexpr = \"candidate.magpsf < 18.0 && candidate.isdiffpos == 't' && prv_candidates.exists(p, has(p.magpsf) && p.magpsf < 3.0)\"\n\n[[stream]]\nname = \"s\"\nsource = { format = \"parquet\", path = \"x\" }\ntopic = \"t\"\nfilters = [\"f\"]\nselect = [\"objectId\", \"candidate.magpsf\"]\n",
+    );
+    let r = w.fink(&["validate", "--data", data.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}

@@ -354,5 +354,91 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
     d
 }
 
+/// `fink validate --data`: every field a stream selects, drops or filters
+/// on must exist in the sample schema, with a type that fits its use.
+pub fn check_against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &str) -> Vec<Diagnostic> {
+    use crate::stream::filter::{Filter, Use};
+    use crate::stream::project::type_at;
+    let mut sources = Vec::new();
+    let mut files = vec![loaded.config_path.clone()];
+    files.extend(loaded.profile_path.clone());
+    for f in files {
+        if let Ok(s) = read_source(&f, &f.display().to_string().trim_start_matches("./").to_string()) {
+            sources.push(s);
+        }
+    }
+    let fields = schema.fields();
+    let mut out = Vec::new();
+    let cfg = &loaded.config;
+    let check_filter = |expr: &str, name: &str, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let Ok(f) = Filter::compile(name, expr) else { return out };
+        let mut missing = std::collections::BTreeSet::new();
+        for (path, usage) in f.field_uses() {
+            match type_at(fields, &path) {
+                Err(_) if !missing.insert(path.clone()) => {}
+                Err(e) => {
+                    out.push(locate(&sources, &at, Severity::Error, format!("{ctx}: reads {path}: {e} ({sample})")))
+                }
+                Ok(dt) => {
+                    let numeric = dt.is_numeric();
+                    let text = matches!(
+                        dt,
+                        arrow_schema::DataType::Utf8
+                            | arrow_schema::DataType::LargeUtf8
+                            | arrow_schema::DataType::Utf8View
+                    );
+                    let bad = match usage {
+                        Use::Numeric => !numeric,
+                        Use::Text => !text,
+                        Use::Any => false,
+                    };
+                    if bad {
+                        let what = if usage == Use::Numeric { "a number" } else { "a string" };
+                        out.push(locate(
+                            &sources,
+                            &at,
+                            Severity::Error,
+                            format!("{ctx}: compares {path} ({dt}) with {what} ({sample})"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    };
+    for (name, f) in &cfg.filters {
+        let used = cfg.streams.iter().any(|s| s.filters.contains(name));
+        if used {
+            out.extend(check_filter(
+                &f.expr,
+                name,
+                vec![Seg::Key("filter".into()), Seg::Key(name.clone()), Seg::Key("expr".into())],
+                &format!("filter {name:?}"),
+            ));
+        }
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let ctx = format!("stream {:?}", s.name);
+        if let Some(expr) = &s.filter {
+            out.extend(check_filter(
+                expr,
+                "inline",
+                vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key("filter".into())],
+                &ctx,
+            ));
+        }
+        for (key, list) in [("select", &s.select), ("drop", &s.drop)] {
+            for (j, p) in list.iter().enumerate() {
+                if let Err(e) = crate::stream::project::check_path(fields, p) {
+                    let at = vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key(key.into()), Seg::Index(j)];
+                    out.push(locate(&sources, &at, Severity::Error, format!("{ctx}: {key} {p:?}: {e} ({sample})")));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

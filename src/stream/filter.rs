@@ -135,6 +135,85 @@ impl Filter {
     }
 }
 
+/// How an expression uses a field: compared with a number, with a string, or otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Any,
+    Numeric,
+    Text,
+}
+
+fn path_of(e: &Expr, env: &HashMap<String, String>) -> Option<String> {
+    match e {
+        Expr::Ident(n) => match env.get(n) {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(n.clone()),
+        },
+        Expr::Select(s) => path_of(&s.operand.expr, env).map(|p| format!("{p}.{}", s.field)),
+        _ => None,
+    }
+}
+
+fn collect_uses(e: &Expr, env: &HashMap<String, String>, out: &mut Vec<(String, Use)>) {
+    use cel::common::ast::LiteralValue as L;
+    match e {
+        Expr::Ident(_) | Expr::Select(_) => {
+            if let Some(p) = path_of(e, env) {
+                out.push((p, Use::Any));
+            }
+        }
+        Expr::Call(c) => {
+            let cmp = matches!(c.func_name.as_str(), "_<_" | "_>_" | "_<=_" | "_>=_" | "_==_" | "_!=_");
+            if cmp && c.args.len() == 2 {
+                for (x, y) in [(0, 1), (1, 0)] {
+                    if let Some(p) = path_of(&c.args[x].expr, env) {
+                        match &c.args[y].expr {
+                            Expr::Literal(L::Int(_) | L::UInt(_) | L::Double(_)) => out.push((p, Use::Numeric)),
+                            Expr::Literal(L::String(_)) => out.push((p, Use::Text)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if let Some(t) = &c.target {
+                collect_uses(&t.expr, env, out);
+            }
+            for a in &c.args {
+                collect_uses(&a.expr, env, out);
+            }
+        }
+        Expr::Comprehension(c) => {
+            collect_uses(&c.iter_range.expr, env, out);
+            let mut inner = env.clone();
+            // The iteration variable stands for an element of the range; the accumulator for nothing.
+            inner.insert(c.iter_var.clone(), path_of(&c.iter_range.expr, env).unwrap_or_default());
+            inner.insert(c.accu_var.clone(), String::new());
+            for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                collect_uses(&x.expr, &inner, out);
+            }
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                collect_uses(&x.expr, env, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Filter {
+    /// Every field path the expression reads (`candidate.magpsf`,
+    /// `prv_candidates.magpsf` inside `exists`), with how it is used.
+    pub fn field_uses(&self) -> Vec<(String, Use)> {
+        let mut out = Vec::new();
+        collect_uses(&self.program.expression().expr, &HashMap::new(), &mut out);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup();
+        out
+    }
+}
+
 /// Outcome of a filter on one row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

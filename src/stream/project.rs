@@ -77,6 +77,21 @@ impl Projection {
     }
 }
 
+/// The type at `path` (through structs and lists of structs).
+pub fn type_at(fields: &Fields, path: &str) -> Result<DataType, String> {
+    check_path(fields, path)?;
+    let mut current = fields.clone();
+    let mut dt = DataType::Null;
+    for part in path.split('.') {
+        let f = current.iter().find(|f| f.name() == part).expect("checked");
+        dt = f.data_type().clone();
+        if let Some(fs) = struct_fields(&dt) {
+            current = fs;
+        }
+    }
+    Ok(dt)
+}
+
 /// Verify `path` names a field, descending through structs and lists of structs.
 pub fn check_path(fields: &Fields, path: &str) -> Result<(), String> {
     let mut current = fields.clone();
