@@ -45,7 +45,7 @@ impl Rng {
     /// Approximately normal (sum of uniforms).
     pub fn normal(&mut self, mean: f64, sd: f64) -> f64 {
         let s: f64 = (0..6).map(|_| self.f64()).sum::<f64>() - 3.0;
-        mean + sd * s / 0.7071
+        mean + sd * s * std::f64::consts::SQRT_2
     }
 }
 

@@ -363,7 +363,7 @@ pub fn check_against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, samp
     let mut files = vec![loaded.config_path.clone()];
     files.extend(loaded.profile_path.clone());
     for f in files {
-        if let Ok(s) = read_source(&f, &f.display().to_string().trim_start_matches("./").to_string()) {
+        if let Ok(s) = read_source(&f, f.display().to_string().trim_start_matches("./")) {
             sources.push(s);
         }
     }

@@ -3,7 +3,7 @@
 //! whether the whole file is. Written atomically (temp file, fsync, rename),
 //! only from delivery reports, so a crash never skips an undelivered alert.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -65,44 +65,9 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// In-memory progress of the file being streamed.
-#[derive(Debug, Default)]
-pub struct Inflight {
-    /// Next source row not yet handed to the sink (or filtered out).
-    pub handed: u64,
-    /// Source rows sent and not yet acknowledged.
-    pub pending: BTreeSet<u64>,
-    /// The reader reached the end of the file.
-    pub exhausted: bool,
-}
-
-impl Inflight {
-    /// Leading rows that are finished: everything before the oldest pending row.
-    pub fn rows_done(&self) -> u64 {
-        self.pending.first().copied().unwrap_or(self.handed)
-    }
-    pub fn finished(&self) -> bool {
-        self.exhausted && self.pending.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rows_done_is_the_oldest_pending_row() {
-        let mut f = Inflight::default();
-        f.handed = 10;
-        assert_eq!(f.rows_done(), 10);
-        f.pending.extend([3, 7, 9]);
-        assert_eq!(f.rows_done(), 3);
-        f.pending.remove(&3);
-        assert_eq!(f.rows_done(), 7);
-        f.pending.clear();
-        f.exhausted = true;
-        assert!(f.finished());
-    }
 
     #[test]
     fn save_is_atomic_and_round_trips() {

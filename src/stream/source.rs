@@ -142,12 +142,9 @@ pub fn detect_format(path: &Path) -> Option<SourceFormat> {
     if path.is_file() {
         return [SourceFormat::Parquet, SourceFormat::Avro].into_iter().find(|f| is_input(path, *f));
     }
-    for f in [SourceFormat::Parquet, SourceFormat::Avro] {
-        if list_files(path, f).map(|v| !v.is_empty()).unwrap_or(false) {
-            return Some(f);
-        }
-    }
-    None
+    [SourceFormat::Parquet, SourceFormat::Avro]
+        .into_iter()
+        .find(|f| list_files(path, *f).map(|v| !v.is_empty()).unwrap_or(false))
 }
 
 /// Some writers (Spark, older ZTF tools) name records by full name
