@@ -237,3 +237,35 @@ fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("3 reloads"), "{}", out.stdout);
 }
+
+#[test]
+fn run_apply_creates_what_an_edit_needs_before_swapping() {
+    let w = Workspace::new();
+    let (t1, t2) = (unique("hrx"), unique("hry"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--seed", "2"]).code, 0);
+    let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\n\n[[topic]]\nname = \"{t1}\"\n");
+    let s1 =
+        format!("\n[[stream]]\nname = \"a\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t1}\"\n");
+    w.config(&format!("{head}{s1}"));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
+    let child = Command::new(fink_bin())
+        .args(["run", "--no-progress", "--apply"])
+        .current_dir(w.path())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let r = Runner { child, addr: addr.clone() };
+    wait_for("fink run", || fink::supervisor::fetch_status(&addr).is_ok());
+    // The edit adds a topic and a stream on it; --apply creates the topic first.
+    let text = Workspace::cluster_header()
+        + "\n"
+        + &format!("{head}[[topic]]\nname = \"{t2}\"\n{s1}\n[[stream]]\nname = \"b\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t2}\"\n");
+    std::fs::write(w.path().join("fink.toml"), text).unwrap();
+    wait_for("stream b to publish", || {
+        stream_status(&status(&r), "b").map(|s| s["stats"]["published"].as_u64().unwrap() == 40).unwrap_or(false)
+    });
+    assert!(status(&r)["config"]["last_reload_error"].is_null());
+    assert_eq!(consume_all_decoded(&t2, 1).len(), 40);
+}
