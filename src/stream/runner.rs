@@ -136,6 +136,10 @@ struct Ctx<'a> {
     generation: u64,
     pipeline: Option<Pipeline>,
     filter_errors_logged: u32,
+    /// Rows sent at or after the last saved `rows_done`, in order: what a
+    /// crash could send again. Kept below `max_in_flight`, which bounds
+    /// duplicates.
+    unsaved: std::collections::VecDeque<u64>,
 }
 
 fn run(
@@ -162,6 +166,7 @@ fn run(
         generation: 0,
         pipeline: None,
         filter_errors_logged: 0,
+        unsaved: Default::default(),
     };
     let mut missing_logged = false;
     let result = loop {
@@ -257,9 +262,13 @@ fn save_progress(cx: &mut Ctx<'_>, file: &str, handed: u64, force: bool) -> Resu
         st.pending.first().copied().unwrap_or(handed)
     };
     let entry = cx.ckpt.files.entry(file.to_string()).or_default();
-    if entry.rows_done != rows_done || force {
+    // `force` skips the time throttle; an unchanged position is never rewritten.
+    if entry.rows_done != rows_done {
         entry.rows_done = rows_done;
         cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+    }
+    while cx.unsaved.front().is_some_and(|r| *r < rows_done) {
+        cx.unsaved.pop_front();
     }
     cx.last_save = Instant::now();
     sync_counts(cx);
@@ -322,6 +331,7 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
 fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
     let file = rel(&cx.spec.source_root, path);
     cx.generation += 1;
+    cx.unsaved.clear();
     cx.sink.generation.store(cx.generation, Ordering::SeqCst);
     {
         let mut st = cx.sink.state.lock().unwrap();
@@ -414,7 +424,17 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
     let key = pipeline.encoder.schema_json.clone();
     for (i, datum) in rows.iter().enumerate() {
         let row = kept_rows[i];
-        wait_capacity(cx, cx.spec.max_in_flight)?;
+        // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
+        while cx.unsaved.len() >= cx.spec.max_in_flight {
+            save_progress(cx, file, row, true)?;
+            if cx.unsaved.len() >= cx.spec.max_in_flight {
+                if let Some(e) = fatal(cx) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        cx.unsaved.push_back(row);
         cx.sink.state.lock().unwrap().pending.insert(row);
         match cx.sink.send(key.as_bytes(), &datum, cx.generation, row) {
             Ok(()) => {
@@ -449,6 +469,7 @@ fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
 }
 
 fn finish_file(cx: &mut Ctx<'_>, file: &str, handed: u64, quarantined: Option<String>) -> Result<(), String> {
+    cx.unsaved.clear();
     cx.ckpt.files.insert(file.to_string(), FileProgress { rows_done: handed, done: true, quarantined });
     cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
     cx.last_save = Instant::now();
