@@ -4,42 +4,16 @@
 //! stops the stream with a message that says what to do.
 
 mod common;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Every message's candid until the topic has been quiet for `quiet`.
-fn candids(topic: &str, partitions: i32, quiet: Duration) -> Vec<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let mut cfg = admin_conn().client_config();
-    cfg.set("group.id", unique("g")).set("enable.auto.commit", "false");
-    let c: BaseConsumer = cfg.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut schemas: BTreeMap<Vec<u8>, apache_avro::Schema> = BTreeMap::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let key = m.key().unwrap().to_vec();
-            let schema = schemas
-                .entry(key.clone())
-                .or_insert_with(|| apache_avro::Schema::parse_str(std::str::from_utf8(&key).unwrap()).unwrap());
-            let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().unwrap();
-            let v = fink::stream::consume::to_json(&reader.read_value(&mut m.payload().unwrap()).unwrap());
-            out.push(v["candid"].as_i64().unwrap());
-            last = Instant::now();
-        }
-    }
-    out
+/// Every message's candid, reading until the topic is quiet.
+fn candids(topic: &str, partitions: i32) -> Vec<i64> {
+    consume_all_decoded(topic, partitions).iter().map(|(_, v)| v["candid"].as_i64().unwrap()).collect()
 }
 
 #[test]
@@ -77,12 +51,12 @@ fn kill_9_mid_backlog_then_restart_loses_nothing() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = candids(&topic, 3, Duration::from_secs(3)).len();
+    let before = candids(&topic, 3).len();
     assert!(before > 0 && before < 1200, "the kill must land mid-backlog ({before} published)");
 
     let r = w.fink(&["run", "--until-idle"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    let all = candids(&topic, 3, Duration::from_secs(4));
+    let all = candids(&topic, 3);
     let distinct: BTreeSet<i64> = all.iter().copied().collect();
     assert_eq!(distinct.len(), 1200, "every alert arrives");
     let dups = all.len() - distinct.len();

@@ -190,6 +190,23 @@ unsafe fn new_binding(b: &AclBinding) -> Result<*mut rd::rd_kafka_AclBinding_t> 
     Ok(p)
 }
 
+/// All-or-nothing: on an error the bindings built so far are freed.
+unsafe fn new_bindings(bindings: &[AclBinding]) -> Result<Vec<*mut rd::rd_kafka_AclBinding_t>> {
+    let mut ptrs = Vec::with_capacity(bindings.len());
+    for b in bindings {
+        match new_binding(b) {
+            Ok(p) => ptrs.push(p),
+            Err(e) => {
+                for p in ptrs {
+                    rd::rd_kafka_AclBinding_destroy(p);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(ptrs)
+}
+
 unsafe fn read_binding(p: *const rd::rd_kafka_AclBinding_t) -> Option<AclBinding> {
     let resource = restype_back(rd::rd_kafka_AclBinding_restype(p))?;
     let pattern = match rd::rd_kafka_AclBinding_resource_pattern_type(p) {
@@ -253,18 +270,7 @@ pub fn create_acls(
         return Ok(Vec::new());
     }
     unsafe {
-        let mut ptrs = Vec::with_capacity(bindings.len());
-        for b in bindings {
-            match new_binding(b) {
-                Ok(p) => ptrs.push(p),
-                Err(e) => {
-                    for p in ptrs {
-                        rd::rd_kafka_AclBinding_destroy(p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let mut ptrs = new_bindings(bindings)?;
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS, timeout, |o, q| {
             rd::rd_kafka_CreateAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });
@@ -295,18 +301,7 @@ pub fn delete_acls(
         return Ok(Vec::new());
     }
     unsafe {
-        let mut ptrs = Vec::with_capacity(bindings.len());
-        for b in bindings {
-            match new_binding(b) {
-                Ok(p) => ptrs.push(p),
-                Err(e) => {
-                    for p in ptrs {
-                        rd::rd_kafka_AclBinding_destroy(p);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let mut ptrs = new_bindings(bindings)?;
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS, timeout, |o, q| {
             rd::rd_kafka_DeleteAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });

@@ -152,22 +152,6 @@ pub fn detect_format(path: &Path) -> Option<SourceFormat> {
 /// Arrow reader resolves references only by name + namespace, so rewrite such
 /// names in the file header before reading. Other files pass unchanged.
 fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
-    fn varint(b: &[u8], pos: &mut usize) -> Option<i64> {
-        let mut v: u64 = 0;
-        let mut shift = 0;
-        loop {
-            let byte = *b.get(*pos)?;
-            *pos += 1;
-            v |= ((byte & 0x7f) as u64) << shift;
-            if byte & 0x80 == 0 {
-                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
-            }
-            shift += 7;
-            if shift > 63 {
-                return None;
-            }
-        }
-    }
     fn put_varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -213,19 +197,19 @@ fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
         let mut pos = 4;
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         loop {
-            let mut n = varint(&bytes, &mut pos)?;
+            let mut n = read_varint(&bytes, &mut pos)?;
             if n == 0 {
                 break;
             }
             if n < 0 {
                 n = -n;
-                varint(&bytes, &mut pos)?; // block size in bytes
+                read_varint(&bytes, &mut pos)?; // block size in bytes
             }
             for _ in 0..n {
-                let kl = varint(&bytes, &mut pos)? as usize;
+                let kl = read_varint(&bytes, &mut pos)? as usize;
                 let k = bytes.get(pos..pos + kl)?.to_vec();
                 pos += kl;
-                let vl = varint(&bytes, &mut pos)? as usize;
+                let vl = read_varint(&bytes, &mut pos)? as usize;
                 let v = bytes.get(pos..pos + vl)?.to_vec();
                 pos += vl;
                 entries.push((k, v));
