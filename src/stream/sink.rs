@@ -103,9 +103,12 @@ impl Sink {
                 },
             )
             .set("linger.ms", opts.linger_ms.unwrap_or(20).to_string())
-            // Bounded memory: with 70-130 KB alerts, 32 MB is a few hundred in flight.
-            .set("queue.buffering.max.kbytes", "32768")
-            .set("message.timeout.ms", "120000");
+            // Bounded memory per stream: 8 MB is ~100 alerts of 70 KB queued, enough to fill batches.
+            .set("queue.buffering.max.kbytes", "8192")
+            // Never give up on an alert: an overloaded or restarting broker
+            // slows the stream (bounded by max_in_flight) instead of failing it;
+            // the idempotent producer makes the retries safe.
+            .set("message.timeout.ms", "0");
         if let Some(b) = opts.batch_size {
             cfg.set("batch.size", b.to_string());
         }
