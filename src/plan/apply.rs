@@ -173,13 +173,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                 })
                 .collect();
             match admin.block_on(admin.admin_client().create_topics(new.iter(), &admin.admin_options())) {
-                Ok(results) => by_name(
-                    batch,
-                    results.into_iter().map(|r| match r {
-                        Ok(n) => (n, Ok(())),
-                        Err((n, code)) => (n, Err(code.to_string())),
-                    }),
-                ),
+                Ok(results) => by_name(batch, topic_results(results)),
                 Err(e) => all(e.to_string()),
             }
         }
@@ -192,13 +186,7 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                 })
                 .collect();
             match admin.block_on(admin.admin_client().create_partitions(new.iter(), &admin.admin_options())) {
-                Ok(results) => by_name(
-                    batch,
-                    results.into_iter().map(|r| match r {
-                        Ok(n) => (n, Ok(())),
-                        Err((n, code)) => (n, Err(code.to_string())),
-                    }),
-                ),
+                Ok(results) => by_name(batch, topic_results(results)),
                 Err(e) => all(e.to_string()),
             }
         }
@@ -252,17 +240,19 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                 })
                 .collect();
             match admin.block_on(admin.admin_client().delete_topics(&names, &admin.admin_options())) {
-                Ok(results) => by_name(
-                    batch,
-                    results.into_iter().map(|r| match r {
-                        Ok(n) => (n, Ok(())),
-                        Err((n, code)) => (n, Err(code.to_string())),
-                    }),
-                ),
+                Ok(results) => by_name(batch, topic_results(results)),
                 Err(e) => all(e.to_string()),
             }
         }
     }
+}
+
+/// rdkafka's per-topic results as (topic, outcome).
+fn topic_results(results: Vec<rdkafka::admin::TopicResult>) -> impl Iterator<Item = (String, OpResult)> {
+    results.into_iter().map(|r| match r {
+        Ok(n) => (n, Ok(())),
+        Err((n, code)) => (n, Err(code.to_string())),
+    })
 }
 
 /// Match per-topic results back to the batch by topic name.
