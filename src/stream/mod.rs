@@ -9,6 +9,7 @@ pub mod filter;
 pub mod filter_test;
 pub mod project;
 pub mod runner;
+pub mod shared;
 pub mod sink;
 pub mod source;
 

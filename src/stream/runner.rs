@@ -19,7 +19,7 @@ use super::encode::{pretty_schema, AvroEncoder};
 use super::filter::FilterSet;
 use super::project::Projection;
 use super::sink::Sink;
-use super::{source, Stats, StreamSpec};
+use super::{shared, source, Stats, StreamSpec};
 use crate::cluster::Connection;
 
 /// What a stream is doing, for status and metrics.
@@ -294,22 +294,6 @@ fn explain(spec: &StreamSpec, e: &str) -> String {
     }
 }
 
-/// Wait until fewer than `limit` alerts are unacknowledged.
-fn wait_capacity(cx: &Ctx<'_>, limit: usize) -> Result<(), String> {
-    loop {
-        {
-            let st = cx.sink.state.lock().unwrap();
-            if let Some(e) = &st.fatal {
-                return Err(explain(cx.spec, e));
-            }
-            if st.pending.len() < limit {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-}
-
 fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
     if cx.pipeline.as_ref().map(|p| &p.source_schema == schema).unwrap_or(false) {
         return Ok(());
@@ -339,7 +323,7 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
         st.too_large.clear();
     }
     let start_row = cx.ckpt.files.get(&file).map(|p| p.rows_done).unwrap_or(0);
-    let reader = match source::open(path, cx.spec.format, cx.spec.batch_size) {
+    let reader = match shared::open(path, cx.spec.format, cx.spec.batch_size) {
         Ok(r) => r,
         Err(reason) => {
             quarantine(cx, &file, None, &reason);
@@ -458,9 +442,20 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
     Ok(())
 }
 
-/// Wait for every pending delivery report of the current file.
+/// Wait for every pending delivery report of the current file. Flushing
+/// sends the file's tail now instead of after `linger.ms`.
 fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
-    wait_capacity(cx, 1)?;
+    loop {
+        if let Some(e) = fatal(cx) {
+            return Err(e);
+        }
+        if cx.sink.state.lock().unwrap().pending.is_empty() {
+            break;
+        }
+        // Times out while the broker is slow or away; keep waiting (and
+        // checking for fatal errors), as with any other delivery.
+        let _ = cx.sink.flush(Duration::from_millis(200));
+    }
     let too_large: Vec<(u64, String)> = std::mem::take(&mut cx.sink.state.lock().unwrap().too_large);
     for (row, reason) in too_large {
         quarantine(cx, file, Some(row), &reason);

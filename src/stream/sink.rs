@@ -1,6 +1,7 @@
 //! The Kafka side of a stream: an idempotent producer (acks=all) whose
 //! delivery reports, and only those, mark alerts as delivered.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,38 @@ pub struct Sink {
     pub state: Arc<Mutex<Deliveries>>,
     pub generation: Arc<AtomicU64>,
     pub topic: String,
+    spread: Option<Spread>,
+}
+
+/// Which partition the next alert goes to. Every alert carries the same key
+/// (the schema), so key hashing would put a whole stream on one partition:
+/// one consumer of a group would get everything, and the producer could only
+/// keep one partition's worth of requests in flight. Instead alerts fill one
+/// producer batch (`batch.size`) on a partition, then move to the next, like
+/// Kafka's sticky partitioner. A `partitioner` property turns this off.
+struct Spread {
+    partitions: Cell<i32>,
+    current: Cell<i32>,
+    bytes: Cell<usize>,
+    batch_bytes: usize,
+}
+
+impl Spread {
+    fn next(&self, len: usize) -> Option<i32> {
+        let n = self.partitions.get();
+        if n <= 0 {
+            return None;
+        }
+        let p = self.current.get() % n;
+        let bytes = self.bytes.get() + len;
+        if bytes >= self.batch_bytes {
+            self.current.set((p + 1) % n);
+            self.bytes.set(0);
+        } else {
+            self.bytes.set(bytes);
+        }
+        Some(p)
+    }
 }
 
 impl Sink {
@@ -102,7 +135,11 @@ impl Sink {
                     Compression::Zstd => "zstd",
                 },
             )
-            .set("linger.ms", opts.linger_ms.unwrap_or(20).to_string())
+            // Fuller, fewer requests. An idempotent producer may have five
+            // requests in flight per partition; librdkafka busy-polls while a
+            // sixth batch waits, which starves a broker on the same machine.
+            // A file's tail does not wait for it: the stream flushes there.
+            .set("linger.ms", opts.linger_ms.unwrap_or(100).to_string())
             // Bounded memory per stream: 8 MB is ~100 alerts of 70 KB queued, enough to fill batches.
             .set("queue.buffering.max.kbytes", "8192")
             // Never give up on an alert: an overloaded or restarting broker
@@ -120,7 +157,20 @@ impl Sink {
         let ctx = SinkContext { state: state.clone(), generation: generation.clone() };
         let producer: ThreadedProducer<SinkContext> =
             cfg.create_with_context(ctx).map_err(|e| format!("cannot create the producer: {e}"))?;
-        Ok(Sink { producer, state, generation, topic: topic.to_string() })
+        let spread = (!opts.properties.contains_key("partitioner")).then(|| Spread {
+            partitions: Cell::new(0),
+            // Streams and restarts start on different partitions.
+            current: Cell::new((std::process::id() ^ topic.len() as u32) as i32 & 0xffff),
+            bytes: Cell::new(0),
+            batch_bytes: opts
+                .properties
+                .get("batch.size")
+                .and_then(|v| v.parse().ok())
+                .or(opts.batch_size.map(|b| b as usize))
+                .unwrap_or(1_000_000)
+                .max(1),
+        });
+        Ok(Sink { producer, state, generation, topic: topic.to_string(), spread })
     }
 
     /// Fail early and clearly if the topic is missing or not writable.
@@ -145,7 +195,11 @@ impl Sink {
                 other => format!("topic {:?}: {other}", self.topic),
             });
         }
-        Ok(t.partitions().len())
+        let n = t.partitions().len();
+        if let Some(s) = &self.spread {
+            s.partitions.set(n as i32);
+        }
+        Ok(n)
     }
 
     /// Queue one message; waits while librdkafka's queue is full.
@@ -157,8 +211,12 @@ impl Sink {
         row: u64,
     ) -> Result<(), (RDKafkaErrorCode, String)> {
         let mut tag: Tag = Box::new((generation, row));
+        let partition = self.spread.as_ref().and_then(|s| s.next(key.len() + payload.len()));
         loop {
-            let rec = BaseRecord::with_opaque_to(&self.topic, tag).key(key).payload(payload);
+            let mut rec = BaseRecord::with_opaque_to(&self.topic, tag).key(key).payload(payload);
+            if let Some(p) = partition {
+                rec = rec.partition(p);
+            }
             match self.producer.send(rec) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {

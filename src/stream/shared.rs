@@ -1,0 +1,302 @@
+//! Streams reading the same source decode each file once.
+//!
+//! Ten streams on one science database would otherwise each decompress and
+//! decode every ~70 KB alert. Instead, the first stream to need a batch of a
+//! file decodes it and keeps it in a small window that the other streams
+//! reading that file take from (the batches are shared, `RecordBatch` clones
+//! are reference counts). Memory stays flat: at most [`WINDOW`] batches per
+//! open file. The decoder waits (up to [`LAGGARD_WAIT`]) for readers that have
+//! not yet taken the oldest batch, so streams move together; a reader that
+//! falls further behind (a stalled topic, a stream started later) reads the
+//! file on its own, which is slower but never wrong: batch boundaries are the
+//! same for every reader of a file.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::RecordBatch;
+
+use super::source::{self, FileReader};
+use crate::config::SourceFormat;
+
+/// Decoded batches kept per open file.
+pub const WINDOW: usize = 4;
+/// How long the decoder waits for a slow reader before leaving it behind.
+pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
+
+type Item = Result<RecordBatch, String>;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    path: PathBuf,
+    format: SourceFormat,
+    batch_size: usize,
+    // A file replaced under the same name is a different file.
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+struct Window {
+    /// Index of `items[0]`.
+    first: usize,
+    items: VecDeque<Item>,
+    /// The decoder is exhausted: there is no item at `first + items.len()`.
+    finished: bool,
+    /// Next index each registered reader will ask for.
+    cursors: HashMap<u64, usize>,
+}
+
+impl Window {
+    fn end(&self) -> usize {
+        self.first + self.items.len()
+    }
+    /// No reader still in step waits for the oldest item (readers already
+    /// left behind do not count: they will read on their own).
+    fn front_taken(&self) -> bool {
+        !self.cursors.values().any(|c| *c == self.first)
+    }
+}
+
+struct SharedFile {
+    key: Key,
+    decoder: Mutex<Option<FileReader>>,
+    window: Mutex<Window>,
+    moved: Condvar,
+    next_reader: AtomicU64,
+}
+
+fn registry() -> &'static Mutex<HashMap<Key, Weak<SharedFile>>> {
+    static R: OnceLock<Mutex<HashMap<Key, Weak<SharedFile>>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// Open `path` for one stream, sharing decoded batches with the other
+/// streams reading it now. Errors are quarantine reasons, as from
+/// [`source::open`].
+pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
+    let key = Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() };
+    let file = {
+        let mut reg = registry().lock().unwrap();
+        reg.retain(|_, w| w.strong_count() > 0);
+        match reg.get(&key).and_then(Weak::upgrade) {
+            Some(f) => f,
+            None => {
+                let reader = source::open(path, format, batch_size)?;
+                let f = Arc::new(SharedFile {
+                    key: key.clone(),
+                    decoder: Mutex::new(Some(reader)),
+                    window: Mutex::new(Window {
+                        first: 0,
+                        items: VecDeque::new(),
+                        finished: false,
+                        cursors: HashMap::new(),
+                    }),
+                    moved: Condvar::new(),
+                    next_reader: AtomicU64::new(0),
+                });
+                reg.insert(key, Arc::downgrade(&f));
+                f
+            }
+        }
+    };
+    let id = file.next_reader.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut w = file.window.lock().unwrap();
+        // A reader joining after batches were dropped reads on its own.
+        if w.first > 0 {
+            drop(w);
+            return Ok(SharedReader { id, shared: None, private: Some(Private::open(path, format, batch_size)?) });
+        }
+        w.cursors.insert(id, 0);
+    }
+    Ok(SharedReader { id, shared: Some(file), private: None })
+}
+
+struct Private {
+    reader: FileReader,
+    /// Batches to skip: the shared reader had already handed them out.
+    skip: usize,
+}
+
+impl Private {
+    fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<Private, String> {
+        Ok(Private { reader: source::open(path, format, batch_size)?, skip: 0 })
+    }
+}
+
+/// One stream's view of a file: an iterator of batches.
+pub struct SharedReader {
+    id: u64,
+    shared: Option<Arc<SharedFile>>,
+    private: Option<Private>,
+}
+
+impl SharedReader {
+    /// Readers of this file that share its decoding (tests, metrics).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    fn leave(&mut self) {
+        if let Some(f) = self.shared.take() {
+            let mut w = f.window.lock().unwrap();
+            w.cursors.remove(&self.id);
+            f.moved.notify_all();
+        }
+    }
+
+    fn next_shared(&mut self, f: &SharedFile) -> Option<Result<Item, usize>> {
+        let idx = {
+            let w = f.window.lock().unwrap();
+            *w.cursors.get(&self.id)?
+        };
+        loop {
+            {
+                let mut w = f.window.lock().unwrap();
+                if idx < w.first {
+                    // Left behind: the caller switches to a private reader.
+                    return Some(Err(idx));
+                }
+                if idx < w.end() {
+                    let item = w.items[idx - w.first].clone();
+                    w.cursors.insert(self.id, idx + 1);
+                    f.moved.notify_all();
+                    return Some(Ok(item));
+                }
+                if w.finished {
+                    return None;
+                }
+            }
+            // Decode the next batch, unless another reader is doing it.
+            let mut dec = f.decoder.lock().unwrap();
+            let mut w = f.window.lock().unwrap();
+            if idx < w.end() || w.finished {
+                continue;
+            }
+            let deadline = Instant::now() + LAGGARD_WAIT;
+            while w.items.len() >= WINDOW {
+                if !w.front_taken() {
+                    let now = Instant::now();
+                    if now < deadline {
+                        w = f.moved.wait_timeout(w, deadline - now).unwrap().0;
+                        continue;
+                    }
+                }
+                w.items.pop_front();
+                w.first += 1;
+            }
+            drop(w);
+            let item = dec.as_mut().and_then(|r| r.next());
+            let mut w = f.window.lock().unwrap();
+            match item {
+                Some(it) => w.items.push_back(it),
+                None => {
+                    w.finished = true;
+                    *dec = None;
+                }
+            }
+            f.moved.notify_all();
+        }
+    }
+}
+
+impl Iterator for SharedReader {
+    type Item = Item;
+    fn next(&mut self) -> Option<Item> {
+        if let Some(f) = self.shared.clone() {
+            match self.next_shared(&f) {
+                Some(Ok(item)) => return Some(item),
+                None => {
+                    self.leave();
+                    return None;
+                }
+                Some(Err(idx)) => {
+                    self.leave();
+                    let k = &f.key;
+                    match Private::open(&k.path, k.format, k.batch_size) {
+                        Ok(mut p) => {
+                            p.skip = idx;
+                            self.private = Some(p);
+                        }
+                        Err(e) => return Some(Err(format!("file changed or vanished while it was read: {e}"))),
+                    }
+                }
+            }
+        }
+        let p = self.private.as_mut()?;
+        while p.skip > 0 {
+            p.skip -= 1;
+            let _ = p.reader.next()?;
+        }
+        p.reader.next()
+    }
+}
+
+impl Drop for SharedReader {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array};
+    use std::sync::Arc;
+
+    fn write_parquet(path: &Path, rows: i64) {
+        let col: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows));
+        let batch = RecordBatch::try_from_iter([("n", col)]).unwrap();
+        let f = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn values(r: SharedReader) -> Vec<i64> {
+        r.flat_map(|b| {
+            let b = b.unwrap();
+            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            a.values().to_vec()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn readers_in_step_share_batches_and_see_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        write_parquet(&p, 1000);
+        let a = open(&p, SourceFormat::Parquet, 10).unwrap();
+        let b = open(&p, SourceFormat::Parquet, 10).unwrap();
+        assert!(a.is_shared() && b.is_shared());
+        let ta = std::thread::spawn(move || values(a));
+        let tb = std::thread::spawn(move || values(b));
+        let expect: Vec<i64> = (0..1000).collect();
+        assert_eq!(ta.join().unwrap(), expect);
+        assert_eq!(tb.join().unwrap(), expect);
+    }
+
+    #[test]
+    fn a_reader_left_behind_reads_on_its_own_without_losing_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        write_parquet(&p, 200);
+        let mut slow = open(&p, SourceFormat::Parquet, 10).unwrap();
+        let first = slow.next().unwrap().unwrap();
+        assert_eq!(first.num_rows(), 10);
+        // The fast reader waits LAGGARD_WAIT for the slow one, then goes on.
+        let fast = open(&p, SourceFormat::Parquet, 10).unwrap();
+        let all = values(fast);
+        assert_eq!(all, (0..200).collect::<Vec<_>>());
+        let rest = values(slow);
+        assert_eq!(rest, (10..200).collect::<Vec<_>>());
+        // A reader joining now starts at row 0 on its own.
+        let late = open(&p, SourceFormat::Parquet, 10).unwrap();
+        assert_eq!(values(late), (0..200).collect::<Vec<_>>());
+    }
+}
