@@ -238,3 +238,30 @@ impl Sink {
 
 /// Snapshot type used in summaries.
 pub type Counters = BTreeMap<&'static str, u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(partitions: i32, batch_bytes: usize) -> Spread {
+        Spread { partitions: Cell::new(partitions), current: Cell::new(7), bytes: Cell::new(0), batch_bytes }
+    }
+
+    #[test]
+    fn alerts_fill_one_batch_per_partition_in_turn() {
+        let s = spread(3, 100);
+        let parts: Vec<i32> = (0..12).map(|_| s.next(40).unwrap()).collect();
+        // 40-byte alerts: a 100-byte batch is full on the third alert, then the next partition.
+        assert_eq!(parts, vec![1, 1, 1, 2, 2, 2, 0, 0, 0, 1, 1, 1]);
+        let mut counts = [0; 3];
+        for _ in 0..3000 {
+            counts[s.next(40).unwrap() as usize] += 1;
+        }
+        assert_eq!(counts, [1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn unknown_partition_count_leaves_the_choice_to_librdkafka() {
+        assert_eq!(spread(0, 100).next(40), None);
+    }
+}
