@@ -253,11 +253,12 @@ mod tests {
         let parts: Vec<i32> = (0..12).map(|_| s.next(40).unwrap()).collect();
         // 40-byte alerts: a 100-byte batch is full on the third alert, then the next partition.
         assert_eq!(parts, vec![1, 1, 1, 2, 2, 2, 0, 0, 0, 1, 1, 1]);
+        // Over whole rounds (three batches of three), every partition gets the same share.
         let mut counts = [0; 3];
-        for _ in 0..3000 {
+        for _ in 0..2700 {
             counts[s.next(40).unwrap() as usize] += 1;
         }
-        assert_eq!(counts, [1000, 1000, 1000]);
+        assert_eq!(counts, [900, 900, 900]);
     }
 
     #[test]
