@@ -626,6 +626,7 @@ fn run_cmd(cli: &Cli, only: Option<String>, until_idle: bool, apply: bool, no_pr
         progress: !no_progress && std::io::stderr().is_terminal(),
         watch_config: !until_idle,
     };
+    stream::limit_malloc_arenas();
     let started = std::time::Instant::now();
     let summary = supervisor::run(loaded, opts)?;
     let secs = started.elapsed().as_secs_f64();

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::RecordBatch;
+use arrow_avro::writer::EncodedRows;
 use arrow_schema::SchemaRef;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -397,15 +398,37 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
     if kept_rows.is_empty() {
         return Ok(());
     }
-    let kept = if kept_rows.len() == n {
-        batch.clone()
-    } else {
-        arrow_select::filter::filter_record_batch(batch, &mask).map_err(|e| e.to_string())?
-    };
-    let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
-    let projected = pipeline.projection.apply(&kept).map_err(|e| format!("projection failed: {e}"))?;
-    let rows = pipeline.encoder.encode(&projected)?;
-    let key = pipeline.encoder.schema_json.clone();
+    let key = cx.pipeline.as_ref().expect("pipeline built before sending").encoder.schema_json.clone();
+    // Copy, project and encode a few rows at a time: the batch itself is
+    // shared with the other streams on this source, and a stream's own
+    // copies stay small however large the batch.
+    let mut next_kept = 0;
+    for start in (0..n).step_by(ENCODE_CHUNK) {
+        let len = ENCODE_CHUNK.min(n - start);
+        let part_mask = mask.slice(start, len);
+        let count = part_mask.true_count();
+        if count == 0 {
+            continue;
+        }
+        let part = batch.slice(start, len);
+        let kept = if count == len {
+            part
+        } else {
+            arrow_select::filter::filter_record_batch(&part, &part_mask).map_err(|e| e.to_string())?
+        };
+        let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
+        let projected = pipeline.projection.apply(&kept).map_err(|e| format!("projection failed: {e}"))?;
+        let rows = pipeline.encoder.encode(&projected)?;
+        send_rows(cx, file, &key, &rows, &kept_rows[next_kept..next_kept + count])?;
+        next_kept += count;
+    }
+    Ok(())
+}
+
+/// Rows encoded at once by a stream.
+const ENCODE_CHUNK: usize = 32;
+
+fn send_rows(cx: &mut Ctx<'_>, file: &str, key: &str, rows: &EncodedRows, kept_rows: &[u64]) -> Result<(), String> {
     for (i, datum) in rows.iter().enumerate() {
         let row = kept_rows[i];
         // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
