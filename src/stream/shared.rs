@@ -23,7 +23,7 @@ use super::source::{self, FileReader};
 use crate::config::SourceFormat;
 
 /// Decoded batches kept per open file.
-pub const WINDOW: usize = 4;
+pub const WINDOW: usize = 2;
 /// How long the decoder waits for a slow reader before leaving it behind.
 pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
 
