@@ -476,8 +476,11 @@ fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
             break;
         }
         // Times out while the broker is slow or away; keep waiting (and
-        // checking for fatal errors), as with any other delivery.
-        let _ = cx.sink.flush(Duration::from_millis(200));
+        // checking for fatal errors), as with any other delivery. An empty
+        // queue with reports not yet handed over: give the poll thread a moment.
+        if cx.sink.flush(Duration::from_millis(200)).is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let too_large: Vec<(u64, String)> = std::mem::take(&mut cx.sink.state.lock().unwrap().too_large);
     for (row, reason) in too_large {

@@ -136,7 +136,7 @@ pub struct SharedReader {
 }
 
 impl SharedReader {
-    /// Readers of this file that share its decoding (tests, metrics).
+    /// Whether this reader takes batches from the shared window.
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
     }
