@@ -64,6 +64,18 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// [`wait_for`], showing `fink run`'s log if it times out.
+fn wait_logged(w: &Workspace, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(w.path().join("run.log")).unwrap_or_default();
+            panic!("timed out waiting for {what}; fink run's log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Rows of the simulated source, in the order the stream reads them.
 fn source_rows(dir: &std::path::Path) -> Vec<(i64, i64)> {
     let mut files = Vec::new();
@@ -253,6 +265,7 @@ fn run_apply_creates_what_an_edit_needs_before_swapping() {
     let child = Command::new(fink_bin())
         .args(["run", "--no-progress", "--apply"])
         .current_dir(w.path())
+        .env("FINK_LOG", "info")
         .stderr(log)
         .spawn()
         .unwrap();
@@ -263,7 +276,7 @@ fn run_apply_creates_what_an_edit_needs_before_swapping() {
         + "\n"
         + &format!("{head}[[topic]]\nname = \"{t2}\"\n{s1}\n[[stream]]\nname = \"b\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t2}\"\n");
     std::fs::write(w.path().join("fink.toml"), text).unwrap();
-    wait_for("stream b to publish", || {
+    wait_logged(&w, "stream b to publish", || {
         stream_status(&status(&r), "b").map(|s| s["stats"]["published"].as_u64().unwrap() == 40).unwrap_or(false)
     });
     assert!(status(&r)["config"]["last_reload_error"].is_null());

@@ -185,3 +185,24 @@ fn missing_acl_fails_the_stream_with_the_fix() {
     assert!(all.contains(&user) && all.contains(&topic) && all.contains("fink apply"), "{all}");
     assert!(!all.contains("no-acl-producer-1"));
 }
+
+#[test]
+fn undeployed_topic_fails_the_stream_with_the_fix() {
+    let w = Workspace::new();
+    let topic = unique("notapplied");
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"m\"\nsource = {{ format = \"avro\", path = \"{}\" }}\ntopic = \"{topic}\"\n",
+        shared_data().join("ztf/alerts").display()
+    ));
+    // No `fink apply`: the topic is declared but the cluster lacks it.
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let all = r.all();
+    assert!(all.contains(&topic) && all.contains("does not exist") && all.contains("fink apply"), "{all}");
+    // Nothing was checkpointed as done: after apply the stream starts from the first alert.
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let got = consume_all_decoded(&topic, 1).len();
+    assert_eq!(got, source_records(&shared_data().join("ztf/alerts")).len());
+}

@@ -154,3 +154,34 @@ fn unknown_select_field_is_quarantined_with_reason() {
     let log = std::fs::read_to_string(s.w.path().join("state/s.quarantine.jsonl")).unwrap();
     assert!(log.contains("no field \\\"nope\\\" under \\\"candidate\\\""), "{log}");
 }
+
+#[test]
+fn alerts_spread_over_the_topics_partitions_without_loss() {
+    let dir = shared_data().join("ztf/raw");
+    let w = Workspace::new();
+    let topic = unique("spread");
+    // Small producer batches: the stream moves to the next partition after ~100 KB.
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\npartitions = 3\n\n[[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"{}\" }}\ntopic = \"{topic}\"\nproducer = {{ batch_size = 100000 }}\n",
+        dir.display()
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let s = Stream { w, topic };
+    run_until_idle(&s);
+    let expected = source_records(&dir);
+    let mut per_partition = Vec::new();
+    {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = admin_conn().client_config().create().unwrap();
+        for p in 0..3 {
+            let (lo, hi) = c.fetch_watermarks(&s.topic, p, std::time::Duration::from_secs(10)).unwrap();
+            per_partition.push(hi - lo);
+        }
+    }
+    assert!(per_partition.iter().all(|n| *n > 0), "every partition gets alerts: {per_partition:?}");
+    assert_eq!(per_partition.iter().sum::<i64>(), expected.len() as i64, "{per_partition:?}");
+    let got = consume_all_decoded(&s.topic, 3);
+    let ids = |v: &[Value]| v.iter().map(|v| v["candid"].as_i64().unwrap()).collect::<BTreeSet<_>>();
+    let got: Vec<Value> = got.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(ids(&got), ids(&expected), "each alert exactly once, across partitions");
+}

@@ -347,6 +347,32 @@ impl Admin {
         self.options()
     }
 
+    /// Wait until every topic is in the brokers' metadata with a leader for
+    /// each partition. A created topic reaches the controller first; clients
+    /// asking a broker a moment later could still be told it does not exist.
+    /// Returns the topics still not ready at the deadline.
+    pub fn wait_topics_ready(&self, topics: &[String], timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut waiting: Vec<String> = topics.to_vec();
+        while !waiting.is_empty() {
+            if let Ok(md) = self.admin.inner().fetch_metadata(None, Duration::from_millis(1000)) {
+                waiting.retain(|name| {
+                    !md.topics().iter().any(|t| {
+                        t.name() == name
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    })
+                });
+            }
+            if waiting.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        waiting
+    }
+
     /// Topics with partitions and their dynamic configs (one metadata request,
     /// one DescribeConfigs for all topics).
     pub fn topics(&self) -> Result<(Vec<BrokerInfo>, BTreeMap<String, LiveTopic>)> {

@@ -173,7 +173,23 @@ fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpRe
                 })
                 .collect();
             match admin.block_on(admin.admin_client().create_topics(new.iter(), &admin.admin_options())) {
-                Ok(results) => by_name(batch, topic_results(results)),
+                Ok(results) => {
+                    let out = by_name(batch, topic_results(results));
+                    // Streams started right after apply must find the topics.
+                    let created: Vec<String> = batch
+                        .iter()
+                        .zip(&out)
+                        .filter_map(|((_, op), r)| match (op, r) {
+                            (Op::CreateTopic { topic, .. }, Ok(())) => Some(topic.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let late = admin.wait_topics_ready(&created, timeout);
+                    if !late.is_empty() {
+                        tracing::warn!(topics = ?late, "created, but brokers do not serve them yet");
+                    }
+                    out
+                }
                 Err(e) => all(e.to_string()),
             }
         }

@@ -17,6 +17,10 @@ use rdkafka::ClientContext;
 use crate::cluster::Connection;
 use crate::config::{Compression, ProducerConfig};
 
+/// How long a stream waits for a missing or leaderless topic to appear
+/// before failing: long enough for a topic `fink apply` just created.
+const TOPIC_SETTLE: Duration = Duration::from_secs(5);
+
 /// What the delivery callback tells the stream.
 #[derive(Default)]
 pub struct Deliveries {
@@ -173,16 +177,33 @@ impl Sink {
         Ok(Sink { producer, state, generation, topic: topic.to_string(), spread })
     }
 
-    /// Fail early and clearly if the topic is missing or not writable.
+    /// Fail early and clearly if the topic is missing or not writable. A
+    /// topic created a moment ago may not be served yet by every broker, so
+    /// "unknown" and "no leader" are retried for a few seconds first.
     pub fn check_topic(&self, user: &str, timeout: Duration) -> Result<usize, String> {
-        let md = self
-            .producer
-            .client()
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(|e| format!("cannot reach the cluster as {user:?}: {e}"))?;
-        let t = md.topics().first().ok_or("no metadata for the topic")?;
-        if let Some(err) = t.error() {
-            let code: RDKafkaErrorCode = err.into();
+        let settle = std::time::Instant::now() + TOPIC_SETTLE.min(timeout);
+        let (code, n) = loop {
+            let md = self
+                .producer
+                .client()
+                .fetch_metadata(Some(&self.topic), timeout)
+                .map_err(|e| format!("cannot reach the cluster as {user:?}: {e}"))?;
+            let t = md.topics().first().ok_or("no metadata for the topic")?;
+            let code: Option<RDKafkaErrorCode> = t.error().map(Into::into);
+            let transient = matches!(
+                code,
+                Some(
+                    RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic
+                        | RDKafkaErrorCode::LeaderNotAvailable
+                )
+            ) || (code.is_none() && t.partitions().iter().any(|p| p.leader() < 0));
+            if !transient || std::time::Instant::now() >= settle {
+                break (code, t.partitions().len());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if let Some(code) = code {
             return Err(match code {
                 RDKafkaErrorCode::TopicAuthorizationFailed => format!(
                     "user {user:?} is not allowed to use topic {:?}: declare a producer ACL for it in fink.toml and run `fink apply`",
@@ -195,7 +216,6 @@ impl Sink {
                 other => format!("topic {:?}: {other}", self.topic),
             });
         }
-        let n = t.partitions().len();
         if let Some(s) = &self.spread {
             s.partitions.set(n as i32);
         }
