@@ -282,3 +282,38 @@ fn run_apply_creates_what_an_edit_needs_before_swapping() {
     assert!(status(&r)["config"]["last_reload_error"].is_null());
     assert_eq!(consume_all_decoded(&t2, 1).len(), 40);
 }
+
+#[test]
+fn an_edit_saved_while_run_starts_is_not_lost() {
+    let w = Workspace::new();
+    let (t1, t2) = (unique("hrs"), unique("hrt"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "20", "--per-file", "20", "--seed", "4"]).code, 0);
+    let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\n\n[[topic]]\nname = \"{t1}\"\n[[topic]]\nname = \"{t2}\"\n");
+    let stream = |n: &str, t: &str| {
+        format!("\n[[stream]]\nname = \"{n}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t}\"\n")
+    };
+    w.config(&format!("{head}{}", stream("a", &t1)));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
+    let child = Command::new(fink_bin())
+        .args(["run", "--no-progress"])
+        .current_dir(w.path())
+        .env("FINK_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let r = Runner { child, addr: addr.clone() };
+    // Saved while `fink run` loads, connects and starts: whenever it lands,
+    // the running config must end up with both streams.
+    std::thread::sleep(Duration::from_millis(150));
+    w.config(&format!("{head}{}{}", stream("a", &t1), stream("b", &t2)));
+    wait_logged(&w, "fink run", || fink::supervisor::fetch_status(&addr).is_ok());
+    wait_logged(&w, "both streams to publish everything", || {
+        let st = status(&r);
+        ["a", "b"]
+            .iter()
+            .all(|n| stream_status(&st, n).map(|s| s["stats"]["published"].as_u64().unwrap() == 20).unwrap_or(false))
+    });
+    assert!(status(&r)["config"]["last_reload_error"].is_null());
+}

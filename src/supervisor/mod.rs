@@ -167,6 +167,26 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
+    // Config watching: the parent directory, since editors save by rename.
+    let (cfg_tx, cfg_rx) = std::sync::mpsc::channel();
+    let mut cfg_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(150), None, cfg_tx)?;
+    let cfg_files = config_files(&initial);
+    if opts.watch_config {
+        let dirs: BTreeSet<PathBuf> = cfg_files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+        for d in dirs {
+            let d = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d };
+            cfg_watcher.watch(&d, notify::RecursiveMode::NonRecursive)?;
+        }
+    }
+
+    // An edit saved between loading the file and watching it has no event:
+    // compare once now, so it is not lost.
+    let mut missed_edit = opts.watch_config
+        && match config::load(&opts.load) {
+            Ok(l) => l.hash != initial.hash,
+            Err(_) => true,
+        };
+
     // Metrics and status endpoint.
     let addr = initial.config.run.metrics_addr.clone();
     if !addr.is_empty() {
@@ -210,18 +230,6 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         };
     watch_roots(&mut src_watcher, &mut watched_roots, &shared);
 
-    // Config watching: the parent directory, since editors save by rename.
-    let (cfg_tx, cfg_rx) = std::sync::mpsc::channel();
-    let mut cfg_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(150), None, cfg_tx)?;
-    let cfg_files = config_files(&initial);
-    if opts.watch_config {
-        let dirs: BTreeSet<PathBuf> = cfg_files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
-        for d in dirs {
-            let d = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d };
-            cfg_watcher.watch(&d, notify::RecursiveMode::NonRecursive)?;
-        }
-    }
-
     let mut current = initial;
     let bar = opts.progress.then(progress_bar);
     let started = Instant::now();
@@ -242,7 +250,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             }
         }
         // Config events and SIGHUP.
-        let mut reload = hup.swap(false, Ordering::SeqCst);
+        let mut reload = hup.swap(false, Ordering::SeqCst) || std::mem::take(&mut missed_edit);
         while let Ok(ev) = cfg_rx.try_recv() {
             if let Ok(events) = ev {
                 if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| same_file(p, &cfg_files))) {
