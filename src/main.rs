@@ -89,7 +89,8 @@ enum Cmd {
         #[arg(long)]
         no_progress: bool,
     },
-    /// Status of a running `fink run` (from its /status endpoint).
+    /// Status of a running `fink run` (from its /status endpoint). Exits 1
+    /// when it does not answer or a stream has failed or is stalled.
     Status {
         /// Address of the `fink run` endpoint (default: [run] metrics_addr).
         #[arg(long)]
@@ -680,17 +681,36 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
         },
     };
     let body = supervisor::fetch_status(&addr)?;
+    let st: serde_json::Value = serde_json::from_str(&body)?;
+    // Health-check friendly: 1 when a stream has failed or is stalled.
+    let unhealthy = st["streams"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s["state"]["state"] == "failed" || s["stalled_secs"].is_u64()));
+    let code = if unhealthy { ExitCode::from(1) } else { ExitCode::SUCCESS };
     if cli.output == Format::Json {
         println!("{}", body.trim_end());
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
-    let st: serde_json::Value = serde_json::from_str(&body)?;
     let mut t = output::table(&["stream", "topic", "state", "read", "published", "backlog files", "uptime s"]);
+    let mut notes = Vec::new();
     for s in st["streams"].as_array().cloned().unwrap_or_default() {
+        let name = s["name"].as_str().unwrap_or("").to_string();
+        let state = match s["stalled_secs"].as_u64() {
+            Some(secs) => {
+                let why = s["client_error"].as_str().unwrap_or("none reported");
+                notes.push(format!(
+                    "{} {name}: {} alerts in flight, no delivery report for {secs} s; last client error: {why}",
+                    output::red("stalled:"),
+                    s["stats"]["in_flight"]
+                ));
+                output::red(&format!("stalled {secs}s"))
+            }
+            None => s["state"]["state"].as_str().unwrap_or("").to_string(),
+        };
         t.add_row(vec![
-            s["name"].as_str().unwrap_or("").to_string(),
+            name,
             s["topic"].as_str().unwrap_or("").to_string(),
-            s["state"]["state"].as_str().unwrap_or("").to_string(),
+            state,
             s["stats"]["read"].to_string(),
             s["stats"]["published"].to_string(),
             s["stats"]["backlog_files"].to_string(),
@@ -698,6 +718,9 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
         ]);
     }
     println!("{t}");
+    for n in notes {
+        println!("{n}");
+    }
     let c = &st["config"];
     println!(
         "config {} loaded at {} ({} reloads)",
@@ -708,7 +731,7 @@ fn status_cmd(cli: &Cli, addr: Option<String>) -> Result<ExitCode> {
     if let Some(e) = c["last_reload_error"].as_str() {
         println!("{} {e}", output::red("last reload failed:"));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn filter_test_cmd(

@@ -54,6 +54,9 @@ pub struct RunConfig {
     /// Alerts sent and not yet acknowledged, per stream. Also the most
     /// duplicates a crash can cause per stream.
     pub max_in_flight: usize,
+    /// A stream with alerts in flight and no delivery report for this long
+    /// is reported as stalled (status, metric, log). It keeps waiting.
+    pub stall_after_s: u64,
 }
 
 impl Default for RunConfig {
@@ -63,6 +66,7 @@ impl Default for RunConfig {
             metrics_addr: "127.0.0.1:9464".into(),
             batch_size: 256,
             max_in_flight: 1000,
+            stall_after_s: 60,
         }
     }
 }

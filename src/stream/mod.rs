@@ -146,6 +146,17 @@ pub struct Stats {
     /// Files present and not yet finished.
     pub backlog_files: AtomicU64,
     pub files_done: AtomicU64,
+    /// Alerts handed to the producer and not yet reported on.
+    pub in_flight: AtomicU64,
+    /// When the producer last made progress (ms since the epoch): a delivery
+    /// report, or the first send after nothing was in flight.
+    pub last_progress_ms: AtomicU64,
+    /// The Kafka client's latest error (broker down, no leader, ...).
+    pub last_client_error: std::sync::Mutex<Option<String>>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -159,6 +170,7 @@ pub struct StatsSnapshot {
     pub quarantined: u64,
     pub backlog_files: u64,
     pub files_done: u64,
+    pub in_flight: u64,
 }
 
 impl Stats {
@@ -174,6 +186,61 @@ impl Stats {
             quarantined: g(&self.quarantined),
             backlog_files: g(&self.backlog_files),
             files_done: g(&self.files_done),
+            in_flight: g(&self.in_flight),
         }
+    }
+
+    /// How long the stream has waited for a delivery report with alerts in
+    /// flight, if that is `after` or more: the broker is away, the topic has
+    /// no leader, or the cluster is too slow to answer.
+    pub fn stalled_for(&self, now_ms: u64, after: std::time::Duration) -> Option<std::time::Duration> {
+        if self.in_flight.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let waited =
+            std::time::Duration::from_millis(now_ms.saturating_sub(self.last_progress_ms.load(Ordering::SeqCst)));
+        (waited >= after).then_some(waited)
+    }
+
+    /// The producer accepted one alert.
+    pub fn sent(&self) {
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Waiting starts now, not at the last report before an idle spell.
+            self.last_progress_ms.store(now_ms(), Ordering::SeqCst);
+        }
+    }
+
+    /// The producer reported on one alert (delivered or refused).
+    pub fn reported(&self) {
+        self.last_progress_ms.store(now_ms(), Ordering::SeqCst);
+        let _ = self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stalled_only_with_alerts_in_flight_and_no_report_for_long_enough() {
+        let s = Stats::default();
+        let after = Duration::from_secs(60);
+        // Idle for ages with nothing in flight: not stalled.
+        assert_eq!(s.stalled_for(now_ms() + 3_600_000, after), None);
+        s.sent();
+        let t0 = s.last_progress_ms.load(Ordering::SeqCst);
+        assert_eq!(s.stalled_for(t0 + 59_999, after), None);
+        assert_eq!(s.stalled_for(t0 + 61_000, after), Some(Duration::from_millis(61_000)));
+        // A report is progress even with more alerts still in flight.
+        s.sent();
+        s.reported();
+        let t1 = s.last_progress_ms.load(Ordering::SeqCst);
+        assert_eq!(s.in_flight.load(Ordering::SeqCst), 1);
+        assert_eq!(s.stalled_for(t1 + 1_000, after), None);
+        s.reported();
+        assert_eq!(s.stalled_for(t1 + 3_600_000, after), None, "everything reported");
+        s.reported();
+        assert_eq!(s.in_flight.load(Ordering::SeqCst), 0, "never below zero");
     }
 }

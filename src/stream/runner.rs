@@ -146,14 +146,15 @@ struct Ctx<'a> {
 fn run(
     spec: &StreamSpec,
     conn: &Connection,
-    stats: &Stats,
+    stats: &Arc<Stats>,
     state: &Mutex<State>,
     stop: &AtomicBool,
     wake: &Receiver<()>,
     until_idle: bool,
 ) -> Result<(), String> {
     let filters = FilterSet::new(spec.compile_filters().map_err(|e| format!("stream {:?}: {e:#}", spec.name))?);
-    let sink = Sink::new(conn, &spec.topic, &spec.producer).map_err(|e| format!("stream {:?}: {e}", spec.name))?;
+    let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone())
+        .map_err(|e| format!("stream {:?}: {e}", spec.name))?;
     sink.check_topic(&spec.user, Duration::from_secs(20)).map_err(|e| format!("stream {:?}: {e}", spec.name))?;
     let ckpt = Checkpoint::load(&spec.checkpoint_path, &spec.name)?;
     let mut cx = Ctx {
@@ -220,7 +221,6 @@ fn run(
     };
     // Whatever happened: deliver what is in flight, then record it.
     let _ = cx.sink.flush(Duration::from_secs(30));
-    sync_counts(&cx);
     cx.ckpt.save(&spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
     result.map_err(|e| format!("stream {:?}: {e}", spec.name))
 }
@@ -248,12 +248,6 @@ fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
     }
 }
 
-fn sync_counts(cx: &Ctx<'_>) {
-    let st = cx.sink.state.lock().unwrap();
-    cx.stats.published.store(st.delivered, Ordering::Relaxed);
-    cx.stats.bytes.store(st.bytes, Ordering::Relaxed);
-}
-
 fn save_progress(cx: &mut Ctx<'_>, file: &str, handed: u64, force: bool) -> Result<(), String> {
     if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
         return Ok(());
@@ -272,7 +266,6 @@ fn save_progress(cx: &mut Ctx<'_>, file: &str, handed: u64, force: bool) -> Resu
         cx.unsaved.pop_front();
     }
     cx.last_save = Instant::now();
-    sync_counts(cx);
     Ok(())
 }
 
@@ -495,6 +488,5 @@ fn finish_file(cx: &mut Ctx<'_>, file: &str, handed: u64, quarantined: Option<St
     cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
     cx.last_save = Instant::now();
     cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
-    sync_counts(cx);
     Ok(())
 }

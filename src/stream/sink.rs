@@ -16,6 +16,7 @@ use rdkafka::ClientContext;
 
 use crate::cluster::Connection;
 use crate::config::{Compression, ProducerConfig};
+use crate::stream::Stats;
 
 /// How long a stream waits for a missing or leaderless topic to appear
 /// before failing: long enough for a topic `fink apply` just created.
@@ -30,12 +31,12 @@ pub struct Deliveries {
     pub too_large: Vec<(u64, String)>,
     /// An error that stops the stream (authorization, missing topic, ...).
     pub fatal: Option<String>,
-    pub delivered: u64,
-    pub bytes: u64,
 }
 
 pub struct SinkContext {
     pub state: Arc<Mutex<Deliveries>>,
+    /// The stream's live counters: published, in flight, last progress.
+    pub stats: Arc<Stats>,
     /// Which file the current row numbers belong to; older reports are ignored.
     pub generation: Arc<AtomicU64>,
 }
@@ -46,6 +47,7 @@ impl ClientContext for SinkContext {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
+        *self.stats.last_client_error.lock().unwrap() = Some(reason.to_string());
     }
 }
 
@@ -59,13 +61,14 @@ impl ProducerContext for SinkContext {
         let (generation, row) = *tag;
         let mut st = self.state.lock().unwrap();
         let current = generation == self.generation.load(Ordering::SeqCst);
+        self.stats.reported();
         match result {
             Ok(m) => {
                 if current {
                     st.pending.remove(&row);
                 }
-                st.delivered += 1;
-                st.bytes += m.payload_len() as u64;
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes.fetch_add(m.payload_len() as u64, Ordering::Relaxed);
             }
             Err((e, _)) => {
                 let code = e.rdkafka_error_code();
@@ -93,6 +96,7 @@ pub struct Sink {
     pub generation: Arc<AtomicU64>,
     pub topic: String,
     spread: Option<Spread>,
+    stats: Arc<Stats>,
 }
 
 /// Which partition the next alert goes to. Every alert carries the same key
@@ -127,7 +131,7 @@ impl Spread {
 }
 
 impl Sink {
-    pub fn new(conn: &Connection, topic: &str, opts: &ProducerConfig) -> Result<Sink, String> {
+    pub fn new(conn: &Connection, topic: &str, opts: &ProducerConfig, stats: Arc<Stats>) -> Result<Sink, String> {
         let mut cfg: ClientConfig = conn.client_config();
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -158,7 +162,7 @@ impl Sink {
         }
         let state = Arc::new(Mutex::new(Deliveries::default()));
         let generation = Arc::new(AtomicU64::new(0));
-        let ctx = SinkContext { state: state.clone(), generation: generation.clone() };
+        let ctx = SinkContext { state: state.clone(), stats: stats.clone(), generation: generation.clone() };
         let producer: ThreadedProducer<SinkContext> =
             cfg.create_with_context(ctx).map_err(|e| format!("cannot create the producer: {e}"))?;
         let spread = (!opts.properties.contains_key("partitioner")).then(|| Spread {
@@ -174,7 +178,7 @@ impl Sink {
                 .unwrap_or(1_000_000)
                 .max(1),
         });
-        Ok(Sink { producer, state, generation, topic: topic.to_string(), spread })
+        Ok(Sink { producer, state, generation, topic: topic.to_string(), spread, stats })
     }
 
     /// Fail early and clearly if the topic is missing or not writable. A
@@ -238,7 +242,10 @@ impl Sink {
                 rec = rec.partition(p);
             }
             match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.stats.sent();
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
                     tag = rec.delivery_opaque;
                     std::thread::sleep(Duration::from_millis(2));

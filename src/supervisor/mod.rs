@@ -8,7 +8,7 @@ pub mod http;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,6 +50,13 @@ pub struct StreamStatus {
     /// unchanged across reloads that do not touch the stream.
     pub started_at_ms: u128,
     pub stats: StatsSnapshot,
+    /// Seconds without a delivery report while alerts are in flight, once
+    /// that exceeds `[run] stall_after_s`; absent while the stream moves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled_secs: Option<u64>,
+    /// The Kafka client's latest error, shown while the stream is stalled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +67,8 @@ pub struct Status {
 
 struct Shared {
     streams: Mutex<BTreeMap<String, RunningStream>>,
+    /// `[run] stall_after_s` of the current config, in ms.
+    stall_after_ms: AtomicU64,
     reload: Mutex<ReloadStatus>,
     /// Specs of streams that ended (kept for the summary).
     finished: Mutex<Vec<StreamStatus>>,
@@ -69,7 +78,8 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn status_of(s: &RunningStream) -> StreamStatus {
+fn status_of(s: &RunningStream, stall_after: Duration) -> StreamStatus {
+    let stalled = s.stats.stalled_for(stream::now_ms(), stall_after);
     StreamStatus {
         name: s.spec.name.clone(),
         topic: s.spec.topic.clone(),
@@ -77,12 +87,19 @@ fn status_of(s: &RunningStream) -> StreamStatus {
         uptime_secs: s.started.elapsed().as_secs(),
         started_at_ms: s.started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
         stats: s.stats.snapshot(),
+        stalled_secs: stalled.map(|d| d.as_secs()),
+        client_error: stalled.and_then(|_| s.stats.last_client_error.lock().unwrap().clone()),
     }
 }
 
 impl Shared {
+    fn stall_after(&self) -> Duration {
+        Duration::from_millis(self.stall_after_ms.load(Ordering::Relaxed))
+    }
+
     fn status(&self) -> Status {
-        let streams = self.streams.lock().unwrap().values().map(status_of).collect();
+        let after = self.stall_after();
+        let streams = self.streams.lock().unwrap().values().map(|s| status_of(s, after)).collect();
         Status { streams, config: self.reload.lock().unwrap().clone() }
     }
 }
@@ -120,6 +137,35 @@ fn start_stream(loaded: &Loaded, spec: StreamSpec, until_idle: bool) -> Result<R
     Ok(RunningStream::start(spec, conn, until_idle))
 }
 
+/// Log once when a stream stalls (alerts in flight, no delivery report for
+/// `stall_after_s`) and once when it moves again. The stream itself keeps
+/// waiting: the producer retries until the cluster answers.
+fn report_stalls(shared: &Shared, stalled: &mut BTreeSet<String>) {
+    let after = shared.stall_after();
+    let now = stream::now_ms();
+    for (name, s) in shared.streams.lock().unwrap().iter() {
+        match s.stats.stalled_for(now, after) {
+            Some(d) if !stalled.contains(name) => {
+                let why = s.stats.last_client_error.lock().unwrap().clone().unwrap_or_else(|| "none reported".into());
+                tracing::warn!(
+                    stream = %name,
+                    topic = %s.spec.topic,
+                    in_flight = s.stats.in_flight.load(Ordering::Relaxed),
+                    "stalled: no delivery report for {} s with alerts in flight; is the cluster up and does the topic \
+                     have a leader? (`fink cluster status`); last client error: {why}",
+                    d.as_secs()
+                );
+                stalled.insert(name.clone());
+            }
+            None if stalled.remove(name) => {
+                tracing::info!(stream = %name, "deliveries resumed");
+            }
+            _ => {}
+        }
+    }
+    stalled.retain(|n| shared.streams.lock().unwrap().contains_key(n));
+}
+
 /// Export every stream's counters to the Prometheus recorder.
 fn export_metrics(shared: &Shared) {
     let status = shared.status();
@@ -135,6 +181,8 @@ fn export_metrics(shared: &Shared) {
         metrics::gauge!("fink_stream_lag_files", &l).set(s.stats.backlog_files as f64);
         let up = !matches!(s.state, State::Failed(_));
         metrics::gauge!("fink_stream_up", &l).set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);
+        metrics::gauge!("fink_stream_stalled", &l).set(if s.stalled_secs.is_some() { 1.0 } else { 0.0 });
     }
     let r = &status.config;
     metrics::gauge!("fink_config_last_reload_success").set(if r.last_reload_error.is_some() { 0.0 } else { 1.0 });
@@ -152,6 +200,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     let shared = Arc::new(Shared {
         streams: Mutex::new(BTreeMap::new()),
+        stall_after_ms: AtomicU64::new(initial.config.run.stall_after_s.max(1) * 1000),
         reload: Mutex::new(ReloadStatus {
             config_hash: initial.hash.clone(),
             loaded_at: now_secs(),
@@ -231,6 +280,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     watch_roots(&mut src_watcher, &mut watched_roots, &shared);
 
     let mut current = initial;
+    let mut stalled: BTreeSet<String> = BTreeSet::new();
     let bar = opts.progress.then(progress_bar);
     let started = Instant::now();
     loop {
@@ -260,8 +310,10 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         }
         if reload {
             current = reload_config(&shared, current, &opts);
+            shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
             watch_roots(&mut src_watcher, &mut watched_roots, &shared);
         }
+        report_stalls(&shared, &mut stalled);
         if let Some(b) = &bar {
             update_bar(b, &shared, started);
         }
@@ -281,7 +333,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let mut out = shared.finished.lock().unwrap().clone();
     for (_, mut s) in std::mem::take(&mut streams) {
         s.wait();
-        out.push(status_of(&s));
+        out.push(status_of(&s, shared.stall_after()));
     }
     if let Some(b) = bar {
         b.finish_and_clear();

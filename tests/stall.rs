@@ -1,0 +1,133 @@
+//! A stream whose broker stops answering is reported as stalled (status,
+//! `fink status` exit code, metric, one log line), then resumes without loss
+//! when the broker answers again. The broker of the local test cluster is
+//! frozen with SIGSTOP; this file holds a single test so that no other test
+//! runs meanwhile (cargo runs test binaries one after another).
+
+mod common;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Resumes the broker however the test ends.
+struct Frozen(i32);
+
+impl Frozen {
+    fn freeze(pid: i32) -> Frozen {
+        signal(pid, "STOP");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+struct Runner(Child);
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pid of the test cluster's broker, from `fink cluster status`.
+fn broker_pid() -> i32 {
+    let out = Command::new(fink_bin())
+        .args(["--profile", "test", "cluster", "status", "--output", "json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("cluster status: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let pids: Vec<i64> = st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 1, "this test freezes the one-node test cluster (profiles/test.toml): {st}");
+    pids[0] as i32
+}
+
+fn wait(what: &str, log: &std::path::Path, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out waiting for {what}; fink run's log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_frozen_broker_is_reported_as_a_stall_and_the_stream_resumes_without_loss() {
+    let pid = broker_pid();
+    let w = Workspace::new();
+    let topic = unique("stall");
+    let addr =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    std::fs::create_dir_all(w.path().join("src")).unwrap();
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\nstall_after_s = 2\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ linger_ms = 0 }}\n"
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let log = w.path().join("run.log");
+    let _run = Runner(
+        Command::new(fink_bin())
+            .args(["run", "--no-progress"])
+            .current_dir(w.path())
+            .env("FINK_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let status = || -> Value {
+        fink::supervisor::fetch_status(&addr).ok().and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null)
+    };
+    let stream = |st: &Value| st["streams"][0].clone();
+    wait("the stream to be idle", &log, || stream(&status())["state"]["state"] == "idle");
+    let healthy = w.fink(&["status", "--addr", &addr]);
+    assert_eq!(healthy.code, 0, "{}", healthy.all());
+
+    let frozen = Frozen::freeze(pid);
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--seed", "5"]).code, 0);
+    wait("the stall to be reported", &log, || stream(&status())["stalled_secs"].as_u64().is_some_and(|s| s >= 2));
+    let st = stream(&status());
+    assert!(st["stats"]["in_flight"].as_u64().unwrap() > 0, "{st}");
+    assert!(st["stats"]["published"].as_u64().unwrap() < 40, "{st}");
+    let out = w.fink(&["status", "--addr", &addr]);
+    assert_eq!(out.code, 1, "a stalled stream makes `fink status` fail: {}", out.all());
+    assert!(out.stdout.contains("stalled"), "{}", out.stdout);
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut m = String::new();
+        s.read_to_string(&mut m).unwrap();
+        m
+    };
+    assert!(metrics.contains("fink_stream_stalled{stream=\"s\"} 1"), "{metrics}");
+    wait("the warning", &log, || std::fs::read_to_string(&log).unwrap().contains("stalled: no delivery report"));
+
+    drop(frozen);
+    wait("every alert to be published", &log, || {
+        let st = stream(&status());
+        st["stats"]["published"] == 40 && st["stalled_secs"].is_null() && st["state"]["state"] == "idle"
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("stalled: no delivery report").count(), 1, "warned once:\n{text}");
+    assert!(text.contains("deliveries resumed"), "{text}");
+    assert_eq!(w.fink(&["status", "--addr", &addr]).code, 0);
+    // Nothing lost, nothing doubled (idempotent producer).
+    assert_eq!(consume_all_decoded(&topic, 1).len(), 40);
+}
