@@ -2,6 +2,7 @@
 //! through filter -> projection -> Avro -> Kafka, checkpoint from delivery
 //! reports, quarantine bad input and go on.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,13 +135,31 @@ struct Ctx<'a> {
     sink: Sink,
     ckpt: Checkpoint,
     last_save: Instant,
-    generation: u64,
+    /// Number of the last file opened (delivery reports name files by it).
+    file_no: u64,
+    /// Files being read or waiting for their last delivery reports.
+    open: BTreeMap<u64, OpenFile>,
     pipeline: Option<Pipeline>,
     filter_errors_logged: u32,
-    /// Rows sent at or after the last saved `rows_done`, in order: what a
-    /// crash could send again. Kept below `max_in_flight`, which bounds
-    /// duplicates.
-    unsaved: std::collections::VecDeque<u64>,
+    /// (file, row) sent at or after its file's saved `rows_done`, in order:
+    /// what a crash could send again. Kept below `max_in_flight`, which
+    /// bounds duplicates.
+    unsaved: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// A file whose rows are (being) handed to the producer. It is marked done
+/// in the checkpoint once it is read to the end and every report is in;
+/// meanwhile the stream goes on with the next file, so the producer's
+/// pipeline never empties at file boundaries.
+struct OpenFile {
+    /// Path relative to the source root (the checkpoint key).
+    name: String,
+    /// Source rows `0..handed` were sent, filtered out or quarantined.
+    handed: u64,
+    /// Still being read (or reading was interrupted by a stop).
+    reading: bool,
+    /// Why the rest of the file was skipped, if it was.
+    quarantined: Option<String>,
 }
 
 fn run(
@@ -165,7 +184,8 @@ fn run(
         sink,
         ckpt,
         last_save: Instant::now(),
-        generation: 0,
+        file_no: 0,
+        open: BTreeMap::new(),
         pipeline: None,
         filter_errors_logged: 0,
         unsaved: Default::default(),
@@ -215,13 +235,17 @@ fn run(
             }
             stats.backlog_files.store((todo.len() - i - 1) as u64, Ordering::Relaxed);
         }
+        // The backlog is handed over: wait for its reports before idling.
+        if failed.is_none() {
+            failed = drain(&mut cx).err();
+        }
         if let Some(e) = failed {
             break Err(e);
         }
     };
     // Whatever happened: deliver what is in flight, then record it.
     let _ = cx.sink.flush(Duration::from_secs(30));
-    cx.ckpt.save(&spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+    settle(&mut cx, true)?;
     result.map_err(|e| format!("stream {:?}: {e}", spec.name))
 }
 
@@ -248,21 +272,54 @@ fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
     }
 }
 
-fn save_progress(cx: &mut Ctx<'_>, file: &str, handed: u64, force: bool) -> Result<(), String> {
+/// Record what the delivery reports allow: each open file's finished
+/// prefix, refused records in the quarantine log, and files whose last
+/// report came in as done. Throttled unless `force`.
+fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), String> {
     if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
         return Ok(());
     }
-    let rows_done = {
-        let st = cx.sink.state.lock().unwrap();
-        st.pending.first().copied().unwrap_or(handed)
+    let (too_large, progress) = {
+        let mut st = cx.sink.state.lock().unwrap();
+        let too_large = std::mem::take(&mut st.too_large);
+        // Per open file: its first row still in flight, if any.
+        let progress: Vec<(u64, Option<u64>)> =
+            cx.open.keys().map(|&f| (f, st.pending.range((f, 0)..(f + 1, 0)).next().map(|&(_, r)| r))).collect();
+        (too_large, progress)
     };
-    let entry = cx.ckpt.files.entry(file.to_string()).or_default();
-    // `force` skips the time throttle; an unchanged position is never rewritten.
-    if entry.rows_done != rows_done {
-        entry.rows_done = rows_done;
+    for (f, row, reason) in too_large {
+        let name = cx.open.get(&f).map(|o| o.name.clone()).unwrap_or_default();
+        quarantine(cx, &name, Some(row), &reason);
+    }
+    let mut changed = false;
+    for (f, first_pending) in progress {
+        let o = &cx.open[&f];
+        if first_pending.is_none() && !o.reading {
+            let o = cx.open.remove(&f).expect("open file");
+            cx.ckpt.files.insert(o.name, FileProgress { rows_done: o.handed, done: true, quarantined: o.quarantined });
+            cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
+            changed = true;
+            continue;
+        }
+        let rows_done = first_pending.unwrap_or(o.handed);
+        let entry = cx.ckpt.files.entry(o.name.clone()).or_default();
+        // An unchanged position is never rewritten.
+        if entry.rows_done != rows_done {
+            entry.rows_done = rows_done;
+            changed = true;
+        }
+    }
+    if changed {
         cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
     }
-    while cx.unsaved.front().is_some_and(|r| *r < rows_done) {
+    while let Some(&(f, row)) = cx.unsaved.front() {
+        let saved = match cx.open.get(&f) {
+            None => true,
+            Some(o) => cx.ckpt.files.get(&o.name).is_some_and(|p| row < p.rows_done),
+        };
+        if !saved {
+            break;
+        }
         cx.unsaved.pop_front();
     }
     cx.last_save = Instant::now();
@@ -307,41 +364,33 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
 }
 
 fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
-    let file = rel(&cx.spec.source_root, path);
-    cx.generation += 1;
-    cx.unsaved.clear();
-    cx.sink.generation.store(cx.generation, Ordering::SeqCst);
-    {
-        let mut st = cx.sink.state.lock().unwrap();
-        st.pending.clear();
-        st.too_large.clear();
-    }
-    let start_row = cx.ckpt.files.get(&file).map(|p| p.rows_done).unwrap_or(0);
+    let name = rel(&cx.spec.source_root, path);
+    let start_row = cx.ckpt.files.get(&name).map(|p| p.rows_done).unwrap_or(0);
     let reader = match shared::open(path, cx.spec.format, cx.spec.batch_size) {
         Ok(r) => r,
         Err(reason) => {
-            quarantine(cx, &file, None, &reason);
-            cx.ckpt.files.insert(file.clone(), FileProgress { rows_done: 0, done: true, quarantined: Some(reason) });
+            quarantine(cx, &name, None, &reason);
+            cx.ckpt.files.insert(name, FileProgress { rows_done: 0, done: true, quarantined: Some(reason) });
             cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
             return Ok(());
         }
     };
+    cx.file_no += 1;
+    let f = cx.file_no;
+    cx.open.insert(f, OpenFile { name: name.clone(), handed: start_row, reading: true, quarantined: None });
     let mut row_base = 0u64;
-    let mut handed = start_row;
-    let mut stopped = false;
     for batch in reader {
         if cx.stop.load(Ordering::SeqCst) {
-            stopped = true;
-            break;
+            // Not done: the next run goes on from the recorded position.
+            return Ok(());
         }
         let batch = match batch {
             Ok(b) => b,
             Err(reason) => {
                 // A corrupt part: what was read so far stands, the rest is quarantined.
-                drain(cx, &file)?;
-                quarantine(cx, &file, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
-                finish_file(cx, &file, handed, Some(reason))?;
-                return Ok(());
+                quarantine(cx, &name, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break;
             }
         };
         let n = batch.num_rows() as u64;
@@ -353,28 +402,23 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
         let batch = if skip > 0 { batch.slice(skip as usize, (n - skip) as usize) } else { batch };
         let first = row_base + skip;
         if let Err(reason) = ensure_pipeline(cx, &batch.schema()) {
-            drain(cx, &file)?;
-            quarantine(cx, &file, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
-            finish_file(cx, &file, handed, Some(reason))?;
-            return Ok(());
+            quarantine(cx, &name, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
+            cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+            break;
         }
-        send_batch(cx, &file, &batch, first)?;
-        handed = first + batch.num_rows() as u64;
+        send_batch(cx, f, &name, &batch, first)?;
+        cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
         row_base += n;
-        save_progress(cx, &file, handed, false)?;
+        settle(cx, false)?;
         if let Some(e) = fatal(cx) {
             return Err(e);
         }
     }
-    drain(cx, &file)?;
-    if stopped {
-        save_progress(cx, &file, handed, true)?;
-        return Ok(());
-    }
-    finish_file(cx, &file, handed, None)
+    cx.open.get_mut(&f).expect("open file").reading = false;
+    settle(cx, false)
 }
 
-fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> Result<(), String> {
+fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<(), String> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let (mask, errors) = cx.filters.evaluate(batch);
@@ -412,7 +456,7 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
         let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
         let projected = pipeline.projection.apply(&kept).map_err(|e| format!("projection failed: {e}"))?;
         let rows = pipeline.encoder.encode(&projected)?;
-        send_rows(cx, file, &key, &rows, &kept_rows[next_kept..next_kept + count])?;
+        send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count])?;
         next_kept += count;
     }
     Ok(())
@@ -421,12 +465,21 @@ fn send_batch(cx: &mut Ctx<'_>, file: &str, batch: &RecordBatch, first: u64) -> 
 /// Rows encoded at once by a stream.
 const ENCODE_CHUNK: usize = 32;
 
-fn send_rows(cx: &mut Ctx<'_>, file: &str, key: &str, rows: &EncodedRows, kept_rows: &[u64]) -> Result<(), String> {
+fn send_rows(
+    cx: &mut Ctx<'_>,
+    f: u64,
+    file: &str,
+    key: &str,
+    rows: &EncodedRows,
+    kept_rows: &[u64],
+) -> Result<(), String> {
     for (i, datum) in rows.iter().enumerate() {
         let row = kept_rows[i];
+        // Every earlier row of the file is sent, filtered out or quarantined.
+        cx.open.get_mut(&f).expect("open file").handed = row;
         // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
         while cx.unsaved.len() >= cx.spec.max_in_flight {
-            save_progress(cx, file, row, true)?;
+            settle(cx, true)?;
             if cx.unsaved.len() >= cx.spec.max_in_flight {
                 if let Some(e) = fatal(cx) {
                     return Err(e);
@@ -434,14 +487,14 @@ fn send_rows(cx: &mut Ctx<'_>, file: &str, key: &str, rows: &EncodedRows, kept_r
                 std::thread::sleep(Duration::from_micros(500));
             }
         }
-        cx.unsaved.push_back(row);
-        cx.sink.state.lock().unwrap().pending.insert(row);
-        match cx.sink.send(key.as_bytes(), &datum, cx.generation, row) {
+        cx.unsaved.push_back((f, row));
+        cx.sink.state.lock().unwrap().pending.insert((f, row));
+        match cx.sink.send(key.as_bytes(), &datum, f, row) {
             Ok(()) => {
                 cx.stats.passed.fetch_add(1, Ordering::Relaxed);
             }
             Err((RDKafkaErrorCode::MessageSizeTooLarge, msg)) => {
-                cx.sink.state.lock().unwrap().pending.remove(&row);
+                cx.sink.state.lock().unwrap().pending.remove(&(f, row));
                 quarantine(
                     cx,
                     file,
@@ -450,7 +503,7 @@ fn send_rows(cx: &mut Ctx<'_>, file: &str, key: &str, rows: &EncodedRows, kept_r
                 );
             }
             Err((_, msg)) => {
-                cx.sink.state.lock().unwrap().pending.remove(&row);
+                cx.sink.state.lock().unwrap().pending.remove(&(f, row));
                 return Err(explain(cx.spec, &msg));
             }
         }
@@ -458,9 +511,9 @@ fn send_rows(cx: &mut Ctx<'_>, file: &str, key: &str, rows: &EncodedRows, kept_r
     Ok(())
 }
 
-/// Wait for every pending delivery report of the current file. Flushing
-/// sends the file's tail now instead of after `linger.ms`.
-fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
+/// Wait for every pending delivery report, then record them. Flushing sends
+/// the last batches now instead of after `linger.ms`.
+fn drain(cx: &mut Ctx<'_>) -> Result<(), String> {
     loop {
         if let Some(e) = fatal(cx) {
             return Err(e);
@@ -475,18 +528,5 @@ fn drain(cx: &mut Ctx<'_>, file: &str) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let too_large: Vec<(u64, String)> = std::mem::take(&mut cx.sink.state.lock().unwrap().too_large);
-    for (row, reason) in too_large {
-        quarantine(cx, file, Some(row), &reason);
-    }
-    Ok(())
-}
-
-fn finish_file(cx: &mut Ctx<'_>, file: &str, handed: u64, quarantined: Option<String>) -> Result<(), String> {
-    cx.unsaved.clear();
-    cx.ckpt.files.insert(file.to_string(), FileProgress { rows_done: handed, done: true, quarantined });
-    cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
-    cx.last_save = Instant::now();
-    cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    settle(cx, true)
 }
