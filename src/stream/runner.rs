@@ -139,6 +139,8 @@ struct Ctx<'a> {
     file_no: u64,
     /// Files being read or waiting for their last delivery reports.
     open: BTreeMap<u64, OpenFile>,
+    /// Where this stream reads, for the streams sharing its source.
+    follower: shared::Follower,
     pipeline: Option<Pipeline>,
     filter_errors_logged: u32,
     /// (file, row) sent at or after its file's saved `rows_done`, in order:
@@ -186,6 +188,7 @@ fn run(
         last_save: Instant::now(),
         file_no: 0,
         open: BTreeMap::new(),
+        follower: shared::Follower::new(),
         pipeline: None,
         filter_errors_logged: 0,
         unsaved: Default::default(),
@@ -366,7 +369,7 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
 fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
     let name = rel(&cx.spec.source_root, path);
     let start_row = cx.ckpt.files.get(&name).map(|p| p.rows_done).unwrap_or(0);
-    let reader = match shared::open(path, cx.spec.format, cx.spec.batch_size) {
+    let reader = match cx.follower.open(path, cx.spec.format, cx.spec.batch_size) {
         Ok(r) => r,
         Err(reason) => {
             quarantine(cx, &name, None, &reason);

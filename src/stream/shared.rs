@@ -45,8 +45,15 @@ struct Window {
     items: VecDeque<Item>,
     /// The decoder is exhausted: there is no item at `first + items.len()`.
     finished: bool,
+    /// A reader is decoding the next batch (outside the window's lock).
+    decoding: bool,
     /// Next index each registered reader will ask for.
     cursors: HashMap<u64, usize>,
+    /// Readers expected to join: streams in step with the one that opened
+    /// the file (on it already, or on the file it came from). Until they
+    /// joined, or LAGGARD_WAIT passed, the first batch is kept for them.
+    expected: usize,
+    joined: usize,
 }
 
 impl Window {
@@ -56,7 +63,7 @@ impl Window {
     /// No reader still in step waits for the oldest item (readers already
     /// left behind do not count: they will read on their own).
     fn front_taken(&self) -> bool {
-        !self.cursors.values().any(|c| *c == self.first)
+        !self.cursors.values().any(|c| *c == self.first) && (self.first > 0 || self.joined >= self.expected)
     }
 }
 
@@ -73,10 +80,67 @@ fn registry() -> &'static Mutex<HashMap<Key, Weak<SharedFile>>> {
     R.get_or_init(Default::default)
 }
 
-/// Open `path` for one stream, sharing decoded batches with the other
-/// streams reading it now. Errors are quarantine reasons, as from
-/// [`source::open`].
+/// The file each running stream reads (or last read), by stream.
+type Position = (PathBuf, SourceFormat, usize);
+
+fn positions() -> &'static Mutex<HashMap<u64, Option<Position>>> {
+    static P: OnceLock<Mutex<HashMap<u64, Option<Position>>>> = OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+/// One stream's reading position, which tells the streams in step with it
+/// to keep a file's first batches until it joins. Dropped with the stream.
+pub struct Follower {
+    id: u64,
+}
+
+impl Default for Follower {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Follower {
+    pub fn new() -> Follower {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        positions().lock().unwrap().insert(id, None);
+        Follower { id }
+    }
+
+    /// Open `path` for this stream, sharing decoded batches with the other
+    /// streams reading it now. Errors are quarantine reasons, as from
+    /// [`source::open`].
+    pub fn open(&self, path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
+        // Streams on the file this one comes from are in step with it and
+        // will open `path` next; streams further behind are not waited for.
+        let expected = {
+            let mut pos = positions().lock().unwrap();
+            let here = Some((path.to_path_buf(), format, batch_size));
+            let prev = pos.insert(self.id, here.clone()).flatten();
+            pos.values().filter(|p| **p == here || (prev.is_some() && **p == prev)).count()
+        };
+        open_expecting(path, format, batch_size, expected)
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        positions().lock().unwrap().remove(&self.id);
+    }
+}
+
+/// Open `path` for one reader with no other stream to wait for.
 pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
+    open_expecting(path, format, batch_size, 1)
+}
+
+fn open_expecting(
+    path: &Path,
+    format: SourceFormat,
+    batch_size: usize,
+    expected: usize,
+) -> Result<SharedReader, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
     let key = Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() };
     let file = {
@@ -93,7 +157,10 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<Shar
                         first: 0,
                         items: VecDeque::new(),
                         finished: false,
+                        decoding: false,
                         cursors: HashMap::new(),
+                        expected,
+                        joined: 0,
                     }),
                     moved: Condvar::new(),
                     next_reader: AtomicU64::new(0),
@@ -109,11 +176,19 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<Shar
         // A reader joining after batches were dropped reads on its own.
         if w.first > 0 {
             drop(w);
-            return Ok(SharedReader { id, shared: None, private: Some(Private::open(path, format, batch_size)?) });
+            return Ok(SharedReader {
+                id,
+                shared: None,
+                private: Some(Private::open(path, format, batch_size)?),
+                left_behind: false,
+            });
         }
         w.cursors.insert(id, 0);
+        w.joined += 1;
+        // The decoder may be keeping the first batch for this reader.
+        file.moved.notify_all();
     }
-    Ok(SharedReader { id, shared: Some(file), private: None })
+    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false })
 }
 
 struct Private {
@@ -133,12 +208,19 @@ pub struct SharedReader {
     id: u64,
     shared: Option<Arc<SharedFile>>,
     private: Option<Private>,
+    /// It fell out of the shared window and went on privately.
+    left_behind: bool,
 }
 
 impl SharedReader {
     /// Whether this reader takes batches from the shared window.
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
+    }
+
+    /// Whether it had to leave the shared window and decode on its own.
+    pub fn was_left_behind(&self) -> bool {
+        self.left_behind
     }
 
     fn leave(&mut self) {
@@ -150,54 +232,56 @@ impl SharedReader {
     }
 
     fn next_shared(&mut self, f: &SharedFile) -> Option<Result<Item, usize>> {
-        let idx = {
-            let w = f.window.lock().unwrap();
-            *w.cursors.get(&self.id)?
-        };
+        let mut w = f.window.lock().unwrap();
+        let idx = *w.cursors.get(&self.id)?;
+        let deadline = Instant::now() + LAGGARD_WAIT;
         loop {
-            {
-                let mut w = f.window.lock().unwrap();
-                if idx < w.first {
-                    // Left behind: the caller switches to a private reader.
-                    return Some(Err(idx));
-                }
-                if idx < w.end() {
-                    let item = w.items[idx - w.first].clone();
-                    w.cursors.insert(self.id, idx + 1);
-                    f.moved.notify_all();
-                    return Some(Ok(item));
-                }
-                if w.finished {
-                    return None;
-                }
+            if idx < w.first {
+                // Left behind: the caller switches to a private reader.
+                return Some(Err(idx));
             }
-            // Decode the next batch, unless another reader is doing it.
-            let mut dec = f.decoder.lock().unwrap();
-            let mut w = f.window.lock().unwrap();
-            if idx < w.end() || w.finished {
+            if idx < w.end() {
+                let item = w.items[idx - w.first].clone();
+                w.cursors.insert(self.id, idx + 1);
+                f.moved.notify_all();
+                return Some(Ok(item));
+            }
+            if w.finished {
+                return None;
+            }
+            if w.decoding {
+                // Another reader decodes the batch this one needs.
+                w = f.moved.wait_timeout(w, Duration::from_millis(100)).unwrap().0;
                 continue;
             }
-            let deadline = Instant::now() + LAGGARD_WAIT;
-            while w.items.len() >= WINDOW {
-                if !w.front_taken() {
-                    let now = Instant::now();
-                    if now < deadline {
-                        w = f.moved.wait_timeout(w, deadline - now).unwrap().0;
-                        continue;
-                    }
+            // Make room, keeping the oldest batch for readers in step that
+            // have not taken it yet (or not joined yet), up to the deadline.
+            // Nothing is held but the window, which the wait releases.
+            if w.items.len() >= WINDOW {
+                let now = Instant::now();
+                if !w.front_taken() && now < deadline {
+                    w = f.moved.wait_timeout(w, deadline - now).unwrap().0;
+                    continue;
                 }
                 w.items.pop_front();
                 w.first += 1;
+                continue;
             }
+            w.decoding = true;
             drop(w);
-            let item = dec.as_mut().and_then(|r| r.next());
-            let mut w = f.window.lock().unwrap();
-            match item {
-                Some(it) => w.items.push_back(it),
-                None => {
-                    w.finished = true;
+            let item = {
+                let mut dec = f.decoder.lock().unwrap();
+                let item = dec.as_mut().and_then(|r| r.next());
+                if item.is_none() {
                     *dec = None;
                 }
+                item
+            };
+            w = f.window.lock().unwrap();
+            w.decoding = false;
+            match item {
+                Some(it) => w.items.push_back(it),
+                None => w.finished = true,
             }
             f.moved.notify_all();
         }
@@ -216,6 +300,7 @@ impl Iterator for SharedReader {
                 }
                 Some(Err(idx)) => {
                     self.leave();
+                    self.left_behind = true;
                     let k = &f.key;
                     match Private::open(&k.path, k.format, k.batch_size) {
                         Ok(mut p) => {
@@ -258,12 +343,61 @@ mod tests {
     }
 
     fn values(r: SharedReader) -> Vec<i64> {
-        r.flat_map(|b| {
+        values_and_behind(r).0
+    }
+
+    fn values_and_behind(mut r: SharedReader) -> (Vec<i64>, bool) {
+        let mut out = Vec::new();
+        for b in r.by_ref() {
             let b = b.unwrap();
-            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
-            a.values().to_vec()
-        })
-        .collect()
+            out.extend_from_slice(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values());
+        }
+        (out, r.was_left_behind())
+    }
+
+    #[test]
+    fn readers_in_step_never_block_each_other_out_of_the_window() {
+        // 200 batches: a reader waiting for the window must not hold what
+        // the other needs to take its batch (that stalled both for
+        // LAGGARD_WAIT and pushed one out of the shared window).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        write_parquet(&p, 2000);
+        for _ in 0..3 {
+            let a = open(&p, SourceFormat::Parquet, 10).unwrap();
+            let b = open(&p, SourceFormat::Parquet, 10).unwrap();
+            let ta = std::thread::spawn(move || values_and_behind(a));
+            let tb = std::thread::spawn(move || values_and_behind(b));
+            let expect: Vec<i64> = (0..2000).collect();
+            for (vals, behind) in [ta.join().unwrap(), tb.join().unwrap()] {
+                assert_eq!(vals, expect);
+                assert!(!behind, "a reader in step was left behind");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_in_step_that_opens_the_file_late_still_shares_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (dir.path().join("1.parquet"), dir.path().join("2.parquet"));
+        write_parquet(&p1, 30);
+        write_parquet(&p2, 300);
+        let (fa, fb) = (Follower::new(), Follower::new());
+        // Both streams read file 1; stream a moves on to file 2 first.
+        drop(values(fa.open(&p1, SourceFormat::Parquet, 10).unwrap()));
+        let b1 = fb.open(&p1, SourceFormat::Parquet, 10).unwrap();
+        let a2 = fa.open(&p2, SourceFormat::Parquet, 10).unwrap();
+        let ta = std::thread::spawn(move || values_and_behind(a2));
+        // Stream b is still on file 1: a keeps file 2's first batches for it.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(values(b1));
+        let b2 = fb.open(&p2, SourceFormat::Parquet, 10).unwrap();
+        assert!(b2.is_shared(), "b joins the shared window of file 2");
+        let (vb, behind_b) = values_and_behind(b2);
+        let (va, behind_a) = ta.join().unwrap();
+        let expect: Vec<i64> = (0..300).collect();
+        assert_eq!((va, vb), (expect.clone(), expect));
+        assert!(!behind_a && !behind_b);
     }
 
     #[test]
