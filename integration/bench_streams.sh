@@ -3,7 +3,7 @@
 # stream and through 10 filtered streams, against the local broker, with two
 # baselines measured in the same run:
 #   - the broker's ceiling: Kafka's own producer performance tool, same
-#     count, record size, acks=all, compression;
+#     count, record size, acks=all, compression (zstd level 1, fink's default);
 #   - a Python pipeline doing the same work (pyarrow + fastavro + confluent-kafka).
 # Prints alerts/s, MB/s, peak RSS and the ratios. Runs its own one-node
 # cluster on ports 49092/49192.
@@ -88,6 +88,7 @@ cat > perf.properties <<PROPS
 bootstrap.servers=127.0.0.1:49092
 acks=all
 compression.type=zstd
+compression.zstd.level=1
 enable.idempotence=true
 linger.ms=20
 security.protocol=SASL_PLAINTEXT
@@ -121,7 +122,8 @@ parsed = fastavro.parse_schema(json.loads(schema_json))
 key = json.dumps(json.loads(schema_json)).encode()
 p = Producer({"bootstrap.servers": "127.0.0.1:49092", "security.protocol": "SASL_PLAINTEXT",
               "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "admin", "sasl.password": pw,
-              "acks": "all", "enable.idempotence": True, "compression.type": "zstd", "linger.ms": 20})
+              "acks": "all", "enable.idempotence": True, "compression.type": "zstd", "compression.level": 1,
+              "linger.ms": 20})
 t0 = time.time(); n = 0
 for f in sorted(glob.glob("alerts/*/*.parquet")):
     for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
