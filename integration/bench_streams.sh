@@ -64,7 +64,8 @@ run_fink() { # $1 tag $2 streams
   config "$1" "$2" > fink.toml
   "$FINK" apply --auto-approve >/dev/null 2>&1 || { echo "apply failed" >&2; return 1; }
   rm -rf state
-  /usr/bin/time -f "%e %M" -o time.txt "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err || { cat run.err >&2; return 1; }
+  # A stalled stream waits for the broker forever: give up after 15 minutes.
+  /usr/bin/time -f "%e %M" -o time.txt timeout 900 "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err || { tail -20 run.err >&2; return 1; }
   python3 -c "
 import json; d=json.load(open('run.json')); s=d['streams']
 print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), sum(x['stats']['bytes'] for x in s), sum(x['stats']['read'] for x in s))"
