@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -83,8 +83,15 @@ fn registry() -> &'static Mutex<HashMap<Key, Weak<SharedFile>>> {
 /// The file each running stream reads (or last read), by stream.
 type Position = (PathBuf, SourceFormat, usize);
 
-fn positions() -> &'static Mutex<HashMap<u64, Option<Position>>> {
-    static P: OnceLock<Mutex<HashMap<u64, Option<Position>>>> = OnceLock::new();
+struct Slot {
+    pos: Option<Position>,
+    /// Reading its current file on its own (it fell out of the window):
+    /// not in step, so nobody waits for it.
+    lagging: Arc<AtomicBool>,
+}
+
+fn positions() -> &'static Mutex<HashMap<u64, Slot>> {
+    static P: OnceLock<Mutex<HashMap<u64, Slot>>> = OnceLock::new();
     P.get_or_init(Default::default)
 }
 
@@ -92,6 +99,7 @@ fn positions() -> &'static Mutex<HashMap<u64, Option<Position>>> {
 /// to keep a file's first batches until it joins. Dropped with the stream.
 pub struct Follower {
     id: u64,
+    lagging: Arc<AtomicBool>,
 }
 
 impl Default for Follower {
@@ -104,8 +112,9 @@ impl Follower {
     pub fn new() -> Follower {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        positions().lock().unwrap().insert(id, None);
-        Follower { id }
+        let lagging = Arc::new(AtomicBool::new(false));
+        positions().lock().unwrap().insert(id, Slot { pos: None, lagging: lagging.clone() });
+        Follower { id, lagging }
     }
 
     /// Open `path` for this stream, sharing decoded batches with the other
@@ -115,12 +124,18 @@ impl Follower {
         // Streams on the file this one comes from are in step with it and
         // will open `path` next; streams further behind are not waited for.
         let expected = {
-            let mut pos = positions().lock().unwrap();
+            let mut slots = positions().lock().unwrap();
             let here = Some((path.to_path_buf(), format, batch_size));
-            let prev = pos.insert(self.id, here.clone()).flatten();
-            pos.values().filter(|p| **p == here || (prev.is_some() && **p == prev)).count()
+            self.lagging.store(false, Ordering::SeqCst);
+            let slot = slots.get_mut(&self.id).expect("registered follower");
+            let prev = std::mem::replace(&mut slot.pos, here.clone());
+            slots
+                .values()
+                .filter(|s| !s.lagging.load(Ordering::SeqCst))
+                .filter(|s| s.pos == here || (prev.is_some() && s.pos == prev))
+                .count()
         };
-        open_expecting(path, format, batch_size, expected)
+        open_expecting(path, format, batch_size, expected, Some(self.lagging.clone()))
     }
 }
 
@@ -132,7 +147,7 @@ impl Drop for Follower {
 
 /// Open `path` for one reader with no other stream to wait for.
 pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
-    open_expecting(path, format, batch_size, 1)
+    open_expecting(path, format, batch_size, 1, None)
 }
 
 fn open_expecting(
@@ -140,6 +155,7 @@ fn open_expecting(
     format: SourceFormat,
     batch_size: usize,
     expected: usize,
+    lagging: Option<Arc<AtomicBool>>,
 ) -> Result<SharedReader, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
     let key = Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() };
@@ -176,11 +192,15 @@ fn open_expecting(
         // A reader joining after batches were dropped reads on its own.
         if w.first > 0 {
             drop(w);
+            if let Some(l) = &lagging {
+                l.store(true, Ordering::SeqCst);
+            }
             return Ok(SharedReader {
                 id,
                 shared: None,
                 private: Some(Private::open(path, format, batch_size)?),
                 left_behind: false,
+                lagging,
             });
         }
         w.cursors.insert(id, 0);
@@ -188,7 +208,7 @@ fn open_expecting(
         // The decoder may be keeping the first batch for this reader.
         file.moved.notify_all();
     }
-    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false })
+    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false, lagging })
 }
 
 struct Private {
@@ -210,6 +230,8 @@ pub struct SharedReader {
     private: Option<Private>,
     /// It fell out of the shared window and went on privately.
     left_behind: bool,
+    /// The stream's lagging flag, raised when it falls out.
+    lagging: Option<Arc<AtomicBool>>,
 }
 
 impl SharedReader {
@@ -301,6 +323,9 @@ impl Iterator for SharedReader {
                 Some(Err(idx)) => {
                     self.leave();
                     self.left_behind = true;
+                    if let Some(l) = &self.lagging {
+                        l.store(true, Ordering::SeqCst);
+                    }
                     let k = &f.key;
                     match Private::open(&k.path, k.format, k.batch_size) {
                         Ok(mut p) => {

@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Message};
 
 use crate::cluster::Connection;
 use crate::config::{Compression, ProducerConfig};
@@ -39,6 +39,7 @@ pub struct SinkContext {
     pub state: Arc<Mutex<Deliveries>>,
     /// The stream's live counters: published, in flight, last progress.
     pub stats: Arc<Stats>,
+    pub pacing: Arc<Pacing>,
 }
 
 impl ClientContext for SinkContext {
@@ -59,6 +60,10 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: Tag) {
         let (file, row) = *tag;
+        let partition = match result {
+            Ok(m) | Err((_, m)) => m.partition(),
+        };
+        self.pacing.reported(partition);
         let mut st = self.state.lock().unwrap();
         self.stats.reported();
         match result {
@@ -99,33 +104,83 @@ pub struct Sink {
 /// keep one partition's worth of requests in flight. Instead alerts fill one
 /// producer batch (`batch.size`) on a partition, then move to the next, like
 /// Kafka's sticky partitioner. A `partitioner` property turns this off.
+///
+/// A new batch only starts on a partition whose previous batch is fully
+/// acknowledged. librdkafka 2.12's idempotent producer sends one request
+/// per partition at a time and busy-polls while a ready batch waits behind
+/// it (burning a core and starving a broker on the same machine); waiting
+/// here instead costs nothing, and with two or more partitions one batch
+/// fills while another is in flight.
 struct Spread {
-    partitions: Cell<i32>,
     current: Cell<i32>,
     bytes: Cell<usize>,
     batch_bytes: usize,
+    pacing: Arc<Pacing>,
+}
+
+/// Alerts handed to librdkafka and not yet reported, per partition.
+#[derive(Default)]
+pub struct Pacing {
+    outstanding: Mutex<Vec<u64>>,
+    freed: std::sync::Condvar,
+}
+
+impl Pacing {
+    fn set_partitions(&self, n: usize) {
+        self.outstanding.lock().unwrap().resize(n, 0);
+    }
+
+    /// A report came in for an alert sent to `partition`.
+    fn reported(&self, partition: i32) {
+        let mut o = self.outstanding.lock().unwrap();
+        if let Some(c) = o.get_mut(partition as usize) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.freed.notify_all();
+            }
+        }
+    }
 }
 
 impl Spread {
     fn next(&self, len: usize) -> Option<i32> {
-        let n = self.partitions.get();
+        let mut o = self.pacing.outstanding.lock().unwrap();
+        let n = o.len() as i32;
         if n <= 0 {
             return None;
         }
-        let p = self.current.get() % n;
-        let bytes = self.bytes.get() + len;
-        if bytes >= self.batch_bytes {
-            self.current.set((p + 1) % n);
+        let mut p = self.current.get() % n;
+        // The batch ends before it would overflow: librdkafka would leave
+        // the overflow queued behind the request, waiting for `linger.ms`.
+        if self.bytes.get() > 0 && self.bytes.get() + len > self.batch_bytes {
+            p = (p + 1) % n;
             self.bytes.set(0);
-        } else {
-            self.bytes.set(bytes);
         }
+        if self.bytes.get() == 0 {
+            // A new batch: on the first free partition from here, or wait.
+            loop {
+                if let Some(free) = (0..n).map(|k| (p + k) % n).find(|q| o[*q as usize] == 0) {
+                    p = free;
+                    break;
+                }
+                o = self.pacing.freed.wait_timeout(o, Duration::from_millis(100)).unwrap().0;
+            }
+        }
+        o[p as usize] += 1;
+        self.current.set(p);
+        self.bytes.set(self.bytes.get() + len);
         Some(p)
+    }
+
+    /// The alert chosen for `partition` was not produced after all.
+    fn unsent(&self, partition: i32) {
+        self.pacing.reported(partition);
     }
 }
 
 impl Sink {
     pub fn new(conn: &Connection, topic: &str, opts: &ProducerConfig, stats: Arc<Stats>) -> Result<Sink, String> {
+        let spreading = !opts.properties.contains_key("partitioner");
         let mut cfg: ClientConfig = conn.client_config();
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -137,11 +192,10 @@ impl Sink {
                     Compression::Zstd => "zstd",
                 },
             )
-            // Fuller, fewer requests. An idempotent producer may have five
-            // requests in flight per partition; librdkafka busy-polls while a
-            // sixth batch waits, which starves a broker on the same machine.
-            // A file's tail does not wait for it: the stream flushes there.
-            .set("linger.ms", opts.linger_ms.unwrap_or(100).to_string())
+            // With the stream choosing partitions, batches are closed by
+            // `Spread` (below) and only need a moment to gather; otherwise
+            // linger for fuller, fewer requests. The backlog's tail is flushed.
+            .set("linger.ms", opts.linger_ms.unwrap_or(if spreading { 5 } else { 100 }).to_string())
             // Bounded memory per stream: 8 MB is ~100 alerts of 70 KB queued, enough to fill batches.
             .set("queue.buffering.max.kbytes", "8192")
             // Never give up on an alert: an overloaded or restarting broker
@@ -161,11 +215,12 @@ impl Sink {
             cfg.set(k, v);
         }
         let state = Arc::new(Mutex::new(Deliveries::default()));
-        let ctx = SinkContext { state: state.clone(), stats: stats.clone() };
+        let pacing = Arc::new(Pacing::default());
+        let ctx = SinkContext { state: state.clone(), stats: stats.clone(), pacing: pacing.clone() };
         let producer: ThreadedProducer<SinkContext> =
             cfg.create_with_context(ctx).map_err(|e| format!("cannot create the producer: {e}"))?;
-        let spread = (!opts.properties.contains_key("partitioner")).then(|| Spread {
-            partitions: Cell::new(0),
+        let spread = spreading.then(|| Spread {
+            pacing,
             // Streams and restarts start on different partitions.
             current: Cell::new((std::process::id() ^ topic.len() as u32) as i32 & 0xffff),
             bytes: Cell::new(0),
@@ -175,7 +230,9 @@ impl Sink {
                 .and_then(|v| v.parse().ok())
                 .or(opts.batch_size.map(|b| b as usize))
                 .unwrap_or(1_000_000)
-                .max(1),
+                // Room for librdkafka's per-record overhead.
+                .saturating_mul(19)
+                / 20,
         });
         Ok(Sink { producer, state, topic: topic.to_string(), spread, stats })
     }
@@ -220,7 +277,7 @@ impl Sink {
             });
         }
         if let Some(s) = &self.spread {
-            s.partitions.set(n as i32);
+            s.pacing.set_partitions(n);
         }
         Ok(n)
     }
@@ -244,6 +301,9 @@ impl Sink {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((e, _)) => {
+                    if let (Some(s), Some(p)) = (&self.spread, partition) {
+                        s.unsent(p);
+                    }
                     let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
                     return Err((code, e.to_string()));
                 }
@@ -264,25 +324,65 @@ mod tests {
     use super::*;
 
     fn spread(partitions: i32, batch_bytes: usize) -> Spread {
-        Spread { partitions: Cell::new(partitions), current: Cell::new(7), bytes: Cell::new(0), batch_bytes }
+        let pacing = Arc::new(Pacing::default());
+        pacing.set_partitions(partitions as usize);
+        Spread { pacing, current: Cell::new(7), bytes: Cell::new(0), batch_bytes }
+    }
+
+    /// Report every alert sent so far, as the broker would.
+    fn ack_all(s: &Spread) {
+        s.pacing.outstanding.lock().unwrap().iter_mut().for_each(|c| *c = 0);
     }
 
     #[test]
     fn alerts_fill_one_batch_per_partition_in_turn() {
-        let s = spread(3, 100);
-        let parts: Vec<i32> = (0..12).map(|_| s.next(40).unwrap()).collect();
-        // 40-byte alerts: a 100-byte batch is full on the third alert, then the next partition.
+        let s = spread(3, 120);
+        let parts: Vec<i32> = (0..12)
+            .map(|_| {
+                let p = s.next(40).unwrap();
+                ack_all(&s);
+                p
+            })
+            .collect();
+        // 40-byte alerts: three fill a 120-byte batch; the fourth would overflow it and starts the next partition.
         assert_eq!(parts, vec![1, 1, 1, 2, 2, 2, 0, 0, 0, 1, 1, 1]);
         // Over whole rounds (three batches of three), every partition gets the same share.
         let mut counts = [0; 3];
         for _ in 0..2700 {
             counts[s.next(40).unwrap() as usize] += 1;
+            ack_all(&s);
         }
         assert_eq!(counts, [900, 900, 900]);
     }
 
     #[test]
+    fn a_new_batch_waits_for_a_partition_with_nothing_in_flight() {
+        let s = spread(2, 120);
+        // Partition 1 fills a batch, then partition 0 (nothing acknowledged).
+        let first: Vec<i32> = (0..6).map(|_| s.next(40).unwrap()).collect();
+        assert_eq!(first, vec![1, 1, 1, 0, 0, 0]);
+        // Both have a batch in flight: the next alert waits for a report.
+        let pacing = s.pacing.clone();
+        let acked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked2 = acked.clone();
+        let broker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(150));
+            acked2.store(true, Ordering::SeqCst);
+            for _ in 0..3 {
+                pacing.reported(0);
+            }
+        });
+        assert_eq!(s.next(40), Some(0), "the freed partition takes the next batch");
+        assert!(acked.load(Ordering::SeqCst), "it waited for partition 0's reports");
+        broker.join().unwrap();
+        // A batch already started keeps going on its partition.
+        assert_eq!(s.next(40), Some(0));
+    }
+
+    #[test]
     fn unknown_partition_count_leaves_the_choice_to_librdkafka() {
         assert_eq!(spread(0, 100).next(40), None);
+        let s = spread(0, 100);
+        s.unsent(3);
     }
 }
