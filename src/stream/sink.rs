@@ -195,7 +195,7 @@ impl Sink {
             // With the stream choosing partitions, batches are closed by
             // `Spread` (below) and only need a moment to gather; otherwise
             // linger for fuller, fewer requests. The backlog's tail is flushed.
-            .set("linger.ms", opts.linger_ms.unwrap_or(if spreading { 5 } else { 100 }).to_string())
+            .set("linger.ms", opts.linger_ms.unwrap_or(if spreading { 2 } else { 100 }).to_string())
             // Bounded memory per stream: 8 MB is ~100 alerts of 70 KB queued, enough to fill batches.
             .set("queue.buffering.max.kbytes", "8192")
             // Never give up on an alert: an overloaded or restarting broker
