@@ -71,6 +71,12 @@ import json; d=json.load(open('run.json')); s=d['streams']
 print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), sum(x['stats']['bytes'] for x in s), sum(x['stats']['read'] for x in s))"
 }
 
+# Untimed warm-up: a freshly started broker (cold JVM, empty page cache) is
+# slower than the long-running service we publish to, and every figure
+# below, baselines included, should meet the same warm broker.
+run_fink warm 1 >/dev/null || exit 1
+echo "warm-up run done"
+
 declare -a one_t one_rss ten_t ten_rss
 for r in $(seq 1 "$RUNS"); do
   read -r t rss pub bytes read < <(run_fink "one$r" 1) || exit 1
