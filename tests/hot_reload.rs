@@ -25,17 +25,25 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start(w: &Workspace, addr: &str) -> Runner {
+/// `fink run --no-progress EXTRA...` in the workspace, logging to run.log;
+/// returns at once.
+fn spawn(w: &Workspace, addr: &str, extra: &[&str]) -> Runner {
     let log = std::fs::File::create(w.path().join("run.log")).unwrap();
     let child = Command::new(fink_bin())
         .args(["run", "--no-progress"])
+        .args(extra)
         .current_dir(w.path())
         .env("FINK_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .unwrap();
-    let r = Runner { child, addr: addr.to_string() };
+    Runner { child, addr: addr.to_string() }
+}
+
+/// [`spawn`], then wait until its status endpoint answers.
+fn start(w: &Workspace, addr: &str) -> Runner {
+    let r = spawn(w, addr, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while fink::supervisor::fetch_status(addr).is_err() {
         assert!(
@@ -261,15 +269,7 @@ fn run_apply_creates_what_an_edit_needs_before_swapping() {
         format!("\n[[stream]]\nname = \"a\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t1}\"\n");
     w.config(&format!("{head}{s1}"));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
-    let child = Command::new(fink_bin())
-        .args(["run", "--no-progress", "--apply"])
-        .current_dir(w.path())
-        .env("FINK_LOG", "info")
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let r = Runner { child, addr: addr.clone() };
+    let r = spawn(&w, &addr, &["--apply"]);
     wait_for("fink run", || fink::supervisor::fetch_status(&addr).is_ok());
     // The edit adds a topic and a stream on it; --apply creates the topic first.
     let text = Workspace::cluster_header()
@@ -295,15 +295,7 @@ fn an_edit_saved_while_run_starts_is_not_lost() {
     };
     w.config(&format!("{head}{}", stream("a", &t1)));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
-    let child = Command::new(fink_bin())
-        .args(["run", "--no-progress"])
-        .current_dir(w.path())
-        .env("FINK_LOG", "info")
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let r = Runner { child, addr: addr.clone() };
+    let r = spawn(&w, &addr, &[]);
     // Saved while `fink run` loads, connects and starts: whenever it lands,
     // the running config must end up with both streams.
     std::thread::sleep(Duration::from_millis(150));
