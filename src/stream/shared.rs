@@ -145,7 +145,9 @@ impl Drop for Follower {
     }
 }
 
-/// Open `path` for one reader with no other stream to wait for.
+/// Open `path` for one reader with no other stream to wait for (streams
+/// open through their [`Follower`]).
+#[cfg(test)]
 pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
     open_expecting(path, format, batch_size, 1, None)
 }
