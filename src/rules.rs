@@ -2,8 +2,6 @@
 //! `<select>`, `<drop>`, `<filter>` of `<column name= subcol= operator=
 //! value=>`) as the equivalent `[[stream]]` select/drop and CEL filter.
 
-use std::fmt::Write as _;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
     pub select: Vec<String>,
@@ -103,26 +101,44 @@ pub fn import(xml: &str) -> Result<Imported, String> {
     Ok(Imported { select, drop, filter: if terms.is_empty() { None } else { Some(terms.join(" && ")) } })
 }
 
-/// The `[filter.NAME]` and `[[stream]]` TOML for an imported rule file.
+/// The `[filter.NAME]` and `[[stream]]` TOML for an imported rule file,
+/// built with toml_edit so any name or value is quoted and escaped as TOML
+/// requires.
 pub fn to_toml(i: &Imported, name: &str, topic: &str, source: &str, origin: &str) -> String {
-    let list = |v: &[String]| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
-    let mut out = String::new();
-    let _ = writeln!(out, "# Imported from {origin} by `fink import-rules`.");
+    use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table};
+    let list = |v: &[String]| value(v.iter().map(String::as_str).collect::<Array>());
+    let mut doc = DocumentMut::new();
     if let Some(f) = &i.filter {
-        let _ = writeln!(out, "[filter.{name}]\nexpr = {f:?}\n");
+        let mut filter = Table::new();
+        filter["expr"] = value(f.as_str());
+        let mut filters = Table::new();
+        filters.set_implicit(true);
+        filters.insert(name, Item::Table(filter));
+        doc["filter"] = Item::Table(filters);
     }
-    let _ = writeln!(
-        out,
-        "[[stream]]\nname = {name:?}\nsource = {{ format = \"parquet\", path = {source:?} }}\ntopic = {topic:?}"
-    );
-    let _ = writeln!(out, "select = {}", list(&i.select));
+    let mut stream = Table::new();
+    stream["name"] = value(name);
+    let mut src = InlineTable::new();
+    src.insert("format", "parquet".into());
+    src.insert("path", source.into());
+    stream["source"] = value(src);
+    stream["topic"] = value(topic);
+    stream["select"] = list(&i.select);
     if !i.drop.is_empty() {
-        let _ = writeln!(out, "drop = {}", list(&i.drop));
+        stream["drop"] = list(&i.drop);
     }
     if i.filter.is_some() {
-        let _ = writeln!(out, "filters = [{name:?}]");
+        stream["filters"] = list(&[name.to_string()]);
     }
-    out
+    let mut streams = ArrayOfTables::new();
+    streams.push(stream);
+    doc["stream"] = Item::ArrayOfTables(streams);
+    // A comment line cannot hold a line break: show those escaped.
+    let origin: String = origin
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect();
+    format!("# Imported from {origin} by `fink import-rules`.\n{doc}")
 }
 
 #[cfg(test)]
@@ -144,6 +160,28 @@ mod tests {
             Some("candidate.magpsf < 19.0 && simbadType == \"Star\" && candidate.rb > 0.55")
         );
         crate::stream::filter::Filter::compile("t", i.filter.as_deref().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_toml_round_trips_for_any_name_and_value() {
+        let odd = "a \"quoted\" \\ back\\slash, ünïcode ☄, tab\t and\nnewline";
+        let i = Imported {
+            select: vec!["objectId".into(), odd.into()],
+            drop: vec![odd.into()],
+            filter: Some(format!("objectId == \"{}\"", odd.replace('\\', "\\\\").replace('"', "\\\""))),
+        };
+        let text = to_toml(&i, odd, odd, odd, "rules\n.xml");
+        let parsed: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(parsed["filter"][odd]["expr"].as_str(), i.filter.as_deref());
+        let s = &parsed["stream"][0];
+        for key in ["name", "topic"] {
+            assert_eq!(s[key].as_str(), Some(odd));
+        }
+        assert_eq!(s["source"]["path"].as_str(), Some(odd));
+        assert_eq!(s["select"][1].as_str(), Some(odd));
+        assert_eq!(s["drop"][0].as_str(), Some(odd));
+        assert_eq!(s["filters"][0].as_str(), Some(odd));
+        assert!(text.starts_with("# Imported from rules\\n.xml"), "{text}");
     }
 
     #[test]

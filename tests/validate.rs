@@ -132,6 +132,36 @@ fn env_override_of_a_single_key() {
 }
 
 #[test]
+fn run_section_overrides_are_read_and_others_are_reported() {
+    let w = ws("");
+    let validate = |k: &str, v: &str| {
+        let r = std::process::Command::new(common::fink_bin())
+            .args(["validate"])
+            .current_dir(w.path())
+            .env(k, v)
+            .output()
+            .unwrap();
+        (r.status.code(), String::from_utf8_lossy(&r.stderr).to_string())
+    };
+    let (code, err) = validate("FINK_RUN__BATCH_SIZE", "many");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("run.batch_size"), "the override is read: {err}");
+    let (code, err) = validate("FINK_STREAM__0__TOPIC", "x");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("FINK_STREAM__0__TOPIC is ignored"), "{err}");
+    // The override reaches what uses it: `fink status` asks the address it gives.
+    let r = std::process::Command::new(common::fink_bin())
+        .args(["status"])
+        .current_dir(w.path())
+        .env("FINK_RUN__METRICS_ADDR", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(err.contains("no `fink run` answers on 127.0.0.1:9"), "{err}");
+}
+
+#[test]
 fn json_output_lists_errors_with_positions() {
     let w = ws("\n[[topic]]\nname = \"a\"\npartitions = 0\n");
     let r = w.fink(&["validate", "--output", "json"]);

@@ -3,7 +3,6 @@
 
 pub mod ffi;
 pub mod scram;
-pub mod views;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
@@ -83,6 +82,56 @@ impl Connection {
 
     pub fn who(&self) -> String {
         self.user.clone().unwrap_or_else(|| "ANONYMOUS".into())
+    }
+
+    /// Tells whether two connections log in with the same credentials
+    /// without keeping them: a keyed hash under a key drawn once per
+    /// process, so it means nothing outside it.
+    pub fn credential_fingerprint(&self) -> Fingerprint {
+        use hmac::{Hmac, Mac};
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut k = [0u8; 32];
+            // Without randomness the fingerprints are still comparable
+            // within the process; they just use a fixed key.
+            let _ = getrandom::fill(&mut k);
+            k
+        });
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+        for part in [self.who().as_str(), self.mechanism.as_str(), self.password.as_ref().map_or("", |p| p.expose())] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part.as_bytes());
+        }
+        let out = mac.finalize().into_bytes();
+        Fingerprint(out[..16].try_into().expect("16 bytes"))
+    }
+}
+
+/// The connection of a user declared in fink.toml (`None` or the admin's
+/// name: the admin), its secret resolved now. Every command that acts as a
+/// user goes through here.
+pub fn user_connection(loaded: &crate::config::Loaded, user: Option<&str>) -> Result<Connection> {
+    let admin = Connection::admin(&loaded.config.cluster, &loaded.base_dir)?;
+    let Some(user) = user.filter(|u| admin.user.as_deref() != Some(*u)) else {
+        return Ok(admin);
+    };
+    let u = loaded
+        .config
+        .users
+        .iter()
+        .find(|u| u.name == user)
+        .ok_or_else(|| anyhow!("user {user:?} is not declared in fink.toml"))?;
+    let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {user:?}: {e}"))?;
+    Ok(admin.as_user(&u.name, pw, u.mechanism))
+}
+
+/// See [`Connection::credential_fingerprint`]; never printed.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fingerprint([u8; 16]);
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint(..)")
     }
 }
 
@@ -468,6 +517,3 @@ pub fn producer(conn: &Connection) -> Result<BaseProducer<RecordingContext>> {
 pub fn connect_admin(config: &Config, base: &std::path::Path) -> Result<Admin> {
     Admin::connect(Connection::admin(&config.cluster, base)?)
 }
-
-/// `DefaultClientContext` is re-exported for tests that build plain clients.
-pub type PlainContext = DefaultClientContext;

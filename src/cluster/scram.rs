@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
@@ -96,12 +96,17 @@ fn bytes(b: &[u8]) -> Vec<u8> {
     v
 }
 
-fn nonce() -> String {
+/// The client nonce: 24 bytes from the OS, URL-safe base64 (no ',' so it
+/// is a valid SCRAM attribute). No randomness is an error, never a fixed
+/// nonce.
+fn nonce() -> std::io::Result<String> {
+    nonce_from(getrandom::fill)
+}
+
+fn nonce_from(fill: impl FnOnce(&mut [u8]) -> Result<(), getrandom::Error>) -> std::io::Result<String> {
     let mut b = [0u8; 24];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    B64.encode(b).replace(['+', '/', '='], "x")
+    fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness for the SCRAM nonce: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
 /// RFC 5802 saslname: ',' and '=' are escaped.
@@ -187,7 +192,7 @@ fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) 
         code => return Err(std::io::Error::other(format!("SaslHandshake error code {code}"))),
     }
 
-    let cnonce = nonce();
+    let cnonce = nonce()?;
     let first_bare = format!("n={},r={cnonce}", saslname(user));
     let resp = c.request(API_SASL_AUTHENTICATE, 1, &bytes(format!("n,,{first_bare}").as_bytes()))?;
     let mut r = Reader(&resp);
@@ -242,6 +247,16 @@ fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nonces_are_random_and_a_failing_source_is_an_error() {
+        let (a, b) = (super::nonce().unwrap(), super::nonce().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(!a.contains(','), "{a}");
+        let e = super::nonce_from(|_| Err(getrandom::Error::UNSUPPORTED)).unwrap_err();
+        assert!(e.to_string().contains("no randomness"), "{e}");
+    }
+
     use super::*;
 
     /// RFC 7677's SCRAM-SHA-256 test vector.

@@ -115,8 +115,23 @@ impl Loaded {
     }
 }
 
-/// Environment keys that drive fink itself and must not be read as config.
-const ENV_OVERRIDE_ROOTS: &[&str] = &["cluster", "local", "prune", "defaults"];
+/// The top-level keys an environment variable may override:
+/// `FINK_<KEY>` for a scalar, `FINK_<SECTION>__<KEY>` for a table's key.
+/// Every other `FINK_*` variable is not config: FINK_CONFIG, FINK_PROFILE
+/// and FINK_LOG drive fink itself, and secrets may be read from any name
+/// (`password = { env = "FINK_ADMIN_PASSWORD" }`).
+pub const ENV_OVERRIDE_ROOTS: &[&str] = &["cluster", "local", "defaults", "run", "prune"];
+
+/// `FINK_X__Y` variables that look like overrides of a key fink does not
+/// let the environment set: said, never silently ignored.
+fn ignored_env_overrides(vars: impl Iterator<Item = String>) -> Vec<String> {
+    vars.filter_map(|k| {
+        let rest = k.strip_prefix("FINK_")?;
+        let (root, _) = rest.split_once("__")?;
+        (!ENV_OVERRIDE_ROOTS.iter().any(|r| root.eq_ignore_ascii_case(r))).then_some(k)
+    })
+    .collect()
+}
 
 pub fn valid_profile_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -220,6 +235,21 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let located = validate::validate(&config, &base_dir);
     let mut errs = Vec::new();
     let mut warnings = Vec::new();
+    if opts.env_overrides {
+        for var in ignored_env_overrides(std::env::vars().map(|(k, _)| k)) {
+            warnings.push(Diagnostic {
+                file: Some("environment (FINK_*)".into()),
+                line: None,
+                column: None,
+                key: None,
+                message: format!(
+                    "{var} is ignored: only these sections can be overridden from the environment: {}",
+                    ENV_OVERRIDE_ROOTS.join(", ")
+                ),
+                severity: Severity::Warning,
+            });
+        }
+    }
     for (path, severity, message) in located {
         let d = locate(&sources, &path, severity, message);
         match severity {
@@ -354,90 +384,20 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
     d
 }
 
-/// `fink validate --data`: every field a stream selects, drops or filters
-/// on must exist in the sample schema, with a type that fits its use.
-pub fn check_against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &str) -> Vec<Diagnostic> {
-    use crate::stream::filter::{Filter, Use};
-    use crate::stream::project::type_at;
-    let mut sources = Vec::new();
-    let mut files = vec![loaded.config_path.clone()];
-    files.extend(loaded.profile_path.clone());
-    for f in files {
-        if let Ok(s) = read_source(&f, f.display().to_string().trim_start_matches("./")) {
-            sources.push(s);
-        }
-    }
-    let fields = schema.fields();
-    let mut out = Vec::new();
-    let cfg = &loaded.config;
-    let check_filter = |expr: &str, name: &str, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
-        let mut out = Vec::new();
-        let Ok(f) = Filter::compile(name, expr) else { return out };
-        let mut missing = std::collections::BTreeSet::new();
-        for (path, usage) in f.field_uses() {
-            match type_at(fields, &path) {
-                Err(_) if !missing.insert(path.clone()) => {}
-                Err(e) => {
-                    out.push(locate(&sources, &at, Severity::Error, format!("{ctx}: reads {path}: {e} ({sample})")))
-                }
-                Ok(dt) => {
-                    let numeric = dt.is_numeric();
-                    let text = matches!(
-                        dt,
-                        arrow_schema::DataType::Utf8
-                            | arrow_schema::DataType::LargeUtf8
-                            | arrow_schema::DataType::Utf8View
-                    );
-                    let bad = match usage {
-                        Use::Numeric => !numeric,
-                        Use::Text => !text,
-                        Use::Any => false,
-                    };
-                    if bad {
-                        let what = if usage == Use::Numeric { "a number" } else { "a string" };
-                        out.push(locate(
-                            &sources,
-                            &at,
-                            Severity::Error,
-                            format!("{ctx}: compares {path} ({dt}) with {what} ({sample})"),
-                        ));
-                    }
-                }
+impl Loaded {
+    /// A diagnostic at `path` in the config file or profile that sets it
+    /// (file:line:column), for checks made after loading.
+    pub fn locate(&self, path: &KeyPath, severity: Severity, message: String) -> Diagnostic {
+        let mut sources = Vec::new();
+        let mut files = vec![self.config_path.clone()];
+        files.extend(self.profile_path.clone());
+        for f in files {
+            if let Ok(s) = read_source(&f, f.display().to_string().trim_start_matches("./")) {
+                sources.push(s);
             }
         }
-        out
-    };
-    for (name, f) in &cfg.filters {
-        let used = cfg.streams.iter().any(|s| s.filters.contains(name));
-        if used {
-            out.extend(check_filter(
-                &f.expr,
-                name,
-                vec![Seg::Key("filter".into()), Seg::Key(name.clone()), Seg::Key("expr".into())],
-                &format!("filter {name:?}"),
-            ));
-        }
+        locate(&sources, path, severity, message)
     }
-    for (i, s) in cfg.streams.iter().enumerate() {
-        let ctx = format!("stream {:?}", s.name);
-        if let Some(expr) = &s.filter {
-            out.extend(check_filter(
-                expr,
-                "inline",
-                vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key("filter".into())],
-                &ctx,
-            ));
-        }
-        for (key, list) in [("select", &s.select), ("drop", &s.drop)] {
-            for (j, p) in list.iter().enumerate() {
-                if let Err(e) = crate::stream::project::check_path(fields, p) {
-                    let at = vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key(key.into()), Seg::Index(j)];
-                    out.push(locate(&sources, &at, Severity::Error, format!("{ctx}: {key} {p:?}: {e} ({sample})")));
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

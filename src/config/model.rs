@@ -41,6 +41,10 @@ pub struct Config {
     pub run: RunConfig,
 }
 
+/// The Apache Kafka release `fink cluster` runs unless `[local]
+/// kafka_version` says otherwise.
+pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
+
 /// How `fink run` runs streams.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +61,11 @@ pub struct RunConfig {
     /// A stream with alerts in flight and no delivery report for this long
     /// is reported as stalled (status, metric, log). It keeps waiting.
     pub stall_after_s: u64,
+    /// On SIGTERM, SIGINT or a reload, how long a stopping stream's
+    /// in-flight alerts get to be confirmed. After it the stream ends with
+    /// them unconfirmed (sent again on the next start) and `fink run`
+    /// exits 1.
+    pub shutdown_timeout_s: u64,
 }
 
 impl Default for RunConfig {
@@ -67,6 +76,7 @@ impl Default for RunConfig {
             batch_size: 256,
             max_in_flight: 1000,
             stall_after_s: 60,
+            shutdown_timeout_s: 30,
         }
     }
 }
@@ -169,7 +179,7 @@ impl Default for LocalConfig {
             controller_port: 9192,
             data_dir: ".fink/local".into(),
             heap: "512m".into(),
-            kafka_version: crate::local::DEFAULT_KAFKA_VERSION.into(),
+            kafka_version: DEFAULT_KAFKA_VERSION.into(),
         }
     }
 }

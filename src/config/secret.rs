@@ -1,7 +1,7 @@
 //! Secrets: where a password comes from, and a value type that never prints.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -85,14 +85,6 @@ impl Secret {
         matches!(self, Secret::Inline(_))
     }
 
-    /// Path of a file secret resolved against the config directory.
-    pub fn file_path(&self, base: &Path) -> Option<PathBuf> {
-        match self {
-            Secret::File { file, .. } => Some(base.join(file)),
-            _ => None,
-        }
-    }
-
     /// Resolve the value. A missing `generate = true` file is created here.
     pub fn resolve(&self, base: &Path) -> Result<SecretValue, SecretError> {
         match self {
@@ -146,10 +138,9 @@ fn io_reason(e: &std::io::Error) -> String {
 
 /// Random alphanumeric password, 32 characters, from the OS RNG.
 pub fn random_password() -> std::io::Result<String> {
-    use std::io::Read;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 64];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(format!("no randomness for a password: {e}")))?;
     // 62 symbols: reject bytes >= 248 to keep the draw uniform.
     let pw: String =
         bytes.iter().filter(|b| **b < 248).take(32).map(|b| ALPHABET[(*b % 62) as usize] as char).collect();

@@ -34,3 +34,16 @@ fn acl_role_rules() {
     assert!(e.contains("a producer role takes no group"), "{e}");
     assert!(e.contains("unknown operation \"Fly\""), "{e}");
 }
+
+#[test]
+fn env_overrides_outside_the_allowed_sections_are_reported() {
+    let vars = [
+        "FINK_RUN__BATCH_SIZE",
+        "FINK_PRUNE",
+        "FINK_ADMIN_PASSWORD",
+        "FINK_STREAM__0__TOPIC",
+        "FINK_LOCAL__PORT",
+        "OTHER__X",
+    ];
+    assert_eq!(ignored_env_overrides(vars.iter().map(|s| s.to_string())), vec!["FINK_STREAM__0__TOPIC".to_string()]);
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::cluster::{self, Connection};
 use crate::config::{Loaded, SecretValue};
 
-pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
+pub use crate::config::DEFAULT_KAFKA_VERSION;
 
 const SERVER_TEMPLATE: &str = include_str!("../../conf/server.properties.tmpl");
 const LOG4J2: &str = include_str!("../../conf/log4j2.properties");
@@ -263,7 +263,6 @@ impl LocalCluster {
     }
 
     fn spawn(&self, classpath: &str, i: u8) -> Result<i32> {
-        use std::os::unix::process::CommandExt;
         let dir = self.node_dir(i);
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_file(i))?;
         let mut cmd = Command::new("java");
@@ -279,12 +278,7 @@ impl LocalCluster {
             .stdout(log.try_clone()?)
             .stderr(log);
         // Own session: the broker outlives `fink` and ignores the terminal's ^C.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        crate::sys::detach_session(&mut cmd);
         let child = cmd.spawn().context("cannot start java (is Java 17+ installed?)")?;
         let pid = child.id() as i32;
         fs::write(self.pid_file(i), pid.to_string())?;
@@ -374,9 +368,7 @@ impl LocalCluster {
         }
         for (i, pid) in &pids {
             progress(&format!("stopping node {} (pid {pid})", i + 1));
-            unsafe {
-                libc::kill(*pid, libc::SIGTERM);
-            }
+            crate::sys::send_signal(*pid, crate::sys::SIGTERM);
         }
         let deadline = Instant::now() + grace;
         let mut forced = 0;
@@ -388,9 +380,7 @@ impl LocalCluster {
             if Instant::now() >= deadline {
                 for (i, pid) in alive {
                     progress(&format!("node {} did not stop within {}s: killing pid {pid}", i + 1, grace.as_secs()));
-                    unsafe {
-                        libc::kill(*pid, libc::SIGKILL);
-                    }
+                    crate::sys::send_signal(*pid, crate::sys::SIGKILL);
                     forced += 1;
                 }
                 std::thread::sleep(Duration::from_millis(500));
@@ -426,8 +416,7 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn pid_alive(pid: i32) -> bool {
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    if !alive {
+    if !crate::sys::process_exists(pid) {
         return false;
     }
     // A zombie still answers kill(0); it has exited for our purposes.
@@ -446,27 +435,14 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// A Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
 fn new_cluster_id() -> Result<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    use base64::Engine;
     loop {
         let mut b = [0u8; 16];
-        fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-        let mut bits = 0u32;
-        let mut nbits = 0;
-        let mut out = String::new();
-        for byte in b {
-            bits = (bits << 8) | byte as u32;
-            nbits += 8;
-            while nbits >= 6 {
-                nbits -= 6;
-                out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
-            }
-        }
-        if nbits > 0 {
-            out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
-        }
+        getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness for a cluster id: {e}"))?;
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         // Kafka rejects ids that start with '-' (they read as options).
-        if !out.starts_with('-') {
-            return Ok(out);
+        if !id.starts_with('-') {
+            return Ok(id);
         }
     }
 }

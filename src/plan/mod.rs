@@ -16,6 +16,22 @@ use crate::config::{AclConfig, AclRole, Config, Loaded, PatternType, ResourceKin
 
 pub const PLAN_FORMAT: &str = "fink-plan/1";
 
+/// A plan saved by `fink plan -o FILE`, refused clearly if it is not one or
+/// was written in another format version.
+pub fn load_saved(path: &std::path::Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("cannot read plan {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{} is not a fink plan: {e}", path.display()))?;
+    let format = v.get("format").and_then(|f| f.as_str()).unwrap_or("(none)");
+    if format != PLAN_FORMAT {
+        return Err(anyhow!(
+            "{} has format {format:?}; this fink reads {PLAN_FORMAT:?}: run `fink plan -o` again",
+            path.display()
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| anyhow!("{} is not a fink plan: {e}", path.display()))
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {

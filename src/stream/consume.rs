@@ -1,9 +1,8 @@
-//! `fink consume TOPIC`: read what a stream published, decode it the way
-//! fink-client does (schema from the key, value a schemaless Avro datum),
-//! and show it as a table or JSON lines.
+//! `fink consume TOPIC`: read what a stream published and decode it the
+//! way fink-client does (schema from the key, value a schemaless Avro
+//! datum). Showing it is `cli::consume`'s job.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -13,7 +12,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::cluster::Connection;
-use crate::output::{self, Format};
 
 pub struct ConsumeOptions {
     pub topic: String,
@@ -21,9 +19,7 @@ pub struct ConsumeOptions {
     pub from_beginning: bool,
     pub group: Option<String>,
     pub schema: Option<std::path::PathBuf>,
-    pub columns: Vec<String>,
     pub follow: bool,
-    pub format: Format,
 }
 
 /// Avro value -> JSON (unions unwrapped, bytes as base64).
@@ -57,22 +53,6 @@ pub fn to_json(v: &Avro) -> serde_json::Value {
 /// `a.b.c` inside a JSON object.
 pub fn path<'a>(v: &'a serde_json::Value, p: &str) -> Option<&'a serde_json::Value> {
     p.split('.').try_fold(v, |cur, k| cur.get(k))
-}
-
-fn cell(v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => "-".into(),
-        Some(serde_json::Value::String(s)) => {
-            if s.len() > 40 {
-                format!("{}...", &s[..37])
-            } else {
-                s.clone()
-            }
-        }
-        Some(serde_json::Value::Array(a)) => format!("[{} items]", a.len()),
-        Some(serde_json::Value::Object(_)) => "{...}".into(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// Decode one message's value with the schema in its key (or a fixed one).
@@ -123,7 +103,13 @@ impl Decoder {
     }
 }
 
-pub fn consume(conn: &Connection, opts: &ConsumeOptions) -> Result<usize> {
+/// Read the topic and hand each decoded alert to `on_alert` as it comes;
+/// returns how many were read.
+pub fn consume(
+    conn: &Connection,
+    opts: &ConsumeOptions,
+    on_alert: &mut dyn FnMut(serde_json::Value) -> Result<()>,
+) -> Result<usize> {
     let mut cfg = conn.client_config();
     let group = opts.group.clone().unwrap_or_else(|| format!("fink-consume-{}", std::process::id()));
     cfg.set("group.id", &group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
@@ -146,9 +132,7 @@ pub fn consume(conn: &Connection, opts: &ConsumeOptions) -> Result<usize> {
     consumer.assign(&tpl)?;
     let mut decoder = Decoder::new(opts.schema.as_deref())?;
     let mut positions: HashMap<i32, i64> = HashMap::new();
-    let mut rows: Vec<serde_json::Value> = Vec::new();
     let mut count = 0usize;
-    let stdout = std::io::stdout();
     let mut last_msg = Instant::now();
     loop {
         if opts.max.is_some_and(|m| count >= m) {
@@ -177,47 +161,13 @@ pub fn consume(conn: &Connection, opts: &ConsumeOptions) -> Result<usize> {
                 last_msg = Instant::now();
                 positions.insert(m.partition(), m.offset());
                 let value = decoder.decode(m.key(), m.payload().unwrap_or_default())?;
-                let json = to_json(&value);
                 count += 1;
-                match opts.format {
-                    Format::Json => {
-                        let mut out = stdout.lock();
-                        writeln!(out, "{json}")?;
-                    }
-                    Format::Table => rows.push(json),
-                }
+                on_alert(to_json(&value))?;
             }
         }
     }
     if opts.group.is_some() && count > 0 {
         let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
     }
-    if opts.format == Format::Table {
-        let cols = if opts.columns.is_empty() { default_columns(rows.first()) } else { opts.columns.clone() };
-        let headers: Vec<&str> = cols.iter().map(String::as_str).collect();
-        let mut tab = output::table(&headers);
-        for r in &rows {
-            tab.add_row(cols.iter().map(|c| cell(path(r, c))).collect::<Vec<_>>());
-        }
-        if rows.is_empty() {
-            println!("No messages in {}.", opts.topic);
-        } else {
-            println!("{tab}");
-            println!("{} alert(s) from {}", rows.len(), opts.topic);
-        }
-    }
     Ok(count)
-}
-
-fn default_columns(first: Option<&serde_json::Value>) -> Vec<String> {
-    let preferred = ["objectId", "candid", "candidate.jd", "candidate.magpsf", "candidate.rb", "cdsxmatch"];
-    let Some(first) = first else { return vec!["objectId".into()] };
-    let mut cols: Vec<String> = preferred.iter().filter(|c| path(first, c).is_some()).map(|c| c.to_string()).collect();
-    if cols.is_empty() {
-        if let Some(obj) = first.as_object() {
-            cols =
-                obj.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, _)| k.clone()).take(6).collect();
-        }
-    }
-    cols
 }

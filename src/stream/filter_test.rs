@@ -1,7 +1,6 @@
 //! `fink filter test`: evaluate filters on alert files without Kafka and
 //! report what they keep and how the fields they read look.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
@@ -12,7 +11,6 @@ use serde::Serialize;
 
 use super::filter::{Filter, FilterSet, Verdict};
 use super::source;
-use crate::output;
 
 #[derive(Debug, Serialize)]
 pub struct FieldReport {
@@ -157,31 +155,4 @@ pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
         reports.push(r);
     }
     Ok(reports)
-}
-
-pub fn print(reports: &[FilterReport]) {
-    let mut t = output::table(&["filter", "alerts", "kept", "errors", "kept ids"]);
-    for r in reports {
-        let ids = if r.kept_ids.len() > 8 {
-            format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8)
-        } else {
-            r.kept_ids.join(", ")
-        };
-        t.add_row(vec![r.filter.clone(), r.alerts.to_string(), r.kept.to_string(), r.errors.to_string(), ids]);
-    }
-    println!("{t}");
-    let mut fields: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    for r in reports {
-        for f in &r.fields {
-            fields.insert(f.field.clone(), (f.status.clone(), f.nulls));
-        }
-        for e in &r.first_errors {
-            println!("{} {}: {e}", output::red("error:"), r.filter);
-        }
-    }
-    let mut ft = output::table(&["field", "status", "null in"]);
-    for (k, (s, n)) in fields {
-        ft.add_row(vec![k, s, n.to_string()]);
-    }
-    println!("{ft}");
 }

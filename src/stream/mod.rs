@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod consume;
 pub mod encode;
+pub mod error;
 pub mod filter;
 pub mod filter_test;
 pub mod project;
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
-use crate::cluster::Connection;
+use crate::cluster::{Connection, Fingerprint};
 use crate::config::{Loaded, ProducerConfig, SourceFormat};
 use filter::Filter;
 
@@ -43,8 +44,11 @@ pub struct StreamSpec {
     pub quarantine_log: PathBuf,
     pub batch_size: usize,
     pub max_in_flight: usize,
-    /// The cluster connection (bootstrap, protocol); the password is not compared.
+    /// The cluster connection (bootstrap, protocol).
     pub bootstrap: String,
+    /// The user's credentials as of the last [`bind`]: a rotated password
+    /// makes the spec differ, so reload restarts the stream with it.
+    pub credential: Fingerprint,
 }
 
 impl StreamSpec {
@@ -53,22 +57,6 @@ impl StreamSpec {
             .iter()
             .map(|(name, expr)| Filter::compile(name, expr).map_err(|e| anyhow!("filter {name:?}: {e}")))
             .collect()
-    }
-}
-
-/// glibc gives each thread that allocates its own malloc arena; with a
-/// thread per stream plus librdkafka's, freed alert buffers stay spread over
-/// many arenas and peak RSS grows with the number of streams (ten streams:
-/// 470 MB with the default, 389 MB with two arenas, and faster). An
-/// explicit `MALLOC_ARENA_MAX` in the environment wins.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator tunable; called before
-        // the stream threads start.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
     }
 }
 
@@ -107,6 +95,7 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             batch_size: cfg.run.batch_size.max(1),
             max_in_flight: cfg.run.max_in_flight.max(1),
             bootstrap: cfg.cluster.bootstrap.join(","),
+            credential: Fingerprint::default(),
         });
     }
     if let Some(o) = only {
@@ -117,20 +106,13 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
     Ok(out)
 }
 
-/// The connection a stream publishes with: its user's SCRAM credentials.
-pub fn connection(loaded: &Loaded, spec: &StreamSpec) -> Result<Connection> {
-    let admin = Connection::admin(&loaded.config.cluster, &loaded.base_dir)?;
-    if admin.user.as_deref() == Some(spec.user.as_str()) {
-        return Ok(admin);
-    }
-    let u = loaded
-        .config
-        .users
-        .iter()
-        .find(|u| u.name == spec.user)
-        .ok_or_else(|| anyhow!("stream {:?}: user {:?} is not declared", spec.name, spec.user))?;
-    let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {:?}: {e}", u.name))?;
-    Ok(admin.as_user(&u.name, pw, u.mechanism))
+/// The connection a stream publishes with (its user's SCRAM credentials,
+/// read now), and its spec with their fingerprint.
+pub fn bind(loaded: &Loaded, mut spec: StreamSpec) -> Result<(StreamSpec, Connection)> {
+    let conn = crate::cluster::user_connection(loaded, Some(&spec.user))
+        .map_err(|e| anyhow!("stream {:?}: {e:#}", spec.name))?;
+    spec.credential = conn.credential_fingerprint();
+    Ok((spec, conn))
 }
 
 /// Live counters of one stream (also exported to Prometheus).
@@ -148,6 +130,9 @@ pub struct Stats {
     pub files_done: AtomicU64,
     /// Alerts handed to the producer and not yet reported on.
     pub in_flight: AtomicU64,
+    /// Alerts still unconfirmed when the stream stopped at its deadline
+    /// (they are sent again on the next start).
+    pub unconfirmed: AtomicU64,
     /// When the producer last made progress (ms since the epoch): a delivery
     /// report, or the first send after nothing was in flight.
     pub last_progress_ms: AtomicU64,
@@ -159,7 +144,8 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
 pub struct StatsSnapshot {
     pub read: u64,
     pub passed: u64,
@@ -171,6 +157,7 @@ pub struct StatsSnapshot {
     pub backlog_files: u64,
     pub files_done: u64,
     pub in_flight: u64,
+    pub unconfirmed: u64,
 }
 
 impl Stats {
@@ -187,6 +174,7 @@ impl Stats {
             backlog_files: g(&self.backlog_files),
             files_done: g(&self.files_done),
             in_flight: g(&self.in_flight),
+            unconfirmed: g(&self.unconfirmed),
         }
     }
 

@@ -5,27 +5,26 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::checkpoint::{Checkpoint, FileProgress};
+use super::encode::{pretty_schema, AvroEncoder};
+use super::error::StreamError;
+use super::filter::FilterSet;
+use super::project::Projection;
+use super::sink::{Control, SendError, Sink};
+use super::{shared, source, Stats, StreamSpec};
+use crate::cluster::Connection;
 use arrow_array::RecordBatch;
 use arrow_avro::writer::EncodedRows;
 use arrow_schema::SchemaRef;
-use rdkafka::types::RDKafkaErrorCode;
-
-use super::checkpoint::{Checkpoint, FileProgress};
-use super::encode::{pretty_schema, AvroEncoder};
-use super::filter::FilterSet;
-use super::project::Projection;
-use super::sink::Sink;
-use super::{shared, source, Stats, StreamSpec};
-use crate::cluster::Connection;
 
 /// What a stream is doing, for status and metrics.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "lowercase")]
 pub enum State {
     Starting,
@@ -35,46 +34,106 @@ pub enum State {
     Failed(String),
 }
 
+/// How a stream runs, beyond its spec.
+#[derive(Debug, Clone, Copy)]
+pub struct StartOptions {
+    /// End once every present alert is delivered.
+    pub until_idle: bool,
+    /// After a stop request (or a failure), how long alerts in flight get
+    /// to be confirmed before they are given up as unconfirmed.
+    pub shutdown_timeout: Duration,
+}
+
+/// A stream whose filters compile, whose producer logged in and whose
+/// topic is there and writable: ready to replace a running one.
+pub struct Prepared {
+    spec: StreamSpec,
+    filters: FilterSet,
+    sink: Sink,
+    stats: Arc<Stats>,
+    control: Arc<Control>,
+}
+
+impl Prepared {
+    /// Build and check everything the stream needs, without reading yet.
+    pub fn new(spec: StreamSpec, conn: &Connection) -> Result<Prepared, StreamError> {
+        Self::build(spec, conn, Arc::default(), Arc::default())
+    }
+
+    fn build(
+        spec: StreamSpec,
+        conn: &Connection,
+        stats: Arc<Stats>,
+        control: Arc<Control>,
+    ) -> Result<Prepared, StreamError> {
+        let filters = FilterSet::new(spec.compile_filters().map_err(|e| StreamError::Setup(format!("{e:#}")))?);
+        let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone(), control.clone())?;
+        sink.check_topic(&spec.user, conn.timeout)?;
+        Ok(Prepared { spec, filters, sink, stats, control })
+    }
+}
+
+/// What the stream thread starts from (moved once into the thread).
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    Ready(Prepared),
+    Build(Box<(StreamSpec, Connection)>),
+}
+
 /// A stream running on its own thread.
 pub struct RunningStream {
     pub spec: StreamSpec,
     pub stats: Arc<Stats>,
-    pub state: Arc<Mutex<State>>,
+    state: Arc<Mutex<State>>,
     pub started: Instant,
     pub started_at: SystemTime,
-    stop: Arc<AtomicBool>,
+    control: Arc<Control>,
     wake: Sender<()>,
     join: Option<JoinHandle<()>>,
 }
 
 impl RunningStream {
-    pub fn start(spec: StreamSpec, conn: Connection, until_idle: bool) -> RunningStream {
-        let stats = Arc::new(Stats::default());
+    /// Start a stream that checks its producer and topic on its own thread
+    /// (so a slow cluster never holds up the caller).
+    pub fn start(spec: StreamSpec, conn: Connection, opts: StartOptions) -> RunningStream {
+        let (stats, control) = (Arc::default(), Arc::default());
+        Self::spawn(spec.clone(), stats, control, Start::Build(Box::new((spec, conn))), opts)
+    }
+
+    /// Start a stream that was prepared (and checked) already.
+    pub fn start_prepared(p: Prepared, opts: StartOptions) -> RunningStream {
+        let (spec, stats, control) = (p.spec.clone(), p.stats.clone(), p.control.clone());
+        Self::spawn(spec, stats, control, Start::Ready(p), opts)
+    }
+
+    fn spawn(
+        spec: StreamSpec,
+        stats: Arc<Stats>,
+        control: Arc<Control>,
+        start: Start,
+        opts: StartOptions,
+    ) -> RunningStream {
         let state = Arc::new(Mutex::new(State::Starting));
-        let stop = Arc::new(AtomicBool::new(false));
         let (wake, wake_rx) = std::sync::mpsc::channel();
-        let (s2, st2, stop2, spec2) = (stats.clone(), state.clone(), stop.clone(), spec.clone());
-        let join = std::thread::Builder::new()
-            .name(format!("stream-{}", spec.name))
-            .spawn(move || {
-                let outcome = run(&spec2, &conn, &s2, &st2, &stop2, &wake_rx, until_idle);
-                let mut st = st2.lock().unwrap();
-                *st = match outcome {
-                    Ok(()) => State::Stopped,
-                    Err(e) => {
-                        tracing::error!(stream = %spec2.name, "{e}");
-                        State::Failed(e)
-                    }
-                };
-            })
-            .expect("spawn stream thread");
+        let (st2, stats2, control2, name) = (state.clone(), stats.clone(), control.clone(), spec.name.clone());
+        let body = move || {
+            let p = match start {
+                Start::Ready(p) => p,
+                Start::Build(b) => {
+                    let (spec, conn) = *b;
+                    Prepared::build(spec, &conn, stats2, control2)?
+                }
+            };
+            run(p, &st2, &wake_rx, opts)
+        };
+        let join = spawn_guarded(format!("stream-{}", spec.name), name, state.clone(), body);
         RunningStream {
             spec,
             stats,
             state,
             started: Instant::now(),
             started_at: SystemTime::now(),
-            stop,
+            control,
             wake,
             join: Some(join),
         }
@@ -85,9 +144,10 @@ impl RunningStream {
         let _ = self.wake.send(());
     }
 
-    /// Ask the stream to finish what is in flight, checkpoint and end.
-    pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+    /// Ask the stream to stop reading and to give what is in flight until
+    /// `deadline`; it then records what was confirmed and ends.
+    pub fn request_stop(&self, deadline: Instant) {
+        self.control.request_stop(deadline);
         self.wake();
     }
 
@@ -95,22 +155,68 @@ impl RunningStream {
         self.join.as_ref().map(|j| j.is_finished()).unwrap_or(true)
     }
 
-    /// Stop and wait; returns the final state.
-    pub fn stop(mut self) -> State {
-        self.request_stop();
-        self.wait()
-    }
-
-    pub fn wait(&mut self) -> State {
+    /// Wait for the thread until `until`; `None` if it is still running
+    /// then (it is left behind, and ends with the process).
+    pub fn wait_until(&mut self, until: Instant) -> Option<State> {
+        while !self.is_finished() {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(j) = self.join.take() {
+            // Panics are caught inside the thread; nothing to report here.
             let _ = j.join();
         }
-        self.state.lock().unwrap().clone()
+        Some(self.state())
+    }
+
+    /// Stop, and wait up to `timeout` for the in-flight alerts plus a grace
+    /// period for the thread to end.
+    pub fn stop(mut self, timeout: Duration) -> Option<State> {
+        let deadline = Instant::now() + timeout;
+        self.request_stop(deadline);
+        self.wait_until(deadline + STOP_GRACE)
     }
 
     pub fn state(&self) -> State {
         self.state.lock().unwrap().clone()
     }
+}
+
+/// How long past its deadline a stopping stream's thread may take to end
+/// (purging the producer's queue, writing the checkpoint).
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Run `body` on a thread whose outcome, a panic included, ends up in
+/// `state`: a panicking stream is reported as failed, never as running.
+fn spawn_guarded(
+    thread: String,
+    name: String,
+    state: Arc<Mutex<State>>,
+    body: impl FnOnce() -> Result<(), StreamError> + Send + 'static,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(thread)
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(StreamError::Panicked(msg))
+            });
+            let mut st = state.lock().unwrap();
+            *st = match outcome {
+                Ok(()) => State::Stopped,
+                Err(e) => {
+                    tracing::error!(stream = %name, "{e}");
+                    State::Failed(e.to_string())
+                }
+            };
+        })
+        .expect("spawn stream thread")
 }
 
 fn set(state: &Mutex<State>, s: State) {
@@ -130,7 +236,7 @@ struct Pipeline {
 struct Ctx<'a> {
     spec: &'a StreamSpec,
     stats: &'a Stats,
-    stop: &'a AtomicBool,
+    control: &'a Control,
     filters: FilterSet,
     sink: Sink,
     ckpt: Checkpoint,
@@ -164,24 +270,21 @@ struct OpenFile {
     quarantined: Option<String>,
 }
 
-fn run(
-    spec: &StreamSpec,
-    conn: &Connection,
-    stats: &Arc<Stats>,
-    state: &Mutex<State>,
-    stop: &AtomicBool,
-    wake: &Receiver<()>,
-    until_idle: bool,
-) -> Result<(), String> {
-    let filters = FilterSet::new(spec.compile_filters().map_err(|e| format!("stream {:?}: {e:#}", spec.name))?);
-    let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone())
-        .map_err(|e| format!("stream {:?}: {e}", spec.name))?;
-    sink.check_topic(&spec.user, Duration::from_secs(20)).map_err(|e| format!("stream {:?}: {e}", spec.name))?;
-    let ckpt = Checkpoint::load(&spec.checkpoint_path, &spec.name)?;
+/// Whether to go on handing alerts over.
+#[derive(Debug, PartialEq)]
+enum Flow {
+    Go,
+    Stopped,
+}
+
+fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOptions) -> Result<(), StreamError> {
+    let Prepared { spec, filters, sink, stats, control } = p;
+    let spec = &spec;
+    let ckpt = Checkpoint::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?;
     let mut cx = Ctx {
         spec,
-        stats,
-        stop,
+        stats: &stats,
+        control: &control,
         filters,
         sink,
         ckpt,
@@ -195,7 +298,7 @@ fn run(
     };
     let mut missing_logged = false;
     let result = loop {
-        if stop.load(Ordering::SeqCst) {
+        if control.stopping() {
             break Ok(());
         }
         let files = match source::list_files(&spec.source_root, spec.format) {
@@ -218,7 +321,7 @@ fn run(
         stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
         if todo.is_empty() {
             set(state, State::Idle);
-            if until_idle {
+            if opts.until_idle {
                 break Ok(());
             }
             match wake.recv_timeout(Duration::from_secs(1)) {
@@ -229,12 +332,13 @@ fn run(
         set(state, State::Running);
         let mut failed = None;
         for (i, f) in todo.iter().enumerate() {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            if let Err(e) = process_file(&mut cx, f) {
-                failed = Some(e);
-                break;
+            match process_file(&mut cx, f) {
+                Ok(Flow::Go) => {}
+                Ok(Flow::Stopped) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
             stats.backlog_files.store((todo.len() - i - 1) as u64, Ordering::Relaxed);
         }
@@ -246,10 +350,24 @@ fn run(
             break Err(e);
         }
     };
-    // Whatever happened: deliver what is in flight, then record it.
-    let _ = cx.sink.flush(Duration::from_secs(30));
+    // Whatever happened: in-flight alerts get until the stop deadline (a
+    // failure sets its own), then what is still unconfirmed is given up.
+    if !control.stopping() {
+        control.request_stop(Instant::now() + opts.shutdown_timeout);
+    }
+    let drained = drain(&mut cx);
+    let unconfirmed = cx.sink.control.deliveries().pending.len() as u64;
+    if unconfirmed > 0 {
+        cx.sink.purge();
+        tracing::warn!(
+            stream = %spec.name,
+            unconfirmed,
+            "stopped with alerts unconfirmed after the shutdown deadline; the checkpoint stays before them, so they are sent again on the next start"
+        );
+    }
+    stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
     settle(&mut cx, true)?;
-    result.map_err(|e| format!("stream {:?}: {e}", spec.name))
+    result.and(drained)
 }
 
 fn rel(root: &Path, f: &Path) -> String {
@@ -278,12 +396,12 @@ fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
 /// Record what the delivery reports allow: each open file's finished
 /// prefix, refused records in the quarantine log, and files whose last
 /// report came in as done. Throttled unless `force`.
-fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), String> {
+fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), StreamError> {
     if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
         return Ok(());
     }
     let (too_large, progress) = {
-        let mut st = cx.sink.state.lock().unwrap();
+        let mut st = cx.control.deliveries();
         let too_large = std::mem::take(&mut st.too_large);
         // Per open file: its first row still in flight, if any.
         let progress: Vec<(u64, Option<u64>)> =
@@ -313,7 +431,7 @@ fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), String> {
         }
     }
     if changed {
-        cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
+        save(cx)?;
     }
     while let Some(&(f, row)) = cx.unsaved.front() {
         let saved = match cx.open.get(&f) {
@@ -329,23 +447,14 @@ fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn fatal(cx: &Ctx<'_>) -> Option<String> {
-    let st = cx.sink.state.lock().unwrap();
-    st.fatal.as_ref().map(|e| explain(cx.spec, e))
+fn save(cx: &Ctx<'_>) -> Result<(), StreamError> {
+    cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| StreamError::State(format!("cannot write checkpoint: {e}")))
 }
 
-/// Turn broker errors into what the operator should do.
-fn explain(spec: &StreamSpec, e: &str) -> String {
-    if e.contains("TopicAuthorization") || e.contains("Topic authorization") {
-        format!(
-            "user {:?} may not write topic {:?} ({e}): add a producer ACL in fink.toml and run `fink apply`",
-            spec.user, spec.topic
-        )
-    } else if e.contains("UnknownTopic") || e.contains("Unknown topic") {
-        format!("topic {:?} does not exist ({e}): declare it in fink.toml and run `fink apply`", spec.topic)
-    } else {
-        format!("delivery to topic {:?} failed: {e}", spec.topic)
-    }
+/// The error a delivery report made fatal, with what to do about it.
+fn fatal(cx: &Ctx<'_>) -> Option<StreamError> {
+    let st = cx.control.deliveries();
+    st.fatal.as_ref().map(|(code, msg)| StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, *code, msg.clone()))
 }
 
 fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
@@ -366,7 +475,7 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
     Ok(())
 }
 
-fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
+fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, StreamError> {
     let name = rel(&cx.spec.source_root, path);
     let start_row = cx.ckpt.files.get(&name).map(|p| p.rows_done).unwrap_or(0);
     let reader = match cx.follower.open(path, cx.spec.format, cx.spec.batch_size) {
@@ -374,8 +483,8 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
         Err(reason) => {
             quarantine(cx, &name, None, &reason);
             cx.ckpt.files.insert(name, FileProgress { rows_done: 0, done: true, quarantined: Some(reason) });
-            cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| format!("cannot write checkpoint: {e}"))?;
-            return Ok(());
+            save(cx)?;
+            return Ok(Flow::Go);
         }
     };
     cx.file_no += 1;
@@ -383,9 +492,9 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
     cx.open.insert(f, OpenFile { name: name.clone(), handed: start_row, reading: true, quarantined: None });
     let mut row_base = 0u64;
     for batch in reader {
-        if cx.stop.load(Ordering::SeqCst) {
+        if cx.control.stopping() {
             // Not done: the next run goes on from the recorded position.
-            return Ok(());
+            return Ok(Flow::Stopped);
         }
         let batch = match batch {
             Ok(b) => b,
@@ -409,7 +518,10 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
             cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
             break;
         }
-        send_batch(cx, f, &name, &batch, first)?;
+        if send_batch(cx, f, &name, &batch, first)? == Flow::Stopped {
+            // `handed` stays at the first row not sent.
+            return Ok(Flow::Stopped);
+        }
         cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
         row_base += n;
         settle(cx, false)?;
@@ -418,10 +530,11 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<(), String> {
         }
     }
     cx.open.get_mut(&f).expect("open file").reading = false;
-    settle(cx, false)
+    settle(cx, false)?;
+    Ok(Flow::Go)
 }
 
-fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<(), String> {
+fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, StreamError> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let (mask, errors) = cx.filters.evaluate(batch);
@@ -436,7 +549,7 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
     cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);
     if kept_rows.is_empty() {
-        return Ok(());
+        return Ok(Flow::Go);
     }
     let key = cx.pipeline.as_ref().expect("pipeline built before sending").encoder.schema_json.clone();
     // Copy, project and encode a few rows at a time: the batch itself is
@@ -454,15 +567,19 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         let kept = if count == len {
             part
         } else {
-            arrow_select::filter::filter_record_batch(&part, &part_mask).map_err(|e| e.to_string())?
+            arrow_select::filter::filter_record_batch(&part, &part_mask)
+                .map_err(|e| StreamError::Setup(e.to_string()))?
         };
         let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
-        let projected = pipeline.projection.apply(&kept).map_err(|e| format!("projection failed: {e}"))?;
-        let rows = pipeline.encoder.encode(&projected)?;
-        send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count])?;
+        let projected =
+            pipeline.projection.apply(&kept).map_err(|e| StreamError::Setup(format!("projection failed: {e}")))?;
+        let rows = pipeline.encoder.encode(&projected).map_err(StreamError::Setup)?;
+        if send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count])? == Flow::Stopped {
+            return Ok(Flow::Stopped);
+        }
         next_kept += count;
     }
-    Ok(())
+    Ok(Flow::Go)
 }
 
 /// Rows encoded at once by a stream.
@@ -475,7 +592,7 @@ fn send_rows(
     key: &str,
     rows: &EncodedRows,
     kept_rows: &[u64],
-) -> Result<(), String> {
+) -> Result<Flow, StreamError> {
     for (i, datum) in rows.iter().enumerate() {
         let row = kept_rows[i];
         // Every earlier row of the file is sent, filtered out or quarantined.
@@ -483,52 +600,60 @@ fn send_rows(
         // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
         while cx.unsaved.len() >= cx.spec.max_in_flight {
             settle(cx, true)?;
-            if cx.unsaved.len() >= cx.spec.max_in_flight {
-                if let Some(e) = fatal(cx) {
-                    return Err(e);
-                }
-                std::thread::sleep(Duration::from_micros(500));
+            if cx.unsaved.len() < cx.spec.max_in_flight {
+                break;
             }
+            if let Some(e) = fatal(cx) {
+                return Err(e);
+            }
+            if cx.control.stopping() {
+                return Ok(Flow::Stopped);
+            }
+            cx.control.wait_report(Duration::from_millis(100));
         }
         cx.unsaved.push_back((f, row));
-        cx.sink.state.lock().unwrap().pending.insert((f, row));
+        cx.control.deliveries().pending.insert((f, row));
         match cx.sink.send(key.as_bytes(), &datum, f, row) {
             Ok(()) => {
                 cx.stats.passed.fetch_add(1, Ordering::Relaxed);
             }
-            Err((RDKafkaErrorCode::MessageSizeTooLarge, msg)) => {
-                cx.sink.state.lock().unwrap().pending.remove(&(f, row));
-                quarantine(
-                    cx,
-                    file,
-                    Some(row),
-                    &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()),
-                );
-            }
-            Err((_, msg)) => {
-                cx.sink.state.lock().unwrap().pending.remove(&(f, row));
-                return Err(explain(cx.spec, &msg));
+            Err(e) => {
+                cx.control.deliveries().pending.remove(&(f, row));
+                cx.unsaved.pop_back();
+                match e {
+                    SendError::Stopped => return Ok(Flow::Stopped),
+                    SendError::TooLarge(msg) => quarantine(
+                        cx,
+                        file,
+                        Some(row),
+                        &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()),
+                    ),
+                    SendError::Kafka(code, msg) => {
+                        return Err(StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, code, msg))
+                    }
+                }
             }
         }
     }
-    Ok(())
+    Ok(Flow::Go)
 }
 
 /// Wait for every pending delivery report, then record them. Flushing sends
-/// the last batches now instead of after `linger.ms`.
-fn drain(cx: &mut Ctx<'_>) -> Result<(), String> {
+/// the last batches now instead of after `linger.ms`. A stop whose deadline
+/// passes ends the wait: what is still pending stays unconfirmed.
+fn drain(cx: &mut Ctx<'_>) -> Result<(), StreamError> {
     loop {
         if let Some(e) = fatal(cx) {
             return Err(e);
         }
-        if cx.sink.state.lock().unwrap().pending.is_empty() {
+        if cx.control.deliveries().pending.is_empty() || cx.control.past_deadline() {
             break;
         }
-        // Times out while the broker is slow or away; keep waiting (and
-        // checking for fatal errors), as with any other delivery. An empty
-        // queue with reports not yet handed over: give the poll thread a moment.
-        if cx.sink.flush(Duration::from_millis(200)).is_ok() {
-            std::thread::sleep(Duration::from_millis(1));
+        // flush returns once librdkafka's queue is empty (or after the step,
+        // while the broker is slow or away); the last reports may still be
+        // on their way to the callback.
+        if cx.sink.flush(Duration::from_millis(100)) {
+            cx.control.wait_report(Duration::from_millis(10));
         }
     }
     settle(cx, true)

@@ -1,19 +1,23 @@
 //! The Kafka side of a stream: an idempotent producer (acks=all) whose
-//! delivery reports, and only those, mark alerts as delivered.
+//! delivery reports, and only those, mark alerts as delivered. Every wait
+//! here (a free partition, room in librdkafka's queue, a report) is woken by
+//! a stop request, so a stream stops within its deadline even when the
+//! broker is away.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message};
 
+use super::error::StreamError;
 use crate::cluster::Connection;
 use crate::config::{Compression, ProducerConfig};
 use crate::stream::Stats;
@@ -28,18 +32,71 @@ pub struct Deliveries {
     /// (file, source row) sent and still waiting for their report; files
     /// are numbered per stream as they are opened. Several files can be in
     /// flight: a stream does not wait at a file's end.
-    pub pending: std::collections::BTreeSet<(u64, u64)>,
+    pub pending: BTreeSet<(u64, u64)>,
     /// Rows the broker refused for their size: (file, row, reason).
     pub too_large: Vec<(u64, u64, String)>,
     /// An error that stops the stream (authorization, missing topic, ...).
-    pub fatal: Option<String>,
+    pub fatal: Option<(RDKafkaErrorCode, String)>,
+}
+
+/// What a stream's thread, its producer's callback and the supervisor
+/// share: the delivery state, the partition pacing, and the stop request.
+#[derive(Default)]
+pub struct Control {
+    stop: AtomicBool,
+    deadline: Mutex<Option<Instant>>,
+    deliveries: Mutex<Deliveries>,
+    /// Signalled on every delivery report and on a stop request.
+    reported: Condvar,
+    pacing: Pacing,
+}
+
+/// The stream was asked to stop while it waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl Control {
+    /// Stop reading, and give what is in flight until `deadline`. An
+    /// earlier deadline wins; every wait wakes now.
+    pub fn request_stop(&self, deadline: Instant) {
+        {
+            let mut d = self.deadline.lock().unwrap();
+            *d = Some(d.map_or(deadline, |x| x.min(deadline)));
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        // Taking each lock before notifying means no waiter misses it.
+        drop(self.deliveries.lock().unwrap());
+        self.reported.notify_all();
+        drop(self.pacing.outstanding.lock().unwrap());
+        self.pacing.freed.notify_all();
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// A stop was requested and its deadline has passed.
+    pub fn past_deadline(&self) -> bool {
+        self.stopping() && self.deadline.lock().unwrap().is_some_and(|d| Instant::now() >= d)
+    }
+
+    pub fn deliveries(&self) -> MutexGuard<'_, Deliveries> {
+        self.deliveries.lock().unwrap()
+    }
+
+    /// Wait up to `max` for a delivery report (or a stop request).
+    pub fn wait_report(&self, max: Duration) {
+        let g = self.deliveries.lock().unwrap();
+        if !self.stopping() {
+            let _ = self.reported.wait_timeout(g, max).unwrap();
+        }
+    }
 }
 
 pub struct SinkContext {
-    pub state: Arc<Mutex<Deliveries>>,
+    pub control: Arc<Control>,
     /// The stream's live counters: published, in flight, last progress.
     pub stats: Arc<Stats>,
-    pub pacing: Arc<Pacing>,
 }
 
 impl ClientContext for SinkContext {
@@ -63,8 +120,8 @@ impl ProducerContext for SinkContext {
         let partition = match result {
             Ok(m) | Err((_, m)) => m.partition(),
         };
-        self.pacing.reported(partition);
-        let mut st = self.state.lock().unwrap();
+        self.control.pacing.reported(partition);
+        let mut st = self.control.deliveries.lock().unwrap();
         self.stats.reported();
         match result {
             Ok(m) => {
@@ -72,30 +129,40 @@ impl ProducerContext for SinkContext {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
                 self.stats.bytes.fetch_add(m.payload_len() as u64, Ordering::Relaxed);
             }
-            Err((e, _)) => {
-                let code = e.rdkafka_error_code();
-                match code {
-                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
-                        st.pending.remove(&(file, row));
-                        st.too_large.push((file, row, format!("the broker refused the record: {e}")));
-                    }
-                    _ => {
-                        if st.fatal.is_none() {
-                            st.fatal = Some(e.to_string());
-                        }
+            Err((e, _)) => match e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail) {
+                RDKafkaErrorCode::MessageSizeTooLarge => {
+                    st.pending.remove(&(file, row));
+                    st.too_large.push((file, row, format!("the broker refused the record: {e}")));
+                }
+                // Purged at the stop deadline: unconfirmed, stays pending
+                // so the checkpoint never passes it.
+                RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight => {}
+                code => {
+                    if st.fatal.is_none() {
+                        st.fatal = Some((code, e.to_string()));
                     }
                 }
-            }
+            },
         }
+        drop(st);
+        self.control.reported.notify_all();
     }
 }
 
 pub struct Sink {
     pub producer: ThreadedProducer<SinkContext>,
-    pub state: Arc<Mutex<Deliveries>>,
+    pub control: Arc<Control>,
     pub topic: String,
     spread: Option<Spread>,
     stats: Arc<Stats>,
+}
+
+/// Why one alert was not handed to the producer.
+#[derive(Debug)]
+pub enum SendError {
+    Stopped,
+    TooLarge(String),
+    Kafka(RDKafkaErrorCode, String),
 }
 
 /// Which partition the next alert goes to. Every alert carries the same key
@@ -115,14 +182,14 @@ struct Spread {
     current: Cell<i32>,
     bytes: Cell<usize>,
     batch_bytes: usize,
-    pacing: Arc<Pacing>,
+    control: Arc<Control>,
 }
 
 /// Alerts handed to librdkafka and not yet reported, per partition.
 #[derive(Default)]
-pub struct Pacing {
+struct Pacing {
     outstanding: Mutex<Vec<u64>>,
-    freed: std::sync::Condvar,
+    freed: Condvar,
 }
 
 impl Pacing {
@@ -143,11 +210,12 @@ impl Pacing {
 }
 
 impl Spread {
-    fn next(&self, len: usize) -> Option<i32> {
-        let mut o = self.pacing.outstanding.lock().unwrap();
+    fn next(&self, len: usize) -> Result<Option<i32>, Stopped> {
+        let pacing = &self.control.pacing;
+        let mut o = pacing.outstanding.lock().unwrap();
         let n = o.len() as i32;
         if n <= 0 {
-            return None;
+            return Ok(None);
         }
         let mut p = self.current.get() % n;
         // The batch ends before it would overflow: librdkafka would leave
@@ -163,23 +231,32 @@ impl Spread {
                     p = free;
                     break;
                 }
-                o = self.pacing.freed.wait_timeout(o, Duration::from_millis(100)).unwrap().0;
+                if self.control.stopping() {
+                    return Err(Stopped);
+                }
+                o = pacing.freed.wait(o).unwrap();
             }
         }
         o[p as usize] += 1;
         self.current.set(p);
         self.bytes.set(self.bytes.get() + len);
-        Some(p)
+        Ok(Some(p))
     }
 
     /// The alert chosen for `partition` was not produced after all.
     fn unsent(&self, partition: i32) {
-        self.pacing.reported(partition);
+        self.control.pacing.reported(partition);
     }
 }
 
 impl Sink {
-    pub fn new(conn: &Connection, topic: &str, opts: &ProducerConfig, stats: Arc<Stats>) -> Result<Sink, String> {
+    pub fn new(
+        conn: &Connection,
+        topic: &str,
+        opts: &ProducerConfig,
+        stats: Arc<Stats>,
+        control: Arc<Control>,
+    ) -> Result<Sink, StreamError> {
         let spreading = !opts.properties.contains_key("partitioner");
         let mut cfg: ClientConfig = conn.client_config();
         cfg.set("enable.idempotence", "true")
@@ -198,9 +275,11 @@ impl Sink {
             .set("linger.ms", opts.linger_ms.unwrap_or(if spreading { 2 } else { 100 }).to_string())
             // Bounded memory per stream: 8 MB is ~100 alerts of 70 KB queued, enough to fill batches.
             .set("queue.buffering.max.kbytes", "8192")
-            // Never give up on an alert: an overloaded or restarting broker
-            // slows the stream (bounded by max_in_flight) instead of failing it;
-            // the idempotent producer makes the retries safe.
+            // Never give up on an alert on our own: an overloaded or
+            // restarting broker slows the stream (bounded by max_in_flight)
+            // instead of failing it, and the idempotent producer makes the
+            // retries safe. A stop bounds the wait instead: at its deadline
+            // what is still queued is purged and left unconfirmed.
             .set("message.timeout.ms", "0");
         if let Some(b) = opts.batch_size {
             cfg.set("batch.size", b.to_string());
@@ -214,13 +293,11 @@ impl Sink {
         for (k, v) in &opts.properties {
             cfg.set(k, v);
         }
-        let state = Arc::new(Mutex::new(Deliveries::default()));
-        let pacing = Arc::new(Pacing::default());
-        let ctx = SinkContext { state: state.clone(), stats: stats.clone(), pacing: pacing.clone() };
+        let ctx = SinkContext { control: control.clone(), stats: stats.clone() };
         let producer: ThreadedProducer<SinkContext> =
-            cfg.create_with_context(ctx).map_err(|e| format!("cannot create the producer: {e}"))?;
+            cfg.create_with_context(ctx).map_err(|e| StreamError::Client(e.to_string()))?;
         let spread = spreading.then(|| Spread {
-            pacing,
+            control: control.clone(),
             // Streams and restarts start on different partitions.
             current: Cell::new((std::process::id() ^ topic.len() as u32) as i32 & 0xffff),
             bytes: Cell::new(0),
@@ -234,21 +311,32 @@ impl Sink {
                 .saturating_mul(19)
                 / 20,
         });
-        Ok(Sink { producer, state, topic: topic.to_string(), spread, stats })
+        Ok(Sink { producer, control, topic: topic.to_string(), spread, stats })
     }
 
     /// Fail early and clearly if the topic is missing or not writable. A
     /// topic created a moment ago may not be served yet by every broker, so
-    /// "unknown" and "no leader" are retried for a few seconds first.
-    pub fn check_topic(&self, user: &str, timeout: Duration) -> Result<usize, String> {
-        let settle = std::time::Instant::now() + TOPIC_SETTLE.min(timeout);
+    /// "unknown" and "no leader" are retried for a few seconds first. Asks
+    /// in short steps, so a stop request is never kept waiting long.
+    pub fn check_topic(&self, user: &str, timeout: Duration) -> Result<usize, StreamError> {
+        let start = Instant::now();
+        let settle = start + TOPIC_SETTLE.min(timeout);
         let (code, n) = loop {
-            let md = self
-                .producer
-                .client()
-                .fetch_metadata(Some(&self.topic), timeout)
-                .map_err(|e| format!("cannot reach the cluster as {user:?}: {e}"))?;
-            let t = md.topics().first().ok_or("no metadata for the topic")?;
+            let step = Duration::from_secs(2).min(timeout);
+            let md = match self.producer.client().fetch_metadata(Some(&self.topic), step) {
+                Ok(md) => md,
+                Err(e) if start.elapsed() < timeout && !self.control.stopping() => {
+                    tracing::debug!(topic = %self.topic, "metadata: {e}; asking again");
+                    continue;
+                }
+                Err(e) => return Err(StreamError::Unreachable { user: user.into(), message: e.to_string() }),
+            };
+            let Some(t) = md.topics().first() else {
+                return Err(StreamError::Unreachable {
+                    user: user.into(),
+                    message: "no metadata for the topic".into(),
+                });
+            };
             let code: Option<RDKafkaErrorCode> = t.error().map(Into::into);
             let transient = matches!(
                 code,
@@ -258,34 +346,31 @@ impl Sink {
                         | RDKafkaErrorCode::LeaderNotAvailable
                 )
             ) || (code.is_none() && t.partitions().iter().any(|p| p.leader() < 0));
-            if !transient || std::time::Instant::now() >= settle {
+            if !transient || Instant::now() >= settle || self.control.stopping() {
                 break (code, t.partitions().len());
             }
-            std::thread::sleep(Duration::from_millis(200));
+            self.control.wait_report(Duration::from_millis(200));
         };
         if let Some(code) = code {
-            return Err(match code {
-                RDKafkaErrorCode::TopicAuthorizationFailed => format!(
-                    "user {user:?} is not allowed to use topic {:?}: declare a producer ACL for it in fink.toml and run `fink apply`",
-                    self.topic
-                ),
-                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => format!(
-                    "topic {:?} does not exist (or user {user:?} may not see it): declare it in fink.toml and run `fink apply`",
-                    self.topic
-                ),
-                other => format!("topic {:?}: {other}", self.topic),
-            });
+            return Err(StreamError::from_kafka(user, &self.topic, code, code.to_string()));
         }
-        if let Some(s) = &self.spread {
-            s.pacing.set_partitions(n);
-        }
+        self.control.pacing.set_partitions(n);
         Ok(n)
     }
 
-    /// Queue one message; waits while librdkafka's queue is full.
-    pub fn send(&self, key: &[u8], payload: &[u8], file: u64, row: u64) -> Result<(), (RDKafkaErrorCode, String)> {
+    /// Queue one message; waits (until a stop request) while a partition
+    /// batch or librdkafka's queue is full.
+    pub fn send(&self, key: &[u8], payload: &[u8], file: u64, row: u64) -> Result<(), SendError> {
         let mut tag: Tag = Box::new((file, row));
-        let partition = self.spread.as_ref().and_then(|s| s.next(key.len() + payload.len()));
+        let partition = match &self.spread {
+            Some(s) => s.next(key.len() + payload.len()).map_err(|Stopped| SendError::Stopped)?,
+            None => None,
+        };
+        let unsent = || {
+            if let (Some(s), Some(p)) = (&self.spread, partition) {
+                s.unsent(p);
+            }
+        };
         loop {
             let mut rec = BaseRecord::with_opaque_to(&self.topic, tag).key(key).payload(payload);
             if let Some(p) = partition {
@@ -297,41 +382,53 @@ impl Sink {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
+                    if self.control.stopping() {
+                        unsent();
+                        return Err(SendError::Stopped);
+                    }
                     tag = rec.delivery_opaque;
-                    std::thread::sleep(Duration::from_millis(2));
+                    // A report frees room in the queue.
+                    self.control.wait_report(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    if let (Some(s), Some(p)) = (&self.spread, partition) {
-                        s.unsent(p);
-                    }
+                    unsent();
                     let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
-                    return Err((code, e.to_string()));
+                    return Err(match code {
+                        RDKafkaErrorCode::MessageSizeTooLarge => SendError::TooLarge(e.to_string()),
+                        _ => SendError::Kafka(code, e.to_string()),
+                    });
                 }
             }
         }
     }
 
-    pub fn flush(&self, timeout: Duration) -> Result<(), String> {
-        self.producer.flush(timeout).map_err(|e| format!("flush: {e}"))
+    /// Hand queued alerts to the broker now (not after `linger.ms`) and wait
+    /// up to `max` for the queue to empty.
+    pub fn flush(&self, max: Duration) -> bool {
+        self.producer.flush(max).is_ok()
+    }
+
+    /// Give up on what is queued or in flight: their reports come back as
+    /// purged and they stay pending (unconfirmed).
+    pub fn purge(&self) {
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let _ = self.producer.flush(Duration::from_millis(500));
     }
 }
-
-/// Snapshot type used in summaries.
-pub type Counters = BTreeMap<&'static str, u64>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spread(partitions: i32, batch_bytes: usize) -> Spread {
-        let pacing = Arc::new(Pacing::default());
-        pacing.set_partitions(partitions as usize);
-        Spread { pacing, current: Cell::new(7), bytes: Cell::new(0), batch_bytes }
+        let control = Arc::new(Control::default());
+        control.pacing.set_partitions(partitions as usize);
+        Spread { control, current: Cell::new(7), bytes: Cell::new(0), batch_bytes }
     }
 
     /// Report every alert sent so far, as the broker would.
     fn ack_all(s: &Spread) {
-        s.pacing.outstanding.lock().unwrap().iter_mut().for_each(|c| *c = 0);
+        s.control.pacing.outstanding.lock().unwrap().iter_mut().for_each(|c| *c = 0);
     }
 
     #[test]
@@ -339,7 +436,7 @@ mod tests {
         let s = spread(3, 120);
         let parts: Vec<i32> = (0..12)
             .map(|_| {
-                let p = s.next(40).unwrap();
+                let p = s.next(40).unwrap().unwrap();
                 ack_all(&s);
                 p
             })
@@ -349,7 +446,7 @@ mod tests {
         // Over whole rounds (three batches of three), every partition gets the same share.
         let mut counts = [0; 3];
         for _ in 0..2700 {
-            counts[s.next(40).unwrap() as usize] += 1;
+            counts[s.next(40).unwrap().unwrap() as usize] += 1;
             ack_all(&s);
         }
         assert_eq!(counts, [900, 900, 900]);
@@ -359,29 +456,44 @@ mod tests {
     fn a_new_batch_waits_for_a_partition_with_nothing_in_flight() {
         let s = spread(2, 120);
         // Partition 1 fills a batch, then partition 0 (nothing acknowledged).
-        let first: Vec<i32> = (0..6).map(|_| s.next(40).unwrap()).collect();
+        let first: Vec<i32> = (0..6).map(|_| s.next(40).unwrap().unwrap()).collect();
         assert_eq!(first, vec![1, 1, 1, 0, 0, 0]);
         // Both have a batch in flight: the next alert waits for a report.
-        let pacing = s.pacing.clone();
+        let control = s.control.clone();
         let acked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let acked2 = acked.clone();
         let broker = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(150));
             acked2.store(true, Ordering::SeqCst);
             for _ in 0..3 {
-                pacing.reported(0);
+                control.pacing.reported(0);
             }
         });
-        assert_eq!(s.next(40), Some(0), "the freed partition takes the next batch");
+        assert_eq!(s.next(40), Ok(Some(0)), "the freed partition takes the next batch");
         assert!(acked.load(Ordering::SeqCst), "it waited for partition 0's reports");
         broker.join().unwrap();
         // A batch already started keeps going on its partition.
-        assert_eq!(s.next(40), Some(0));
+        assert_eq!(s.next(40), Ok(Some(0)));
+    }
+
+    #[test]
+    fn a_stop_request_wakes_a_wait_for_a_free_partition() {
+        let s = spread(1, 40);
+        assert_eq!(s.next(40), Ok(Some(0)));
+        // The only partition has a batch in flight and no report will come.
+        let control = s.control.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            control.request_stop(Instant::now() + Duration::from_secs(30));
+        });
+        assert_eq!(s.next(40), Err(Stopped));
+        stopper.join().unwrap();
+        assert!(s.control.stopping() && !s.control.past_deadline());
     }
 
     #[test]
     fn unknown_partition_count_leaves_the_choice_to_librdkafka() {
-        assert_eq!(spread(0, 100).next(40), None);
+        assert_eq!(spread(0, 100).next(40), Ok(None));
         let s = spread(0, 100);
         s.unsent(3);
     }

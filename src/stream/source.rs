@@ -191,30 +191,7 @@ fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
         changed
     }
     let parse = || -> Option<Vec<u8>> {
-        if bytes.get(..4)? != b"Obj\x01" {
-            return None;
-        }
-        let mut pos = 4;
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        loop {
-            let mut n = read_varint(&bytes, &mut pos)?;
-            if n == 0 {
-                break;
-            }
-            if n < 0 {
-                n = -n;
-                read_varint(&bytes, &mut pos)?; // block size in bytes
-            }
-            for _ in 0..n {
-                let kl = read_varint(&bytes, &mut pos)? as usize;
-                let k = bytes.get(pos..pos + kl)?.to_vec();
-                pos += kl;
-                let vl = read_varint(&bytes, &mut pos)? as usize;
-                let v = bytes.get(pos..pos + vl)?.to_vec();
-                pos += vl;
-                entries.push((k, v));
-            }
-        }
+        let (mut entries, pos) = read_header(&bytes)?;
         let mut changed = false;
         for (k, v) in entries.iter_mut() {
             if k == b"avro.schema" {
@@ -243,62 +220,210 @@ fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
     parse().unwrap_or(bytes)
 }
 
-fn read_varint(b: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut v: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
+/// Reads Avro's zig-zag varints and lengths from untrusted bytes. Every
+/// step is checked: crafted input gives `None`, never a panic or a huge
+/// allocation.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn varint(&mut self) -> Option<i64> {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let byte = *self.b.get(self.pos)?;
+            self.pos += 1;
+            v |= ((byte & 0x7f) as u64).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
         }
     }
+
+    /// A length: a varint that must be non-negative.
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.varint()?).ok()
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.b.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    /// The item count of a block of a map or array (0 ends it); a negative
+    /// count is followed by the block's size in bytes.
+    fn block_count(&mut self) -> Option<u64> {
+        let n = self.varint()?;
+        if n < 0 {
+            self.varint()?;
+        }
+        Some(n.unsigned_abs())
+    }
+}
+
+/// The metadata map of an Avro object container file, and where the sync
+/// marker after it starts.
+type Header = (Vec<(Vec<u8>, Vec<u8>)>, usize);
+
+fn read_header(b: &[u8]) -> Option<Header> {
+    let mut c = Cursor { b, pos: 0 };
+    if c.bytes(4)? != b"Obj\x01" {
+        return None;
+    }
+    let mut entries = Vec::new();
+    loop {
+        let n = c.block_count()?;
+        if n == 0 {
+            break;
+        }
+        for _ in 0..n {
+            let kl = c.len()?;
+            let k = c.bytes(kl)?.to_vec();
+            let vl = c.len()?;
+            let v = c.bytes(vl)?.to_vec();
+            entries.push((k, v));
+        }
+    }
+    Some((entries, c.pos))
 }
 
 /// Length of the object container file up to its last complete block, and
 /// what is missing after it; `None` if the header itself is unreadable.
 fn complete_ocf_len(b: &[u8]) -> Option<(usize, String)> {
-    if b.get(..4)? != b"Obj\x01" {
-        return None;
-    }
-    let mut pos = 4;
-    loop {
-        let mut n = read_varint(b, &mut pos)?;
-        if n == 0 {
-            break;
-        }
-        if n < 0 {
-            n = -n;
-            read_varint(b, &mut pos)?;
-        }
-        for _ in 0..n * 2 {
-            let len = read_varint(b, &mut pos)? as usize;
-            pos = pos.checked_add(len)?;
-        }
-    }
-    let sync = b.get(pos..pos + 16)?.to_vec();
-    pos += 16;
-    let mut good = pos;
+    let (_, pos) = read_header(b)?;
+    let mut c = Cursor { b, pos };
+    let sync = c.bytes(16)?;
+    let mut good = c.pos;
     while good < b.len() {
-        let mut p = good;
-        let Some(count) = read_varint(b, &mut p) else { return Some((good, "block header cut".into())) };
-        let Some(size) = read_varint(b, &mut p) else { return Some((good, "block header cut".into())) };
-        let end = p + size.max(0) as usize;
-        if end + 16 > b.len() {
-            return Some((
-                good,
-                format!("{count} alert(s) in a block cut after {} of {size} bytes", b.len().saturating_sub(p)),
-            ));
+        let mut c = Cursor { b, pos: good };
+        let (Some(count), Some(size)) = (c.varint(), c.len()) else {
+            return Some((good, "block header cut".into()));
+        };
+        let data_start = c.pos;
+        match c.bytes(size).and_then(|_| c.bytes(16)) {
+            None => {
+                return Some((
+                    good,
+                    format!(
+                        "{count} alert(s) in a block cut after {} of {size} bytes",
+                        b.len().saturating_sub(data_start)
+                    ),
+                ))
+            }
+            Some(marker) if marker != sync => return Some((good, "sync marker mismatch".into())),
+            Some(_) => good = c.pos,
         }
-        if b[end..end + 16] != sync[..] {
-            return Some((good, "sync marker mismatch".into()));
-        }
-        good = end + 16;
     }
     Some((good, String::new()))
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn varint(v: i64) -> Vec<u8> {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A container file: header with one entry, sync marker, `blocks`.
+    fn ocf(key: &[u8], value: &[u8], blocks: &[(i64, Vec<u8>)]) -> Vec<u8> {
+        let mut b = b"Obj\x01".to_vec();
+        b.extend(varint(1));
+        b.extend(varint(key.len() as i64));
+        b.extend(key);
+        b.extend(varint(value.len() as i64));
+        b.extend(value);
+        b.extend(varint(0));
+        b.extend([7u8; 16]);
+        for (count, data) in blocks {
+            b.extend(varint(*count));
+            b.extend(varint(data.len() as i64));
+            b.extend(data);
+            b.extend([7u8; 16]);
+        }
+        b
+    }
+
+    #[test]
+    fn a_well_formed_file_is_complete_and_a_cut_block_is_found() {
+        let f = ocf(b"avro.schema", b"\"long\"", &[(1, vec![2]), (2, vec![4, 6])]);
+        assert_eq!(complete_ocf_len(&f), Some((f.len(), String::new())));
+        let cut = &f[..f.len() - 5];
+        let (good, why) = complete_ocf_len(cut).unwrap();
+        assert!(good < cut.len() && why.contains("cut"), "{good} {why}");
+        let (entries, _) = read_header(&f).unwrap();
+        assert_eq!(entries, vec![(b"avro.schema".to_vec(), b"\"long\"".to_vec())]);
+    }
+
+    #[test]
+    fn crafted_lengths_are_refused_not_panicked_on() {
+        let header = |count: i64, len: i64| {
+            let mut b = b"Obj\x01".to_vec();
+            b.extend(varint(count));
+            b.extend(varint(len));
+            b.extend([b'a'; 8]);
+            b
+        };
+        // Negative, huge and overflowing lengths and counts.
+        for (count, len) in [(1, -1), (1, i64::MAX), (i64::MIN, 1), (i64::MAX, 1), (-1, i64::MIN), (1, 1 << 62)] {
+            assert_eq!(read_header(&header(count, len)), None, "count {count} len {len}");
+            assert_eq!(complete_ocf_len(&header(count, len)), None);
+        }
+        // A varint longer than 64 bits.
+        let mut b = b"Obj\x01".to_vec();
+        b.extend([0xff; 11]);
+        assert_eq!(read_header(&b), None);
+        // A block claiming more bytes than there are, or a negative size.
+        let mut f = ocf(b"k", b"v", &[]);
+        let good = f.len();
+        f.extend(varint(1));
+        f.extend(varint(i64::MAX));
+        assert_eq!(complete_ocf_len(&f).map(|(g, _)| g), Some(good));
+        let mut f = ocf(b"k", b"v", &[]);
+        f.extend(varint(1));
+        f.extend(varint(-5));
+        assert_eq!(complete_ocf_len(&f), Some((good, "block header cut".into())));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut b = b"Obj\x01".to_vec();
+            b.extend(&tail);
+            let _ = read_header(&b);
+            let _ = complete_ocf_len(&b);
+            let _ = normalize_ocf_header(b);
+        }
+
+        #[test]
+        fn mutated_files_never_panic(at in 0usize..64, byte in any::<u8>(), cut in 0usize..64) {
+            let mut f = ocf(b"avro.schema", b"{\"type\":\"record\",\"name\":\"a.b\",\"fields\":[]}", &[(1, vec![2, 3]), (3, vec![1; 9])]);
+            let at = at % f.len();
+            f[at] = byte;
+            f.truncate(f.len() - cut.min(f.len()));
+            if let Some((good, _)) = complete_ocf_len(&f) {
+                prop_assert!(good <= f.len());
+            }
+            let _ = normalize_ocf_header(f);
+        }
+    }
 }

@@ -1,10 +1,22 @@
 //! `fink run`: start the declared streams, export their metrics, follow
 //! edits of fink.toml (and the active profile) and SIGHUP, and swap only the
-//! streams whose definition changed. Unchanged streams are never touched;
-//! a changed one stops gracefully (in-flight delivered, checkpoint written)
-//! before its successor starts from that checkpoint.
+//! streams whose definition changed.
+//!
+//! Like Vector's topology, a reload builds and checks the new and changed
+//! streams (producer login, topic, filters) before it stops anything: if
+//! one fails, the running streams are left untouched. Stops are bounded:
+//! a stopping stream's in-flight alerts get `[run] shutdown_timeout_s`,
+//! then it ends with them unconfirmed (and its checkpoint before them).
+//!
+//! Restart policy: a stream that fails (an error or a panic) shows as
+//! failed in `/status`, `fink status` and `fink_stream_up 0`, and is
+//! restarted after 1 s, then 2, 4, ... up to 60 s between tries; the delay
+//! starts over once a restarted stream has run for a minute. With
+//! `--until-idle` a failed stream stays failed.
 
 pub mod http;
+pub mod reload;
+pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,11 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, Result};
-use serde::Serialize;
 
-use crate::config::{self, LoadOptions, Loaded};
-use crate::stream::runner::{RunningStream, State};
-use crate::stream::{self, StatsSnapshot, StreamSpec};
+use crate::config::{LoadOptions, Loaded};
+use crate::stream;
+use crate::stream::runner::{RunningStream, StartOptions, State, STOP_GRACE};
+pub use reload::{diff, Diff};
+pub use status::{ReloadStatus, Status, StreamStatus};
 
 pub struct RunOptions {
     pub load: LoadOptions,
@@ -30,66 +43,47 @@ pub struct RunOptions {
     pub watch_config: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct ReloadStatus {
-    pub config_hash: String,
-    pub loaded_at: u64,
-    pub reloads: u64,
-    pub last_reload_at: Option<u64>,
-    pub last_reload_error: Option<String>,
-    pub last_reload_changes: Vec<String>,
+/// A declared stream and what the supervisor knows of its failures.
+struct Slot {
+    stream: RunningStream,
+    restarts: u32,
+    /// Failures since the stream last ran for [`HEALTHY_AFTER`].
+    failures_in_row: u32,
+    restart_at: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamStatus {
-    pub name: String,
-    pub topic: String,
-    pub state: State,
-    pub uptime_secs: u64,
-    /// When this incarnation of the stream started (ms since the epoch):
-    /// unchanged across reloads that do not touch the stream.
-    pub started_at_ms: u128,
-    pub stats: StatsSnapshot,
-    /// Seconds without a delivery report while alerts are in flight, once
-    /// that exceeds `[run] stall_after_s`; absent while the stream moves.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stalled_secs: Option<u64>,
-    /// The Kafka client's latest error, shown while the stream is stalled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_error: Option<String>,
+/// The longest wait between two restarts of a failing stream.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A restarted stream that ran this long without failing starts over at
+/// the shortest restart delay.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+fn backoff(failures_in_row: u32) -> Duration {
+    Duration::from_secs(1u64 << failures_in_row.saturating_sub(1).min(6)).min(MAX_BACKOFF)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub streams: Vec<StreamStatus>,
-    pub config: ReloadStatus,
+impl Slot {
+    fn new(stream: RunningStream) -> Slot {
+        Slot { stream, restarts: 0, failures_in_row: 0, restart_at: None }
+    }
+
+    fn status(&self, stall_after: Duration) -> StreamStatus {
+        let mut st = StreamStatus::of(&self.stream, stall_after);
+        st.restarts = self.restarts;
+        st.restart_in_secs = self.restart_at.map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+        st
+    }
 }
 
 struct Shared {
-    streams: Mutex<BTreeMap<String, RunningStream>>,
+    streams: Mutex<BTreeMap<String, Slot>>,
     /// `[run] stall_after_s` of the current config, in ms.
     stall_after_ms: AtomicU64,
     reload: Mutex<ReloadStatus>,
-    /// Specs of streams that ended (kept for the summary).
-    finished: Mutex<Vec<StreamStatus>>,
 }
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn status_of(s: &RunningStream, stall_after: Duration) -> StreamStatus {
-    let stalled = s.stats.stalled_for(stream::now_ms(), stall_after);
-    StreamStatus {
-        name: s.spec.name.clone(),
-        topic: s.spec.topic.clone(),
-        state: s.state(),
-        uptime_secs: s.started.elapsed().as_secs(),
-        started_at_ms: s.started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
-        stats: s.stats.snapshot(),
-        stalled_secs: stalled.map(|d| d.as_secs()),
-        client_error: stalled.and_then(|_| s.stats.last_client_error.lock().unwrap().clone()),
-    }
 }
 
 impl Shared {
@@ -99,42 +93,16 @@ impl Shared {
 
     fn status(&self) -> Status {
         let after = self.stall_after();
-        let streams = self.streams.lock().unwrap().values().map(|s| status_of(s, after)).collect();
+        let streams = self.streams.lock().unwrap().values().map(|s| s.status(after)).collect();
         Status { streams, config: self.reload.lock().unwrap().clone() }
     }
 }
 
-/// What changed between two sets of stream specs.
-#[derive(Debug, Default, PartialEq)]
-pub struct Diff {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: Vec<String>,
-}
-
-pub fn diff(old: &BTreeMap<String, StreamSpec>, new: &[StreamSpec]) -> Diff {
-    let mut d = Diff::default();
-    let new_names: BTreeSet<&str> = new.iter().map(|s| s.name.as_str()).collect();
-    for s in new {
-        match old.get(&s.name) {
-            None => d.added.push(s.name.clone()),
-            Some(o) if o == s => d.unchanged.push(s.name.clone()),
-            Some(_) => d.changed.push(s.name.clone()),
-        }
+fn start_options(loaded: &Loaded, opts: &RunOptions) -> StartOptions {
+    StartOptions {
+        until_idle: opts.until_idle,
+        shutdown_timeout: Duration::from_secs(loaded.config.run.shutdown_timeout_s),
     }
-    for name in old.keys() {
-        if !new_names.contains(name.as_str()) {
-            d.removed.push(name.clone());
-        }
-    }
-    d
-}
-
-fn start_stream(loaded: &Loaded, spec: StreamSpec, until_idle: bool) -> Result<RunningStream> {
-    let conn = stream::connection(loaded, &spec)?;
-    tracing::info!(stream = %spec.name, topic = %spec.topic, "starting stream");
-    Ok(RunningStream::start(spec, conn, until_idle))
 }
 
 /// Log once when a stream stalls (alerts in flight, no delivery report for
@@ -143,7 +111,9 @@ fn start_stream(loaded: &Loaded, spec: StreamSpec, until_idle: bool) -> Result<R
 fn report_stalls(shared: &Shared, stalled: &mut BTreeSet<String>) {
     let after = shared.stall_after();
     let now = stream::now_ms();
-    for (name, s) in shared.streams.lock().unwrap().iter() {
+    let streams = shared.streams.lock().unwrap();
+    for (name, slot) in streams.iter() {
+        let s = &slot.stream;
         match s.stats.stalled_for(now, after) {
             Some(d) if !stalled.contains(name) => {
                 let why = s.stats.last_client_error.lock().unwrap().clone().unwrap_or_else(|| "none reported".into());
@@ -163,33 +133,80 @@ fn report_stalls(shared: &Shared, stalled: &mut BTreeSet<String>) {
             _ => {}
         }
     }
-    stalled.retain(|n| shared.streams.lock().unwrap().contains_key(n));
+    stalled.retain(|n| streams.contains_key(n));
 }
 
-/// Export every stream's counters to the Prometheus recorder.
-fn export_metrics(shared: &Shared) {
-    let status = shared.status();
-    for s in &status.streams {
-        let l = [("stream", s.name.clone())];
-        metrics::counter!("fink_stream_alerts_read_total", &l).absolute(s.stats.read);
-        metrics::counter!("fink_stream_alerts_passed_total", &l).absolute(s.stats.passed);
-        metrics::counter!("fink_stream_alerts_filtered_total", &l).absolute(s.stats.filtered);
-        metrics::counter!("fink_stream_alerts_published_total", &l).absolute(s.stats.published);
-        metrics::counter!("fink_stream_published_bytes_total", &l).absolute(s.stats.bytes);
-        metrics::counter!("fink_stream_errors_total", &l).absolute(s.stats.errors);
-        metrics::counter!("fink_stream_quarantined_total", &l).absolute(s.stats.quarantined);
-        metrics::gauge!("fink_stream_lag_files", &l).set(s.stats.backlog_files as f64);
-        let up = !matches!(s.state, State::Failed(_));
-        metrics::gauge!("fink_stream_up", &l).set(if up { 1.0 } else { 0.0 });
-        metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);
-        metrics::gauge!("fink_stream_stalled", &l).set(if s.stalled_secs.is_some() { 1.0 } else { 0.0 });
+/// Restart failed streams after their backoff (never with --until-idle).
+fn restart_failed(shared: &Shared, current: &Loaded, opts: &RunOptions) {
+    let mut streams = shared.streams.lock().unwrap();
+    for (name, slot) in streams.iter_mut() {
+        let state = slot.stream.state();
+        if !matches!(state, State::Failed(_)) {
+            if slot.failures_in_row > 0 && slot.stream.started.elapsed() >= HEALTHY_AFTER {
+                slot.failures_in_row = 0;
+            }
+            continue;
+        }
+        if opts.until_idle || !slot.stream.is_finished() {
+            continue;
+        }
+        let Some(at) = slot.restart_at else {
+            slot.failures_in_row += 1;
+            let delay = backoff(slot.failures_in_row);
+            tracing::warn!(stream = %name, "stream failed; restarting in {} s", delay.as_secs());
+            slot.restart_at = Some(Instant::now() + delay);
+            continue;
+        };
+        if Instant::now() < at {
+            continue;
+        }
+        // The current config's definition and credentials, read again.
+        match stream::bind(current, slot.stream.spec.clone()) {
+            Ok((spec, conn)) => {
+                tracing::info!(stream = %name, restarts = slot.restarts + 1, "restarting stream");
+                slot.stream = RunningStream::start(spec, conn, start_options(current, opts));
+                slot.restarts += 1;
+                slot.restart_at = None;
+            }
+            Err(e) => {
+                tracing::error!(stream = %name, "cannot restart: {e:#}");
+                slot.failures_in_row += 1;
+                slot.restart_at = Some(Instant::now() + backoff(slot.failures_in_row));
+            }
+        }
     }
-    let r = &status.config;
-    metrics::gauge!("fink_config_last_reload_success").set(if r.last_reload_error.is_some() { 0.0 } else { 1.0 });
-    metrics::counter!("fink_config_reloads_total").absolute(r.reloads);
 }
 
-/// Run until idle (`until_idle`) or until SIGINT/SIGTERM.
+/// Ask every stream to stop with one deadline, then wait for each until the
+/// deadline plus a grace period. A stream still running then is reported
+/// as such (its unconfirmed alerts are those in flight) and left to end
+/// with the process.
+pub fn stop_all(streams: Vec<RunningStream>, timeout: Duration, stall_after: Duration) -> Vec<StreamStatus> {
+    let deadline = Instant::now() + timeout;
+    for s in &streams {
+        s.request_stop(deadline);
+    }
+    streams
+        .into_iter()
+        .map(|mut s| {
+            let ended = s.wait_until(deadline + STOP_GRACE);
+            let mut st = StreamStatus::of(&s, stall_after);
+            if ended.is_none() {
+                st.stats.unconfirmed = st.stats.in_flight;
+                st.state = State::Failed(format!(
+                    "did not stop within {} s; {} alert(s) unconfirmed",
+                    (timeout + STOP_GRACE).as_secs(),
+                    st.stats.in_flight
+                ));
+                tracing::error!(stream = %st.name, "{}", match &st.state { State::Failed(m) => m.as_str(), _ => "" });
+            }
+            st
+        })
+        .collect()
+}
+
+/// Run until idle (`until_idle`) or until SIGINT/SIGTERM. A second SIGINT
+/// or SIGTERM exits at once (code 1).
 pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let specs = stream::specs(&initial, opts.only.as_deref())?;
     if specs.is_empty() {
@@ -198,6 +215,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     for s in &specs {
         s.compile_filters().map_err(|e| anyhow!("stream {:?}: {e:#}", s.name))?;
     }
+    let bound = specs.into_iter().map(|s| stream::bind(&initial, s)).collect::<Result<Vec<_>>>()?;
     let shared = Arc::new(Shared {
         streams: Mutex::new(BTreeMap::new()),
         stall_after_ms: AtomicU64::new(initial.config.run.stall_after_s.max(1) * 1000),
@@ -206,14 +224,15 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             loaded_at: now_secs(),
             ..Default::default()
         }),
-        finished: Mutex::new(Vec::new()),
     });
 
-    // Signals: INT/TERM stop, HUP reloads.
+    // Signals: INT/TERM stop (a second one exits at once), HUP reloads.
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     // Config watching: the parent directory, since editors save by rename.
@@ -231,7 +250,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     // An edit saved between loading the file and watching it has no event:
     // compare once now, so it is not lost.
     let mut missed_edit = opts.watch_config
-        && match config::load(&opts.load) {
+        && match crate::check::load(&opts.load) {
             Ok(l) => l.hash != initial.hash,
             Err(_) => true,
         };
@@ -244,21 +263,31 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             .map_err(|e| anyhow!("cannot install the metrics recorder: {e}"))?;
         let (s1, s2) = (shared.clone(), shared.clone());
         let metrics: http::Render = Arc::new(move || {
-            export_metrics(&s1);
+            status::export_metrics(&s1.status());
             handle.render()
         });
         let status: http::Render =
             Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
         match http::serve(&addr, metrics, status) {
-            Ok(a) => tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status"),
+            Ok(a) => {
+                tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status");
+                // With port 0 the OS picks one: `fink status` finds it here.
+                let file = bound_addr_file(&initial);
+                if let Err(e) = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))
+                    .and_then(|_| std::fs::write(&file, a.to_string()))
+                {
+                    tracing::warn!("cannot write {}: {e}", file.display());
+                }
+            }
             Err(e) => return Err(anyhow!("cannot listen on {addr} for /metrics: {e} (set [run] metrics_addr)")),
         }
     }
 
-    for spec in specs {
+    let start = start_options(&initial, &opts);
+    for (spec, conn) in bound {
+        tracing::info!(stream = %spec.name, topic = %spec.topic, "starting stream");
         let name = spec.name.clone();
-        let rs = start_stream(&initial, spec, opts.until_idle)?;
-        shared.streams.lock().unwrap().insert(name, rs);
+        shared.streams.lock().unwrap().insert(name, Slot::new(RunningStream::start(spec, conn, start)));
     }
 
     // Source watching: wake the streams of a root when something changes under it.
@@ -268,7 +297,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let watch_roots =
         |w: &mut notify_debouncer_full::Debouncer<_, _>, watched: &mut BTreeSet<PathBuf>, shared: &Shared| {
             for s in shared.streams.lock().unwrap().values() {
-                let root = s.spec.source_root.clone();
+                let root = s.stream.spec.source_root.clone();
                 if !watched.contains(&root) && root.is_dir() {
                     if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
                         tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
@@ -285,7 +314,10 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let started = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) {
-            tracing::info!("stopping: delivering in-flight alerts and writing checkpoints");
+            tracing::info!(
+                "stopping: in-flight alerts get {} s to be delivered, then checkpoints are written",
+                current.config.run.shutdown_timeout_s
+            );
             break;
         }
         // Source events.
@@ -293,8 +325,8 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             if let Ok(events) = ev {
                 let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.clone()).collect();
                 for s in shared.streams.lock().unwrap().values() {
-                    if paths.iter().any(|p| p.starts_with(&s.spec.source_root)) {
-                        s.wake();
+                    if paths.iter().any(|p| p.starts_with(&s.stream.spec.source_root)) {
+                        s.stream.wake();
                     }
                 }
             }
@@ -309,37 +341,54 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             }
         }
         if reload {
-            current = reload_config(&shared, current, &opts);
+            current = reload::reload_config(&shared, current, &opts);
             shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
             watch_roots(&mut src_watcher, &mut watched_roots, &shared);
         }
+        restart_failed(&shared, &current, &opts);
         report_stalls(&shared, &mut stalled);
         if let Some(b) = &bar {
             update_bar(b, &shared, started);
         }
         // Streams that ended on their own (until-idle or failure).
         if opts.until_idle {
-            let all_done = shared.streams.lock().unwrap().values().all(|s| s.is_finished());
+            let all_done = shared.streams.lock().unwrap().values().all(|s| s.stream.is_finished());
             if all_done {
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut streams = std::mem::take(&mut *shared.streams.lock().unwrap());
-    for s in streams.values() {
-        s.request_stop();
-    }
-    let mut out = shared.finished.lock().unwrap().clone();
-    for (_, mut s) in std::mem::take(&mut streams) {
-        s.wait();
-        out.push(status_of(&s, shared.stall_after()));
+    let slots = std::mem::take(&mut *shared.streams.lock().unwrap());
+    let restarts: BTreeMap<String, u32> = slots.iter().map(|(n, s)| (n.clone(), s.restarts)).collect();
+    let timeout = Duration::from_secs(current.config.run.shutdown_timeout_s);
+    let mut out = stop_all(slots.into_values().map(|s| s.stream).collect(), timeout, shared.stall_after());
+    for s in &mut out {
+        s.restarts = restarts.get(&s.name).copied().unwrap_or(0);
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Where `fink run` records the address its /metrics and /status listen
+/// on (useful with `metrics_addr = "127.0.0.1:0"`).
+pub fn bound_addr_file(l: &Loaded) -> PathBuf {
+    l.path(&l.config.run.state_dir).join("metrics.addr")
+}
+
+/// The address of a running `fink run` of this config: `[run] metrics_addr`,
+/// or with port 0 the one it recorded.
+pub fn status_addr(l: &Loaded) -> String {
+    let addr = &l.config.run.metrics_addr;
+    if addr.ends_with(":0") {
+        if let Ok(a) = std::fs::read_to_string(bound_addr_file(l)) {
+            return a.trim().to_string();
+        }
+    }
+    addr.clone()
 }
 
 fn config_files(l: &Loaded) -> Vec<PathBuf> {
@@ -362,88 +411,6 @@ fn same_file(p: &Path, files: &[PathBuf]) -> bool {
             && canon(p.parent().unwrap_or(p))
                 == canon(f.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new(".")))
     })
-}
-
-/// Load, validate and apply a new config; on any error keep the old one.
-fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions) -> Loaded {
-    let mut st = shared.reload.lock().unwrap().clone();
-    st.reloads += 1;
-    st.last_reload_at = Some(now_secs());
-    let result = (|| -> Result<(Loaded, Vec<String>)> {
-        let new = config::load(&opts.load).map_err(|e| anyhow!("{e}"))?;
-        if new.hash == current.hash {
-            return Ok((new, vec![]));
-        }
-        let specs = stream::specs(&new, opts.only.as_deref())?;
-        for s in &specs {
-            s.compile_filters().map_err(|e| anyhow!("stream {:?}: {e:#}", s.name))?;
-        }
-        if opts.apply {
-            apply_cluster_changes(&new)?;
-        }
-        let old: BTreeMap<String, StreamSpec> =
-            shared.streams.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.spec.clone())).collect();
-        let d = diff(&old, &specs);
-        let mut changes = Vec::new();
-        // Stop removed and changed streams first (each delivers and checkpoints).
-        for name in d.removed.iter().chain(&d.changed) {
-            let s = shared.streams.lock().unwrap().remove(name);
-            if let Some(s) = s {
-                let state = s.stop();
-                tracing::info!(stream = %name, ?state, "stopped for reload");
-            }
-        }
-        for spec in specs {
-            if d.added.contains(&spec.name) || d.changed.contains(&spec.name) {
-                let name = spec.name.clone();
-                let rs = start_stream(&new, spec, opts.until_idle)?;
-                shared.streams.lock().unwrap().insert(name, rs);
-            }
-        }
-        changes.extend(d.added.iter().map(|n| format!("+ stream {n}")));
-        changes.extend(d.changed.iter().map(|n| format!("~ stream {n}")));
-        changes.extend(d.removed.iter().map(|n| format!("- stream {n}")));
-        Ok((new, changes))
-    })();
-    let next = match result {
-        Ok((new, changes)) => {
-            if !changes.is_empty() {
-                tracing::info!(changes = ?changes, "config reloaded");
-            }
-            st.config_hash = new.hash.clone();
-            st.loaded_at = now_secs();
-            st.last_reload_error = None;
-            st.last_reload_changes = changes;
-            new
-        }
-        Err(e) => {
-            tracing::error!("config reload rejected, streams keep running unchanged:\n{e:#}");
-            st.last_reload_error = Some(format!("{e:#}"));
-            current
-        }
-    };
-    *shared.reload.lock().unwrap() = st;
-    next
-}
-
-/// `--apply`: create what the new config needs (never delete unless prune).
-fn apply_cluster_changes(new: &Loaded) -> Result<()> {
-    let admin = crate::cluster::connect_admin(&new.config, &new.base_dir)?;
-    let plan = crate::plan::make_plan(new, &admin, false)?;
-    if !plan.blockers.is_empty() {
-        return Err(anyhow!("the cluster cannot be changed as fink.toml asks: {}", plan.blockers.join("; ")));
-    }
-    if plan.is_empty() {
-        return Ok(());
-    }
-    let report = crate::plan::apply::execute(&plan, new, &admin, &|o| {
-        tracing::info!(change = %o.change, ok = o.ok, error = ?o.error, "apply");
-    })?;
-    if report.failed() > 0 {
-        return Err(anyhow!("apply failed for {} change(s); old streams keep running", report.failed()));
-    }
-    crate::plan::wait_converged(new, &admin, new.config.prune, Duration::from_secs(60), &|_| {})?;
-    Ok(())
 }
 
 fn progress_bar() -> indicatif::ProgressBar {

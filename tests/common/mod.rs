@@ -346,3 +346,105 @@ pub fn same(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Result<
         _ => Err(format!("{path}: {a} vs {b}")),
     }
 }
+
+/// A `fink run` in a workspace, killed when dropped. Configs set
+/// `[run] metrics_addr = "127.0.0.1:0"` and `state_dir = "state"`: the OS
+/// picks the port and fink records it in state/metrics.addr, so no test
+/// guesses a free port.
+pub struct FinkRun {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Drop for FinkRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `cond` until it holds, for at most `secs`; panics with `what`
+/// and `context()` (a log, say) if it never does.
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if std::time::Instant::now() >= deadline {
+            panic!("timed out after {secs} s waiting for {what}\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl FinkRun {
+    /// `fink run --no-progress EXTRA...`, returning once /status answers.
+    pub fn start(w: &Workspace, extra: &[&str]) -> FinkRun {
+        let mut r = Self::spawn(w, extra);
+        let addr_file = w.path().join("state/metrics.addr");
+        let mut addr = String::new();
+        wait_until(
+            "fink run's status endpoint",
+            60,
+            || {
+                addr = std::fs::read_to_string(&addr_file).unwrap_or_default().trim().to_string();
+                !addr.is_empty() && fink::supervisor::fetch_status(&addr).is_ok()
+            },
+            || r.log_text(),
+        );
+        r.addr = addr;
+        r
+    }
+
+    /// Start it without waiting (the address is filled in by `start`).
+    pub fn spawn(w: &Workspace, extra: &[&str]) -> FinkRun {
+        let _ = std::fs::remove_file(w.path().join("state/metrics.addr"));
+        let log = w.path().join("run.log");
+        let child = Command::new(fink_bin())
+            .args(["run", "--no-progress"])
+            .args(extra)
+            .current_dir(w.path())
+            .env("FINK_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        FinkRun { child, addr: String::new(), log }
+    }
+
+    pub fn log_text(&self) -> String {
+        format!("fink run's log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        fink::supervisor::fetch_status(&self.addr)
+            .ok()
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn stream(&self, name: &str) -> serde_json::Value {
+        self.status()["streams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn wait(&self, what: &str, cond: impl FnMut() -> bool) {
+        wait_until(what, 90, cond, || self.log_text());
+    }
+
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut m = String::new();
+        s.read_to_string(&mut m).unwrap();
+        m
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill -{sig}");
+    }
+}

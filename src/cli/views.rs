@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use super::{Admin, LiveTopic};
+use crate::cluster::{Admin, LiveTopic};
 use crate::output::{self, Format};
 
 fn join(ids: &[i32]) -> String {
@@ -108,4 +108,12 @@ pub fn acls(admin: &Admin, format: Format) -> Result<()> {
     }
     println!("{tab}");
     Ok(())
+}
+
+/// Run a read-only view with the admin connection.
+pub fn with_admin(ctx: &super::Ctx, f: impl FnOnce(&Admin) -> Result<()>) -> Result<std::process::ExitCode> {
+    let loaded = crate::loaded_or_return!(ctx);
+    let admin = crate::cluster::connect_admin(&loaded.config, &loaded.base_dir)?;
+    f(&admin)?;
+    Ok(std::process::ExitCode::SUCCESS)
 }

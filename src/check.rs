@@ -1,0 +1,119 @@
+//! Checks of a loaded config that need more than the config: compiling its
+//! CEL filters, and matching its fields against sample data. This layer
+//! sits above `config` (a leaf: loading and schema checks only) and
+//! `stream`.
+
+use crate::config::span::{KeyPath, Seg};
+use crate::config::{self, ConfigErrors, Diagnostic, LoadOptions, Loaded, Severity};
+use crate::stream::filter::{Filter, Use};
+use crate::stream::project::{self, type_at};
+
+/// Load the config and compile every filter; all errors together, each
+/// with file:line:column.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let loaded = config::load(opts)?;
+    let errors = filters(&loaded);
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Every named and inline filter compiles.
+pub fn filters(loaded: &Loaded) -> Vec<Diagnostic> {
+    let cfg = &loaded.config;
+    let key = |k: &str| Seg::Key(k.to_string());
+    let mut out = Vec::new();
+    for (name, f) in &cfg.filters {
+        if f.expr.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = Filter::compile(name, &f.expr) {
+            let at = vec![key("filter"), key(name), key("expr")];
+            out.push(loaded.locate(&at, Severity::Error, format!("filter {name:?}: {e}")));
+        }
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        if let Some(expr) = &s.filter {
+            if let Err(e) = Filter::compile("inline", expr) {
+                let at = vec![key("stream"), Seg::Index(i), key("filter")];
+                out.push(loaded.locate(&at, Severity::Error, format!("stream {:?}: inline filter: {e}", s.name)));
+            }
+        }
+    }
+    out
+}
+
+/// `fink validate --data`: every field a stream selects, drops or filters
+/// on must exist in the sample schema, with a type that fits its use.
+pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &str) -> Vec<Diagnostic> {
+    let fields = schema.fields();
+    let mut out = Vec::new();
+    let cfg = &loaded.config;
+    let check_filter = |expr: &str, name: &str, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        let Ok(f) = Filter::compile(name, expr) else { return out };
+        let mut missing = std::collections::BTreeSet::new();
+        for (path, usage) in f.field_uses() {
+            match type_at(fields, &path) {
+                Err(_) if !missing.insert(path.clone()) => {}
+                Err(e) => out.push(loaded.locate(&at, Severity::Error, format!("{ctx}: reads {path}: {e} ({sample})"))),
+                Ok(dt) => {
+                    let numeric = dt.is_numeric();
+                    let text = matches!(
+                        dt,
+                        arrow_schema::DataType::Utf8
+                            | arrow_schema::DataType::LargeUtf8
+                            | arrow_schema::DataType::Utf8View
+                    );
+                    let bad = match usage {
+                        Use::Numeric => !numeric,
+                        Use::Text => !text,
+                        Use::Any => false,
+                    };
+                    if bad {
+                        let what = if usage == Use::Numeric { "a number" } else { "a string" };
+                        out.push(loaded.locate(
+                            &at,
+                            Severity::Error,
+                            format!("{ctx}: compares {path} ({dt}) with {what} ({sample})"),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    };
+    for (name, f) in &cfg.filters {
+        let used = cfg.streams.iter().any(|s| s.filters.contains(name));
+        if used {
+            out.extend(check_filter(
+                &f.expr,
+                name,
+                vec![Seg::Key("filter".into()), Seg::Key(name.clone()), Seg::Key("expr".into())],
+                &format!("filter {name:?}"),
+            ));
+        }
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let ctx = format!("stream {:?}", s.name);
+        if let Some(expr) = &s.filter {
+            out.extend(check_filter(
+                expr,
+                "inline",
+                vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key("filter".into())],
+                &ctx,
+            ));
+        }
+        for (key, list) in [("select", &s.select), ("drop", &s.drop)] {
+            for (j, p) in list.iter().enumerate() {
+                if let Err(e) = project::check_path(fields, p) {
+                    let at = vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key(key.into()), Seg::Index(j)];
+                    out.push(loaded.locate(&at, Severity::Error, format!("{ctx}: {key} {p:?}: {e} ({sample})")));
+                }
+            }
+        }
+    }
+    out
+}

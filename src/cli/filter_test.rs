@@ -1,0 +1,67 @@
+//! `fink filter test`: what each filter keeps on alert files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Result};
+
+use super::Ctx;
+use crate::output;
+use crate::stream::filter::Filter;
+use crate::stream::filter_test::FilterReport;
+
+pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Option<&str>) -> Result<ExitCode> {
+    let filters: Vec<Filter> = match expr {
+        Some(e) => vec![Filter::compile("expr", e).map_err(|e| anyhow!("--expr: {e}"))?],
+        None => {
+            let loaded = crate::loaded_or_return!(ctx);
+            match stream_name {
+                Some(s) => crate::stream::specs(&loaded, Some(s))?.remove(0).compile_filters()?,
+                None => loaded
+                    .config
+                    .filters
+                    .iter()
+                    .map(|(n, f)| Filter::compile(n, &f.expr).map_err(|e| anyhow!("filter {n:?}: {e}")))
+                    .collect::<Result<_>>()?,
+            }
+        }
+    };
+    if filters.is_empty() {
+        anyhow::bail!("no filters to test: declare [filter.NAME] or pass --expr");
+    }
+    let report = crate::stream::filter_test::run(&filters, data)?;
+    if ctx.json() {
+        output::print_json(&report)?;
+    } else {
+        print(&report);
+    }
+    Ok(if report.iter().any(|r| r.errors > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+pub fn print(reports: &[FilterReport]) {
+    let mut t = output::table(&["filter", "alerts", "kept", "errors", "kept ids"]);
+    for r in reports {
+        let ids = if r.kept_ids.len() > 8 {
+            format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8)
+        } else {
+            r.kept_ids.join(", ")
+        };
+        t.add_row(vec![r.filter.clone(), r.alerts.to_string(), r.kept.to_string(), r.errors.to_string(), ids]);
+    }
+    println!("{t}");
+    let mut fields: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for r in reports {
+        for f in &r.fields {
+            fields.insert(f.field.clone(), (f.status.clone(), f.nulls));
+        }
+        for e in &r.first_errors {
+            println!("{} {}: {e}", output::red("error:"), r.filter);
+        }
+    }
+    let mut ft = output::table(&["field", "status", "null in"]);
+    for (k, (s, n)) in fields {
+        ft.add_row(vec![k, s, n.to_string()]);
+    }
+    println!("{ft}");
+}

@@ -1,0 +1,170 @@
+//! `fink run` (its closing summary) and `fink status` (a running one's
+//! streams, from its /status endpoint).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::output;
+use crate::stream::runner::State;
+use crate::supervisor::{self, Status};
+
+pub fn run(ctx: &Ctx, only: Option<String>, until_idle: bool, apply: bool, no_progress: bool) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let loaded = crate::loaded_or_return!(ctx);
+    let opts = supervisor::RunOptions {
+        load: ctx.load_options(),
+        only,
+        until_idle,
+        apply,
+        progress: !no_progress && std::io::stderr().is_terminal(),
+        watch_config: !until_idle,
+    };
+    crate::sys::limit_malloc_arenas();
+    let started = std::time::Instant::now();
+    let summary = supervisor::run(loaded, opts)?;
+    let secs = started.elapsed().as_secs_f64();
+    let unconfirmed: u64 = summary.iter().map(|s| s.stats.unconfirmed).sum();
+    let failed = summary.iter().filter(|s| s.failed()).count();
+    if ctx.json() {
+        output::print_json(&serde_json::json!({ "elapsed_secs": secs, "streams": summary }))?;
+    } else {
+        let mut t = output::table(&[
+            "stream",
+            "topic",
+            "read",
+            "published",
+            "filtered",
+            "errors",
+            "quarantined",
+            "unconfirmed",
+            "MB",
+            "alerts/s",
+            "state",
+        ]);
+        for s in &summary {
+            let st = &s.stats;
+            let state = match &s.state {
+                State::Failed(e) => output::red(&format!("failed: {e}")),
+                other => state_name(other).to_string(),
+            };
+            t.add_row(vec![
+                s.name.clone(),
+                s.topic.clone(),
+                st.read.to_string(),
+                st.published.to_string(),
+                st.filtered.to_string(),
+                st.errors.to_string(),
+                st.quarantined.to_string(),
+                st.unconfirmed.to_string(),
+                format!("{:.1}", st.bytes as f64 / 1e6),
+                format!("{:.0}", st.read as f64 / secs.max(1e-3)),
+                state,
+            ]);
+        }
+        println!("{t}");
+        println!("{:.1}s", secs);
+    }
+    if unconfirmed > 0 {
+        eprintln!(
+            "{} {unconfirmed} alert(s) were still unconfirmed at the shutdown deadline; they will be sent again on the next start",
+            output::yellow("warning:")
+        );
+    }
+    Ok(if failed == 0 && unconfirmed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub fn status(ctx: &Ctx, addr: Option<String>) -> Result<ExitCode> {
+    let addr = match addr {
+        Some(a) => a,
+        None => match ctx.load() {
+            Ok(l) => supervisor::status_addr(&l),
+            Err(_) => crate::config::RunConfig::default().metrics_addr,
+        },
+    };
+    let body = supervisor::fetch_status(&addr)?;
+    let st: Status = serde_json::from_str(&body)
+        .map_err(|e| anyhow::anyhow!("{addr} answered, but not with a fink run status: {e}"))?;
+    // Health-check friendly: 1 when a stream has failed or is stalled.
+    let code = if st.healthy() { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    if ctx.json() {
+        println!("{}", body.trim_end());
+        return Ok(code);
+    }
+    print!("{}", render_status(&st, crate::stream::now_ms() / 1000));
+    Ok(code)
+}
+
+/// `fink status` as text: a table of streams, then notes on stalled and
+/// failed ones and on the config.
+pub fn render_status(st: &Status, now_secs: u64) -> String {
+    use std::fmt::Write;
+    let mut t = output::table(&["stream", "topic", "state", "read", "published", "backlog files", "uptime"]);
+    let mut notes = Vec::new();
+    for s in &st.streams {
+        let state = match (&s.state, s.stalled_secs) {
+            (_, Some(secs)) => {
+                let why = s.client_error.as_deref().unwrap_or("none reported");
+                notes.push(format!(
+                    "{} {}: {} alerts in flight, no delivery report for {secs} s; last client error: {why}",
+                    output::red("stalled:"),
+                    s.name,
+                    s.stats.in_flight
+                ));
+                output::red(&format!("stalled {secs}s"))
+            }
+            (State::Failed(e), None) => {
+                let retry = s.restart_in_secs.map(|r| format!("; restart in {r} s")).unwrap_or_default();
+                notes.push(format!("{} {}: {e} ({} restart(s){retry})", output::red("failed:"), s.name, s.restarts));
+                output::red("failed")
+            }
+            (other, None) => state_name(other).to_string(),
+        };
+        t.add_row(vec![
+            s.name.clone(),
+            s.topic.clone(),
+            state,
+            s.stats.read.to_string(),
+            s.stats.published.to_string(),
+            s.stats.backlog_files.to_string(),
+            duration(s.uptime_secs),
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    for n in notes {
+        let _ = writeln!(out, "{n}");
+    }
+    let c = &st.config;
+    let _ = writeln!(
+        out,
+        "config {} loaded {} ago ({} reloads)",
+        c.config_hash.get(..12).unwrap_or(&c.config_hash),
+        duration(now_secs.saturating_sub(c.loaded_at)),
+        c.reloads
+    );
+    if let Some(e) = &c.last_reload_error {
+        let _ = writeln!(out, "{} {e}", output::red("last reload failed:"));
+    }
+    out
+}
+
+fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Starting => "starting",
+        State::Running => "running",
+        State::Idle => "idle",
+        State::Stopped => "stopped",
+        State::Failed(_) => "failed",
+    }
+}
+
+/// 3725 s -> "1h2m5s".
+fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}

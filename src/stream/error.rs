@@ -1,0 +1,72 @@
+//! Why a stream stopped, as a value: control flow matches on the Kafka
+//! error code, never on message text.
+
+use rdkafka::types::RDKafkaErrorCode;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StreamError {
+    /// The stream's definition cannot run (filters, schema file, ...).
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot create the producer: {0}")]
+    Client(String),
+    #[error("cannot reach the cluster as {user:?}: {message}")]
+    Unreachable { user: String, message: String },
+    #[error(
+        "user {user:?} may not write topic {topic:?} ({code}): declare a producer ACL for it in fink.toml and run `fink apply`"
+    )]
+    NotAuthorized { user: String, topic: String, code: RDKafkaErrorCode },
+    #[error(
+        "topic {topic:?} does not exist (or user {user:?} may not see it; {code}): declare it in fink.toml and run `fink apply`"
+    )]
+    UnknownTopic { user: String, topic: String, code: RDKafkaErrorCode },
+    #[error("delivery to topic {topic:?} failed ({code}): {message}")]
+    Delivery { topic: String, code: RDKafkaErrorCode, message: String },
+    #[error("{0}")]
+    State(String),
+    #[error("the stream's thread panicked: {0}")]
+    Panicked(String),
+}
+
+impl StreamError {
+    /// The error the broker or client gave for `topic`, with what to do.
+    pub fn from_kafka(user: &str, topic: &str, code: RDKafkaErrorCode, message: String) -> StreamError {
+        let (user, topic) = (user.to_string(), topic.to_string());
+        match code {
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed => StreamError::NotAuthorized { user, topic, code },
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                StreamError::UnknownTopic { user, topic, code }
+            }
+            _ => StreamError::Delivery { topic, code, message },
+        }
+    }
+
+    /// The Kafka error code, when the error came from Kafka.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            StreamError::NotAuthorized { code, .. }
+            | StreamError::UnknownTopic { code, .. }
+            | StreamError::Delivery { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_codes_pick_the_advice() {
+        let e = StreamError::from_kafka("u", "t", RDKafkaErrorCode::TopicAuthorizationFailed, "x".into());
+        assert!(matches!(e, StreamError::NotAuthorized { .. }));
+        assert!(e.to_string().contains("producer ACL"), "{e}");
+        let e = StreamError::from_kafka("u", "t", RDKafkaErrorCode::UnknownTopicOrPartition, "x".into());
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert_eq!(e.code(), Some(RDKafkaErrorCode::UnknownTopicOrPartition));
+        let e = StreamError::from_kafka("u", "t", RDKafkaErrorCode::MessageTimedOut, "slow".into());
+        assert!(matches!(e, StreamError::Delivery { code: RDKafkaErrorCode::MessageTimedOut, .. }));
+    }
+}
