@@ -3,61 +3,13 @@
 
 mod common;
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-struct Runner {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `fink run --no-progress EXTRA...` in the workspace, logging to run.log;
-/// returns at once.
-fn spawn(w: &Workspace, addr: &str, extra: &[&str]) -> Runner {
-    let log = std::fs::File::create(w.path().join("run.log")).unwrap();
-    let child = Command::new(fink_bin())
-        .args(["run", "--no-progress"])
-        .args(extra)
-        .current_dir(w.path())
-        .env("FINK_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Runner { child, addr: addr.to_string() }
-}
-
-/// [`spawn`], then wait until its status endpoint answers.
-fn start(w: &Workspace, addr: &str) -> Runner {
-    let r = spawn(w, addr, &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fink::supervisor::fetch_status(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "fink run did not come up:\n{}",
-            std::fs::read_to_string(w.path().join("run.log")).unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    r
-}
-
-fn status(r: &Runner) -> Value {
-    serde_json::from_str(&fink::supervisor::fetch_status(&r.addr).unwrap()).unwrap()
+fn status(r: &FinkRun) -> Value {
+    r.status()
 }
 
 fn stream_status<'a>(st: &'a Value, name: &str) -> Option<&'a Value> {
@@ -114,11 +66,11 @@ fn body(topic: &str, filter: &str, addr: &str) -> String {
 fn filter_change_mid_backlog_has_no_gap_and_no_duplicate() {
     let w = Workspace::new();
     let topic = unique("hrf");
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = "127.0.0.1:0".to_string();
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "1500", "--per-file", "300", "--seed", "5"]).code, 0);
     w.config(&body(&topic, "candidate.fid == 1", &addr));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let r = start(&w, &addr);
+    let r = FinkRun::start(&w, &[]);
     wait_for("some alerts published", || {
         stream_status(&status(&r), "s").map(|s| s["stats"]["published"].as_u64().unwrap() >= 60).unwrap_or(false)
     });
@@ -159,7 +111,7 @@ fn filter_change_mid_backlog_has_no_gap_and_no_duplicate() {
 fn add_and_remove_streams_leave_the_third_untouched() {
     let w = Workspace::new();
     let (ta, tb, tc) = (unique("hra"), unique("hrb"), unique("hrc"));
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = "127.0.0.1:0".to_string();
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "600", "--per-file", "100", "--seed", "9"]).code, 0);
     let stream = |name: &str, topic: &str| {
         format!("\n[[stream]]\nname = \"{name}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ linger_ms = 0 }}\n")
@@ -168,7 +120,7 @@ fn add_and_remove_streams_leave_the_third_untouched() {
     let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\nmax_in_flight = 1\n\n{topics}");
     w.config(&format!("{head}{}{}", stream("keep", &ta), stream("old", &tb)));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let r = start(&w, &addr);
+    let r = FinkRun::start(&w, &[]);
     wait_for("keep publishing", || {
         stream_status(&status(&r), "keep").map(|s| s["stats"]["published"].as_u64().unwrap() > 20).unwrap_or(false)
     });
@@ -196,7 +148,7 @@ fn add_and_remove_streams_leave_the_third_untouched() {
     let log = std::fs::read_to_string(w.path().join("run.log")).unwrap();
     assert_eq!(log.matches("starting stream stream=keep").count(), 1, "keep must start once:\n{log}");
     // Metrics carry per-stream counters.
-    let metrics = http_get(&addr, "/metrics");
+    let metrics = http_get(&r.addr, "/metrics");
     assert!(metrics.contains("fink_stream_alerts_published_total{stream=\"keep\"}"), "{metrics}");
     assert!(metrics.contains("fink_stream_lag_files{stream=\"new\"}"), "{metrics}");
 }
@@ -214,11 +166,11 @@ fn http_get(addr: &str, path: &str) -> String {
 fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
     let w = Workspace::new();
     let topic = unique("hri");
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = "127.0.0.1:0".to_string();
     std::fs::create_dir_all(w.path().join("src")).unwrap();
     w.config(&body(&topic, "candidate.fid == 1", &addr));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let r = start(&w, &addr);
+    let r = FinkRun::start(&w, &[]);
     let started = stream_status(&status(&r), "s").unwrap()["started_at_ms"].clone();
 
     // A filter that does not compile: rejected, the stream keeps running.
@@ -229,7 +181,7 @@ fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
     let err = st["config"]["last_reload_error"].as_str().unwrap();
     assert!(err.contains("filter") && err.contains("line 1"), "{err}");
     assert_eq!(stream_status(&st, "s").unwrap()["started_at_ms"], started);
-    assert!(http_get(&addr, "/metrics").contains("fink_config_last_reload_success 0"));
+    assert!(http_get(&r.addr, "/metrics").contains("fink_config_last_reload_success 0"));
 
     // An unknown key: rejected with file and line.
     let bad = Workspace::cluster_header()
@@ -247,13 +199,15 @@ fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
     std::fs::write(&tmp, good).unwrap();
     std::fs::rename(&tmp, w.path().join("fink.toml")).unwrap();
     wait_for("the good reload", || status(&r)["config"]["reloads"] == 3);
+    // An absence has no condition to await: watch for a second reload of
+    // the same save for a few debounce periods.
     std::thread::sleep(Duration::from_millis(800));
     let st = status(&r);
     assert_eq!(st["config"]["reloads"], 3, "one save, one reload");
     assert!(st["config"]["last_reload_error"].is_null());
     assert_ne!(stream_status(&st, "s").unwrap()["started_at_ms"], started, "the changed stream restarted");
     // `fink status` reads the same endpoint.
-    let out = w.fink(&["status", "--addr", &addr]);
+    let out = w.fink(&["status", "--addr", &r.addr]);
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("3 reloads"), "{}", out.stdout);
 }
@@ -262,15 +216,14 @@ fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
 fn run_apply_creates_what_an_edit_needs_before_swapping() {
     let w = Workspace::new();
     let (t1, t2) = (unique("hrx"), unique("hry"));
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = "127.0.0.1:0".to_string();
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--seed", "2"]).code, 0);
     let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\n\n[[topic]]\nname = \"{t1}\"\n");
     let s1 =
         format!("\n[[stream]]\nname = \"a\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t1}\"\n");
     w.config(&format!("{head}{s1}"));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let r = spawn(&w, &addr, &["--apply"]);
-    wait_for("fink run", || fink::supervisor::fetch_status(&addr).is_ok());
+    let r = FinkRun::start(&w, &["--apply"]);
     // The edit adds a topic and a stream on it; --apply creates the topic first.
     let text = Workspace::cluster_header()
         + "\n"
@@ -287,7 +240,7 @@ fn run_apply_creates_what_an_edit_needs_before_swapping() {
 fn an_edit_saved_while_run_starts_is_not_lost() {
     let w = Workspace::new();
     let (t1, t2) = (unique("hrs"), unique("hrt"));
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = "127.0.0.1:0".to_string();
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "20", "--per-file", "20", "--seed", "4"]).code, 0);
     let head = format!("[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\n\n[[topic]]\nname = \"{t1}\"\n[[topic]]\nname = \"{t2}\"\n");
     let stream = |n: &str, t: &str| {
@@ -295,12 +248,12 @@ fn an_edit_saved_while_run_starts_is_not_lost() {
     };
     w.config(&format!("{head}{}", stream("a", &t1)));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let r = spawn(&w, &addr, &[]);
+    let mut r = FinkRun::spawn(&w, &[]);
     // Saved while `fink run` loads, connects and starts: whenever it lands,
     // the running config must end up with both streams.
     std::thread::sleep(Duration::from_millis(150));
     w.config(&format!("{head}{}{}", stream("a", &t1), stream("b", &t2)));
-    wait_logged(&w, "fink run", || fink::supervisor::fetch_status(&addr).is_ok());
+    r.await_ready(&w);
     wait_logged(&w, "both streams to publish everything", || {
         let st = status(&r);
         ["a", "b"]

@@ -5,7 +5,7 @@
 //! runs meanwhile (cargo runs test binaries one after another).
 
 mod common;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,15 +30,6 @@ impl Drop for Frozen {
 fn signal(pid: i32, sig: &str) {
     let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
     assert!(ok, "kill -{sig} {pid}");
-}
-
-struct Runner(Child);
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The pid of the test cluster's broker, from `fink cluster status`.
@@ -73,27 +64,16 @@ fn a_frozen_broker_is_reported_as_a_stall_and_the_stream_resumes_without_loss() 
     let pid = broker_pid();
     let w = Workspace::new();
     let topic = unique("stall");
-    let addr =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let addr = "127.0.0.1:0";
     std::fs::create_dir_all(w.path().join("src")).unwrap();
     w.config(&format!(
         "[run]\nstate_dir = \"state\"\nmetrics_addr = \"{addr}\"\nstall_after_s = 2\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ linger_ms = 0 }}\n"
     ));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
-    let log = w.path().join("run.log");
-    let _run = Runner(
-        Command::new(fink_bin())
-            .args(["run", "--no-progress"])
-            .current_dir(w.path())
-            .env("FINK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let status = || -> Value {
-        fink::supervisor::fetch_status(&addr).ok().and_then(|b| serde_json::from_str(&b).ok()).unwrap_or(Value::Null)
-    };
+    let run = FinkRun::start(&w, &[]);
+    let log = run.log.clone();
+    let addr = run.addr.clone();
+    let status = || run.status();
     let stream = |st: &Value| st["streams"][0].clone();
     wait("the stream to be idle", &log, || stream(&status())["state"]["state"] == "idle");
     let healthy = w.fink(&["status", "--addr", &addr]);
@@ -108,14 +88,7 @@ fn a_frozen_broker_is_reported_as_a_stall_and_the_stream_resumes_without_loss() 
     let out = w.fink(&["status", "--addr", &addr]);
     assert_eq!(out.code, 1, "a stalled stream makes `fink status` fail: {}", out.all());
     assert!(out.stdout.contains("stalled"), "{}", out.stdout);
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut m = String::new();
-        s.read_to_string(&mut m).unwrap();
-        m
-    };
+    let metrics = run.metrics();
     assert!(metrics.contains("fink_stream_stalled{stream=\"s\"} 1"), "{metrics}");
     wait("the warning", &log, || std::fs::read_to_string(&log).unwrap().contains("stalled: no delivery report"));
 

@@ -149,8 +149,13 @@ fn select_and_drop_shape_the_schema() {
 fn unknown_select_field_is_quarantined_with_reason() {
     let dir = shared_data().join("ztf/raw");
     let s = stream("bad", "parquet", &dir, "select = [\"objectId\", \"candidate.nope\"]\n");
-    let r = run_until_idle(&s);
-    assert!(r.stdout.contains("quarantined") || r.stdout.contains('2'), "{}", r.stdout);
+    let r = s.w.fink(&["run", "--until-idle", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let stats = &v["streams"][0]["stats"];
+    let files = walk(&dir).len() as u64;
+    assert_eq!(stats["quarantined"].as_u64(), Some(files), "every file is quarantined: {stats}");
+    assert_eq!(stats["published"], 0, "{stats}");
     let log = std::fs::read_to_string(s.w.path().join("state/s.quarantine.jsonl")).unwrap();
     assert!(log.contains("no field \\\"nope\\\" under \\\"candidate\\\""), "{log}");
 }

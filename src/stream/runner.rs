@@ -658,3 +658,25 @@ fn drain(cx: &mut Ctx<'_>) -> Result<(), StreamError> {
     }
     settle(cx, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_stream_is_reported_failed_with_its_message() {
+        let state = Arc::new(Mutex::new(State::Running));
+        let join = spawn_guarded("t".into(), "s".into(), state.clone(), || panic!("boom at row 7"));
+        join.join().expect("the panic is caught inside the thread");
+        match state.lock().unwrap().clone() {
+            State::Failed(m) => assert!(m.contains("panicked") && m.contains("boom at row 7"), "{m}"),
+            other => panic!("reported as {other:?}"),
+        }
+        let state = Arc::new(Mutex::new(State::Running));
+        let join = spawn_guarded("t".into(), "s".into(), state.clone(), || {
+            Err(StreamError::State("cannot write checkpoint".into()))
+        });
+        join.join().unwrap();
+        assert_eq!(*state.lock().unwrap(), State::Failed("cannot write checkpoint".into()));
+    }
+}

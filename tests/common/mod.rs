@@ -380,6 +380,12 @@ impl FinkRun {
     /// `fink run --no-progress EXTRA...`, returning once /status answers.
     pub fn start(w: &Workspace, extra: &[&str]) -> FinkRun {
         let mut r = Self::spawn(w, extra);
+        r.await_ready(w);
+        r
+    }
+
+    /// Wait until the status endpoint of a spawned run answers.
+    pub fn await_ready(&mut self, w: &Workspace) {
         let addr_file = w.path().join("state/metrics.addr");
         let mut addr = String::new();
         wait_until(
@@ -389,10 +395,9 @@ impl FinkRun {
                 addr = std::fs::read_to_string(&addr_file).unwrap_or_default().trim().to_string();
                 !addr.is_empty() && fink::supervisor::fetch_status(&addr).is_ok()
             },
-            || r.log_text(),
+            || self.log_text(),
         );
-        r.addr = addr;
-        r
+        self.addr = addr;
     }
 
     /// Start it without waiting (the address is filled in by `start`).
