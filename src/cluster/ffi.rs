@@ -6,6 +6,7 @@
 //! `spawn_blocking`. Every pointer created here is destroyed here.
 
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -23,18 +24,34 @@ pub struct FfiError(pub String);
 
 type Result<T> = std::result::Result<T, FfiError>;
 
-/// The raw client handle. The owning rdkafka client must outlive every call.
+/// A live librdkafka client, borrowed from the rdkafka client that owns
+/// it: the borrow keeps that client alive for every call, and the pointer
+/// is private, so safe code can neither forge a handle nor keep one past
+/// its client.
 #[derive(Clone, Copy)]
-pub struct Handle(pub *mut RDKafka);
+pub struct Handle<'a> {
+    ptr: *mut RDKafka,
+    _client: PhantomData<&'a ()>,
+}
 
-// librdkafka handles are thread-safe; the admin calls only read the pointer.
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
+impl<'a> Handle<'a> {
+    pub fn of<C: rdkafka::ClientContext>(client: &'a rdkafka::client::Client<C>) -> Handle<'a> {
+        Handle { ptr: client.native_ptr(), _client: PhantomData }
+    }
+}
+
+// SAFETY: librdkafka client handles are thread-safe (its documented
+// contract); the calls here only pass the pointer to librdkafka.
+unsafe impl Send for Handle<'_> {}
+// SAFETY: as for Send: shared use from several threads is allowed.
+unsafe impl Sync for Handle<'_> {}
 
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| FfiError(format!("{s:?} contains a NUL byte")))
 }
 
+/// # Safety
+/// `p` is null or a NUL-terminated string that lives for the call.
 unsafe fn from_c(p: *const c_char) -> String {
     if p.is_null() {
         String::new()
@@ -43,6 +60,8 @@ unsafe fn from_c(p: *const c_char) -> String {
     }
 }
 
+/// # Safety
+/// `err` is null or a live librdkafka error object.
 unsafe fn error_text(err: *const rd::rd_kafka_error_t) -> Option<String> {
     if err.is_null() {
         None
@@ -59,6 +78,8 @@ struct Event {
 
 impl Drop for Event {
     fn drop(&mut self) {
+        // SAFETY: both pointers were created by `request` for this Event
+        // alone, and are destroyed exactly once, here.
         unsafe {
             if !self.ev.is_null() {
                 rd::rd_kafka_event_destroy(self.ev);
@@ -69,14 +90,18 @@ impl Drop for Event {
 }
 
 /// Run one admin request: `call` receives options and the private queue.
+///
+/// # Safety
+/// `call` must start exactly one admin operation of kind `op` on the queue
+/// with the options, passing only pointers valid for the call.
 unsafe fn request(
-    h: Handle,
+    h: Handle<'_>,
     op: rd::rd_kafka_admin_op_t,
     timeout: Duration,
     call: impl FnOnce(*mut rd::rd_kafka_AdminOptions_t, *mut rd::rd_kafka_queue_t),
 ) -> Result<Event> {
-    let queue = rd::rd_kafka_queue_new(h.0);
-    let opts = rd::rd_kafka_AdminOptions_new(h.0, op);
+    let queue = rd::rd_kafka_queue_new(h.ptr);
+    let opts = rd::rd_kafka_AdminOptions_new(h.ptr, op);
     let mut errstr = [0 as c_char; 512];
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     rd::rd_kafka_AdminOptions_set_request_timeout(opts, ms, errstr.as_mut_ptr(), errstr.len());
@@ -168,6 +193,9 @@ fn mechanism(m: ScramMechanism) -> rd::rd_kafka_ScramMechanism_t {
 }
 
 /// Build an exact binding (also usable as an exact-match filter).
+///
+/// # Safety
+/// The caller owns the returned binding and destroys it once.
 unsafe fn new_binding(b: &AclBinding) -> Result<*mut rd::rd_kafka_AclBinding_t> {
     let name = cstring(&b.name)?;
     let principal = cstring(&b.principal)?;
@@ -191,6 +219,9 @@ unsafe fn new_binding(b: &AclBinding) -> Result<*mut rd::rd_kafka_AclBinding_t> 
 }
 
 /// All-or-nothing: on an error the bindings built so far are freed.
+///
+/// # Safety
+/// As for [`new_binding`], for each binding returned.
 unsafe fn new_bindings(bindings: &[AclBinding]) -> Result<Vec<*mut rd::rd_kafka_AclBinding_t>> {
     let mut ptrs = Vec::with_capacity(bindings.len());
     for b in bindings {
@@ -207,6 +238,8 @@ unsafe fn new_bindings(bindings: &[AclBinding]) -> Result<Vec<*mut rd::rd_kafka_
     Ok(ptrs)
 }
 
+/// # Safety
+/// `p` is a binding owned by a live result event.
 unsafe fn read_binding(p: *const rd::rd_kafka_AclBinding_t) -> Option<AclBinding> {
     let resource = restype_back(rd::rd_kafka_AclBinding_restype(p))?;
     let pattern = match rd::rd_kafka_AclBinding_resource_pattern_type(p) {
@@ -231,7 +264,9 @@ unsafe fn read_binding(p: *const rd::rd_kafka_AclBinding_t) -> Option<AclBinding
 }
 
 /// Every ACL binding on the cluster, in one request.
-pub fn describe_acls(h: Handle, timeout: Duration) -> Result<Vec<AclBinding>> {
+pub fn describe_acls(h: Handle<'_>, timeout: Duration) -> Result<Vec<AclBinding>> {
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let mut errstr = [0 as c_char; 512];
         let filter = rd::rd_kafka_AclBindingFilter_new(
@@ -249,7 +284,7 @@ pub fn describe_acls(h: Handle, timeout: Duration) -> Result<Vec<AclBinding>> {
             return Err(FfiError(from_c(errstr.as_ptr())));
         }
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEACLS, timeout, |o, q| {
-            rd::rd_kafka_DescribeAcls(h.0, filter, o, q)
+            rd::rd_kafka_DescribeAcls(h.ptr, filter, o, q)
         });
         rd::rd_kafka_AclBinding_destroy(filter);
         let ev = ev?;
@@ -262,17 +297,19 @@ pub fn describe_acls(h: Handle, timeout: Duration) -> Result<Vec<AclBinding>> {
 
 /// Create bindings in one request; one result per binding, in order.
 pub fn create_acls(
-    h: Handle,
+    h: Handle<'_>,
     bindings: &[AclBinding],
     timeout: Duration,
 ) -> Result<Vec<std::result::Result<(), String>>> {
     if bindings.is_empty() {
         return Ok(Vec::new());
     }
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let mut ptrs = new_bindings(bindings)?;
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS, timeout, |o, q| {
-            rd::rd_kafka_CreateAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+            rd::rd_kafka_CreateAcls(h.ptr, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });
         for p in ptrs {
             rd::rd_kafka_AclBinding_destroy(p);
@@ -293,17 +330,19 @@ pub fn create_acls(
 /// Delete exactly these bindings (each is an exact-match filter); one result
 /// per binding with the number of bindings removed.
 pub fn delete_acls(
-    h: Handle,
+    h: Handle<'_>,
     bindings: &[AclBinding],
     timeout: Duration,
 ) -> Result<Vec<std::result::Result<usize, String>>> {
     if bindings.is_empty() {
         return Ok(Vec::new());
     }
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let mut ptrs = new_bindings(bindings)?;
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS, timeout, |o, q| {
-            rd::rd_kafka_DeleteAcls(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+            rd::rd_kafka_DeleteAcls(h.ptr, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });
         for p in ptrs {
             rd::rd_kafka_AclBinding_destroy(p);
@@ -330,11 +369,13 @@ pub fn delete_acls(
 
 /// SCRAM credentials of every user, in one request (never the secrets:
 /// Kafka only returns mechanism and iterations).
-pub fn describe_scram(h: Handle, timeout: Duration) -> Result<Vec<(String, Vec<ScramCredential>)>> {
+pub fn describe_scram(h: Handle<'_>, timeout: Duration) -> Result<Vec<(String, Vec<ScramCredential>)>> {
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let ev =
             request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS, timeout, |o, q| {
-                rd::rd_kafka_DescribeUserScramCredentials(h.0, ptr::null_mut(), 0, o, q)
+                rd::rd_kafka_DescribeUserScramCredentials(h.ptr, ptr::null_mut(), 0, o, q)
             })?;
         let res = rd::rd_kafka_event_DescribeUserScramCredentials_result(ev.ev);
         let mut n = 0usize;
@@ -378,13 +419,15 @@ pub enum ScramChange<'a> {
 
 /// Apply SCRAM changes in one request; one `(user, result)` per user.
 pub fn alter_scram(
-    h: Handle,
+    h: Handle<'_>,
     changes: &[ScramChange<'_>],
     timeout: Duration,
 ) -> Result<Vec<(String, std::result::Result<(), String>)>> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let mut ptrs = Vec::with_capacity(changes.len());
         let mut fail = None;
@@ -423,7 +466,7 @@ pub fn alter_scram(
             return Err(e);
         }
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERUSERSCRAMCREDENTIALS, timeout, |o, q| {
-            rd::rd_kafka_AlterUserScramCredentials(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+            rd::rd_kafka_AlterUserScramCredentials(h.ptr, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });
         for p in ptrs {
             rd::rd_kafka_UserScramCredentialAlteration_destroy(p);
@@ -456,13 +499,15 @@ pub type ConfigEdit = (String, Option<String>);
 /// Incrementally set (`Some`) or delete back to default (`None`) topic
 /// configs; untouched keys keep their values. One result per topic.
 pub fn incremental_alter_topic_configs(
-    h: Handle,
+    h: Handle<'_>,
     changes: &[(String, Vec<ConfigEdit>)],
     timeout: Duration,
 ) -> Result<Vec<(String, std::result::Result<(), String>)>> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
+    // SAFETY: the handle borrows a live client; every pointer below is
+    // created, read and destroyed within this block, in librdkafka's order.
     unsafe {
         let mut ptrs = Vec::with_capacity(changes.len());
         let mut fail = None;
@@ -515,7 +560,7 @@ pub fn incremental_alter_topic_configs(
             return Err(e);
         }
         let ev = request(h, rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout, |o, q| {
-            rd::rd_kafka_IncrementalAlterConfigs(h.0, ptrs.as_mut_ptr(), ptrs.len(), o, q)
+            rd::rd_kafka_IncrementalAlterConfigs(h.ptr, ptrs.as_mut_ptr(), ptrs.len(), o, q)
         });
         for p in ptrs {
             rd::rd_kafka_ConfigResource_destroy(p);

@@ -115,14 +115,41 @@ pub fn user_connection(loaded: &crate::config::Loaded, user: Option<&str>) -> Re
     let Some(user) = user.filter(|u| admin.user.as_deref() != Some(*u)) else {
         return Ok(admin);
     };
+    let mechanism = loaded.config.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or_default();
+    Ok(admin.as_user(user, user_password(loaded, user)?, mechanism))
+}
+
+/// The password of a user declared in fink.toml, resolved now (env or
+/// file). The one place user credentials are read.
+pub fn user_password(loaded: &crate::config::Loaded, user: &str) -> Result<SecretValue> {
     let u = loaded
         .config
         .users
         .iter()
         .find(|u| u.name == user)
         .ok_or_else(|| anyhow!("user {user:?} is not declared in fink.toml"))?;
-    let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {user:?}: {e}"))?;
-    Ok(admin.as_user(&u.name, pw, u.mechanism))
+    u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {user:?}: {e}"))
+}
+
+/// One change's outcome: the cluster's error message if it failed.
+pub type OpResult = std::result::Result<(), String>;
+
+/// A topic to create.
+pub struct NewTopicSpec<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    pub replication_factor: Option<i32>,
+    pub configs: &'a BTreeMap<String, String>,
+}
+
+fn topic_results(results: Vec<rdkafka::admin::TopicResult>) -> Vec<(String, OpResult)> {
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(n) => (n, Ok(())),
+            Err((n, code)) => (n, Err(code.to_string())),
+        })
+        .collect()
 }
 
 /// See [`Connection::credential_fingerprint`]; never printed.
@@ -368,8 +395,61 @@ impl Admin {
         }
     }
 
-    pub fn handle(&self) -> ffi::Handle {
-        ffi::Handle(self.admin.inner().native_ptr())
+    pub fn handle(&self) -> ffi::Handle<'_> {
+        ffi::Handle::of(self.admin.inner())
+    }
+
+    /// Create topics in one request; `(topic, outcome)` per topic. A
+    /// replication factor of `None` leaves it to the broker's default.
+    pub fn create_topics(&self, topics: &[NewTopicSpec<'_>]) -> Result<Vec<(String, OpResult)>> {
+        use rdkafka::admin::{NewTopic, TopicReplication};
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| {
+                let mut n =
+                    NewTopic::new(t.name, t.partitions, TopicReplication::Fixed(t.replication_factor.unwrap_or(-1)));
+                for (k, v) in t.configs {
+                    n = n.set(k, v);
+                }
+                n
+            })
+            .collect();
+        let r = self.block_on(self.admin.create_topics(new.iter(), &self.admin_options()))?;
+        Ok(topic_results(r))
+    }
+
+    /// Grow topics to `(topic, partitions)`; `(topic, outcome)` per topic.
+    pub fn create_partitions(&self, topics: &[(&str, usize)]) -> Result<Vec<(String, OpResult)>> {
+        let new: Vec<rdkafka::admin::NewPartitions> =
+            topics.iter().map(|(t, n)| rdkafka::admin::NewPartitions::new(t, *n)).collect();
+        let r = self.block_on(self.admin.create_partitions(new.iter(), &self.admin_options()))?;
+        Ok(topic_results(r))
+    }
+
+    pub fn delete_topics(&self, topics: &[&str]) -> Result<Vec<(String, OpResult)>> {
+        let r = self.block_on(self.admin.delete_topics(topics, &self.admin_options()))?;
+        Ok(topic_results(r))
+    }
+
+    /// Set (`Some`) or reset (`None`) topic configs; `(topic, outcome)` per topic.
+    pub fn alter_topic_configs(&self, changes: &[(String, Vec<ffi::ConfigEdit>)]) -> Result<Vec<(String, OpResult)>> {
+        Ok(ffi::incremental_alter_topic_configs(self.handle(), changes, self.conn.timeout)?)
+    }
+
+    /// Upsert or delete SCRAM credentials; `(user, outcome)` per user.
+    pub fn alter_scram(&self, changes: &[ffi::ScramChange<'_>]) -> Result<Vec<(String, OpResult)>> {
+        Ok(ffi::alter_scram(self.handle(), changes, self.conn.timeout)?)
+    }
+
+    /// One outcome per binding, in order.
+    pub fn create_acls(&self, bindings: &[AclBinding]) -> Result<Vec<OpResult>> {
+        Ok(ffi::create_acls(self.handle(), bindings, self.conn.timeout)?)
+    }
+
+    /// One outcome per binding filter, in order.
+    pub fn delete_acls(&self, bindings: &[AclBinding]) -> Result<Vec<OpResult>> {
+        let r = ffi::delete_acls(self.handle(), bindings, self.conn.timeout)?;
+        Ok(r.into_iter().map(|x| x.map(|_| ())).collect())
     }
 
     pub fn timeout(&self) -> Duration {

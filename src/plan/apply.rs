@@ -1,17 +1,20 @@
 //! Execute a plan's operations, in order, batched by kind; report each
 //! change's outcome. A failed change does not stop the others, and a re-run
 //! converges because the next plan only holds what is still missing.
+//!
+//! The ops are sorted once into one typed list per kind; each kind has its
+//! own executor (an `Admin` call), run in the order users, topics, ACLs,
+//! then deletions in reverse.
 
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use rdkafka::admin::{NewPartitions, NewTopic, TopicReplication};
 use serde::Serialize;
 
 use super::{Change, Op, Plan};
-use crate::cluster::ffi::{self, ScramChange};
-use crate::cluster::Admin;
-use crate::config::{Loaded, SecretValue};
+use crate::cluster::ffi::{ConfigEdit, ScramChange};
+use crate::cluster::{Admin, NewTopicSpec, OpResult};
+use crate::config::{Loaded, ScramMechanism};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -35,35 +38,141 @@ impl Report {
     }
 }
 
+/// The plan's ops by kind, each with the index of its change.
+#[derive(Default)]
+struct Batches<'a> {
+    upsert_users: Vec<(usize, &'a str, ScramMechanism, i32)>,
+    create_topics: Vec<(usize, NewTopicSpec<'a>)>,
+    grow_topics: Vec<(usize, &'a str, usize)>,
+    alter_configs: Vec<(usize, String, Vec<ConfigEdit>)>,
+    create_acls: Vec<(usize, &'a crate::cluster::AclBinding)>,
+    delete_acls: Vec<(usize, &'a crate::cluster::AclBinding)>,
+    delete_topics: Vec<(usize, &'a str)>,
+    delete_credentials: Vec<(usize, &'a str, ScramMechanism)>,
+}
+
+impl<'a> Batches<'a> {
+    fn of(plan: &'a Plan) -> Batches<'a> {
+        let mut b = Batches::default();
+        for (i, c) in plan.changes.iter().enumerate() {
+            for op in &c.ops {
+                match op {
+                    Op::UpsertUser { user, mechanism, iterations } => {
+                        b.upsert_users.push((i, user, *mechanism, *iterations))
+                    }
+                    Op::CreateTopic { topic, partitions, replication_factor, configs } => b.create_topics.push((
+                        i,
+                        NewTopicSpec {
+                            name: topic,
+                            partitions: *partitions,
+                            replication_factor: *replication_factor,
+                            configs,
+                        },
+                    )),
+                    Op::CreatePartitions { topic, to, .. } => b.grow_topics.push((i, topic, *to as usize)),
+                    Op::AlterTopicConfigs { topic, set, delete } => b.alter_configs.push((
+                        i,
+                        topic.clone(),
+                        set.iter()
+                            .map(|(k, v)| (k.clone(), Some(v.clone())))
+                            .chain(delete.iter().map(|k| (k.clone(), None)))
+                            .collect(),
+                    )),
+                    Op::CreateAcl { binding } => b.create_acls.push((i, binding)),
+                    Op::DeleteAcl { binding } => b.delete_acls.push((i, binding)),
+                    Op::DeleteTopic { topic } => b.delete_topics.push((i, topic)),
+                    Op::DeleteUserCredential { user, mechanism } => b.delete_credentials.push((i, user, *mechanism)),
+                }
+            }
+        }
+        b
+    }
+}
+
+/// Outcomes of one batch, as (change index, outcome).
+type Outcomes = Vec<(usize, OpResult)>;
+
+/// Every item of a batch failed the same way (the request itself failed).
+fn all_failed<T>(items: &[(usize, T)], e: &anyhow::Error) -> Outcomes {
+    items.iter().map(|(i, _)| (*i, Err(format!("{e:#}")))).collect()
+}
+
+/// Match per-name results back to the batch.
+fn by_name<'n>(idx: impl Iterator<Item = (usize, &'n str)>, results: Vec<(String, OpResult)>) -> Outcomes {
+    let map: BTreeMap<String, OpResult> = results.into_iter().collect();
+    idx.map(|(i, n)| (i, map.get(n).cloned().unwrap_or_else(|| Err("no result from the cluster".into())))).collect()
+}
+
 /// Run every op of the plan; `progress` is told of each finished change.
 pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&Outcome)) -> Result<Report> {
     if !plan.blockers.is_empty() {
         return Err(anyhow!("the plan has changes Kafka cannot make:\n  {}", plan.blockers.join("\n  ")));
     }
-    // Each op remembers the change it belongs to; errors accumulate per change.
-    let mut errors: Vec<Vec<String>> = vec![Vec::new(); plan.changes.len()];
-    let mut ops: Vec<(usize, &Op)> =
-        plan.changes.iter().enumerate().flat_map(|(i, c)| c.ops.iter().map(move |o| (i, o))).collect();
-    ops.sort_by_key(|(_, o)| o.stage());
-
-    let mut stage_start = 0;
-    while stage_start < ops.len() {
-        let stage = ops[stage_start].1.stage();
-        let end = ops[stage_start..]
+    let b = Batches::of(plan);
+    let mut results: Outcomes = Vec::new();
+    results.extend(upsert_users(&b.upsert_users, loaded, admin));
+    if !b.create_topics.is_empty() {
+        let specs: Vec<NewTopicSpec> = b.create_topics.iter().map(|(_, t)| NewTopicSpec { ..*t }).collect();
+        let out = match admin.create_topics(&specs) {
+            Ok(r) => by_name(b.create_topics.iter().map(|(i, t)| (*i, t.name)), r),
+            Err(e) => all_failed(&b.create_topics, &e),
+        };
+        // Streams started right after apply must find the topics.
+        let created: Vec<String> = b
+            .create_topics
             .iter()
-            .position(|(_, o)| o.stage() != stage)
-            .map(|p| stage_start + p)
-            .unwrap_or(ops.len());
-        let batch = &ops[stage_start..end];
-        let results = run_stage(batch, loaded, admin);
-        for ((i, _), r) in batch.iter().zip(results) {
-            if let Err(e) = r {
-                errors[*i].push(e);
-            }
+            .zip(&out)
+            .filter(|(_, (_, r))| r.is_ok())
+            .map(|((_, t), _)| t.name.to_string())
+            .collect();
+        let late = admin.wait_topics_ready(&created, admin.timeout());
+        if !late.is_empty() {
+            tracing::warn!(topics = ?late, "created, but brokers do not serve them yet");
         }
-        stage_start = end;
+        results.extend(out);
+    }
+    if !b.grow_topics.is_empty() {
+        let grow: Vec<(&str, usize)> = b.grow_topics.iter().map(|(_, t, n)| (*t, *n)).collect();
+        results.extend(match admin.create_partitions(&grow) {
+            Ok(r) => by_name(b.grow_topics.iter().map(|(i, t, _)| (*i, *t)), r),
+            Err(e) => b.grow_topics.iter().map(|(i, _, _)| (*i, Err(format!("{e:#}")))).collect(),
+        });
+    }
+    if !b.alter_configs.is_empty() {
+        let edits: Vec<(String, Vec<ConfigEdit>)> =
+            b.alter_configs.iter().map(|(_, t, e)| (t.clone(), e.clone())).collect();
+        results.extend(match admin.alter_topic_configs(&edits) {
+            Ok(r) => by_name(b.alter_configs.iter().map(|(i, t, _)| (*i, t.as_str())), r),
+            Err(e) => b.alter_configs.iter().map(|(i, _, _)| (*i, Err(format!("{e:#}")))).collect(),
+        });
+    }
+    results.extend(acls(&b.create_acls, |x| admin.create_acls(x)));
+    results.extend(acls(&b.delete_acls, |x| admin.delete_acls(x)));
+    if !b.delete_topics.is_empty() {
+        let names: Vec<&str> = b.delete_topics.iter().map(|(_, t)| *t).collect();
+        results.extend(match admin.delete_topics(&names) {
+            Ok(r) => by_name(b.delete_topics.iter().map(|(i, t)| (*i, *t)), r),
+            Err(e) => all_failed(&b.delete_topics, &e),
+        });
+    }
+    if !b.delete_credentials.is_empty() {
+        let changes: Vec<ScramChange> = b
+            .delete_credentials
+            .iter()
+            .map(|(_, user, mechanism)| ScramChange::Delete { user, mechanism: *mechanism })
+            .collect();
+        results.extend(match admin.alter_scram(&changes) {
+            Ok(r) => by_name(b.delete_credentials.iter().map(|(i, u, _)| (*i, *u)), r),
+            Err(e) => b.delete_credentials.iter().map(|(i, _, _)| (*i, Err(format!("{e:#}")))).collect(),
+        });
     }
 
+    let mut errors: Vec<Vec<String>> = vec![Vec::new(); plan.changes.len()];
+    for (i, r) in results {
+        if let Err(e) = r {
+            errors[i].push(e);
+        }
+    }
     let mut outcomes = Vec::new();
     for (c, errs) in plan.changes.iter().zip(errors) {
         let o = outcome(c, errs);
@@ -82,209 +191,50 @@ fn outcome(c: &Change, errs: Vec<String>) -> Outcome {
     }
 }
 
-type OpResult = std::result::Result<(), String>;
-
-/// Run one stage (ops of the same kind) in as few requests as possible.
-fn run_stage(batch: &[(usize, &Op)], loaded: &Loaded, admin: &Admin) -> Vec<OpResult> {
-    let all = |e: String| batch.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
-    let timeout = admin.timeout();
-    match batch[0].1 {
-        Op::UpsertUser { .. } | Op::DeleteUserCredential { .. } => {
-            // Resolve passwords now: the plan itself holds none.
-            let mut passwords: Vec<Option<SecretValue>> = Vec::new();
-            let mut pre: Vec<Option<String>> = Vec::new();
-            for (_, op) in batch {
-                match op {
-                    Op::UpsertUser { user, .. } => match loaded.config.users.iter().find(|u| &u.name == user) {
-                        Some(u) => match u.password.resolve(&loaded.base_dir) {
-                            Ok(p) => {
-                                passwords.push(Some(p));
-                                pre.push(None);
-                            }
-                            Err(e) => {
-                                passwords.push(None);
-                                pre.push(Some(format!("password: {e}")));
-                            }
-                        },
-                        None => {
-                            passwords.push(None);
-                            pre.push(Some(format!("user {user:?} is no longer declared in fink.toml")));
-                        }
-                    },
-                    _ => {
-                        passwords.push(None);
-                        pre.push(None);
-                    }
-                }
-            }
-            let mut changes = Vec::new();
-            let mut idx = Vec::new();
-            for (k, (_, op)) in batch.iter().enumerate() {
-                if pre[k].is_some() {
-                    continue;
-                }
-                match op {
-                    Op::UpsertUser { user, mechanism, iterations } => changes.push(ScramChange::Upsert {
-                        user,
-                        mechanism: *mechanism,
-                        iterations: *iterations,
-                        password: passwords[k].as_ref().map(|p| p.expose()).unwrap_or_default(),
-                    }),
-                    Op::DeleteUserCredential { user, mechanism } => {
-                        changes.push(ScramChange::Delete { user, mechanism: *mechanism })
-                    }
-                    _ => unreachable!("same stage"),
-                }
-                idx.push(k);
-            }
-            let mut out: Vec<OpResult> = pre.into_iter().map(|p| p.map_or(Ok(()), Err)).collect();
-            match ffi::alter_scram(admin.handle(), &changes, timeout) {
-                Ok(results) => {
-                    // Results come per user; map them back by name.
-                    let by_user: BTreeMap<String, OpResult> = results.into_iter().collect();
-                    for k in idx {
-                        let user = match batch[k].1 {
-                            Op::UpsertUser { user, .. } | Op::DeleteUserCredential { user, .. } => user,
-                            _ => unreachable!(),
-                        };
-                        out[k] = by_user.get(user).cloned().unwrap_or_else(|| Err("no result from the cluster".into()));
-                    }
-                }
-                Err(e) => {
-                    for k in idx {
-                        out[k] = Err(e.to_string());
-                    }
-                }
-            }
-            out
-        }
-        Op::CreateTopic { .. } => {
-            let new: Vec<NewTopic> = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::CreateTopic { topic, partitions, replication_factor, configs } => {
-                        let mut t = NewTopic::new(topic, *partitions, TopicReplication::Fixed(*replication_factor));
-                        for (k, v) in configs {
-                            t = t.set(k, v);
-                        }
-                        t
-                    }
-                    _ => unreachable!("same stage"),
-                })
-                .collect();
-            match admin.block_on(admin.admin_client().create_topics(new.iter(), &admin.admin_options())) {
-                Ok(results) => {
-                    let out = by_name(batch, topic_results(results));
-                    // Streams started right after apply must find the topics.
-                    let created: Vec<String> = batch
-                        .iter()
-                        .zip(&out)
-                        .filter_map(|((_, op), r)| match (op, r) {
-                            (Op::CreateTopic { topic, .. }, Ok(())) => Some(topic.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    let late = admin.wait_topics_ready(&created, timeout);
-                    if !late.is_empty() {
-                        tracing::warn!(topics = ?late, "created, but brokers do not serve them yet");
-                    }
-                    out
-                }
-                Err(e) => all(e.to_string()),
-            }
-        }
-        Op::CreatePartitions { .. } => {
-            let new: Vec<NewPartitions> = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::CreatePartitions { topic, to, .. } => NewPartitions::new(topic, *to as usize),
-                    _ => unreachable!(),
-                })
-                .collect();
-            match admin.block_on(admin.admin_client().create_partitions(new.iter(), &admin.admin_options())) {
-                Ok(results) => by_name(batch, topic_results(results)),
-                Err(e) => all(e.to_string()),
-            }
-        }
-        Op::AlterTopicConfigs { .. } => {
-            let changes: Vec<(String, Vec<ffi::ConfigEdit>)> = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::AlterTopicConfigs { topic, set, delete } => (
-                        topic.clone(),
-                        set.iter()
-                            .map(|(k, v)| (k.clone(), Some(v.clone())))
-                            .chain(delete.iter().map(|k| (k.clone(), None)))
-                            .collect(),
-                    ),
-                    _ => unreachable!(),
-                })
-                .collect();
-            match ffi::incremental_alter_topic_configs(admin.handle(), &changes, timeout) {
-                Ok(results) => by_name(batch, results.into_iter()),
-                Err(e) => all(e.to_string()),
-            }
-        }
-        Op::CreateAcl { .. } | Op::DeleteAcl { .. } => {
-            let bindings: Vec<_> = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::CreateAcl { binding } | Op::DeleteAcl { binding } => binding.clone(),
-                    _ => unreachable!(),
-                })
-                .collect();
-            let res = if matches!(batch[0].1, Op::CreateAcl { .. }) {
-                ffi::create_acls(admin.handle(), &bindings, timeout)
-            } else {
-                ffi::delete_acls(admin.handle(), &bindings, timeout)
-                    .map(|v| v.into_iter().map(|r| r.map(|_| ())).collect())
-            };
-            match res {
-                Ok(results) if results.len() == batch.len() => results,
-                Ok(results) => {
-                    all(format!("the cluster answered {} results for {} ACL bindings", results.len(), batch.len()))
-                }
-                Err(e) => all(e.to_string()),
-            }
-        }
-        Op::DeleteTopic { .. } => {
-            let names: Vec<&str> = batch
-                .iter()
-                .map(|(_, op)| match op {
-                    Op::DeleteTopic { topic } => topic.as_str(),
-                    _ => unreachable!(),
-                })
-                .collect();
-            match admin.block_on(admin.admin_client().delete_topics(&names, &admin.admin_options())) {
-                Ok(results) => by_name(batch, topic_results(results)),
-                Err(e) => all(e.to_string()),
-            }
+/// Upsert SCRAM credentials, resolving passwords now: the plan holds none.
+fn upsert_users(batch: &[(usize, &str, ScramMechanism, i32)], loaded: &Loaded, admin: &Admin) -> Outcomes {
+    let mut out = Vec::new();
+    let mut ready = Vec::new();
+    for (i, user, mechanism, iterations) in batch {
+        match crate::cluster::user_password(loaded, user) {
+            Ok(pw) => ready.push((*i, *user, *mechanism, *iterations, pw)),
+            Err(e) => out.push((*i, Err(format!("{e:#}")))),
         }
     }
-}
-
-/// rdkafka's per-topic results as (topic, outcome).
-fn topic_results(results: Vec<rdkafka::admin::TopicResult>) -> impl Iterator<Item = (String, OpResult)> {
-    results.into_iter().map(|r| match r {
-        Ok(n) => (n, Ok(())),
-        Err((n, code)) => (n, Err(code.to_string())),
-    })
-}
-
-/// Match per-topic results back to the batch by topic name.
-fn by_name(batch: &[(usize, &Op)], results: impl Iterator<Item = (String, OpResult)>) -> Vec<OpResult> {
-    let map: BTreeMap<String, OpResult> = results.collect();
-    batch
+    if ready.is_empty() {
+        return out;
+    }
+    let changes: Vec<ScramChange> = ready
         .iter()
-        .map(|(_, op)| {
-            let topic = match op {
-                Op::CreateTopic { topic, .. }
-                | Op::CreatePartitions { topic, .. }
-                | Op::AlterTopicConfigs { topic, .. }
-                | Op::DeleteTopic { topic } => topic,
-                _ => unreachable!("topic ops only"),
-            };
-            map.get(topic).cloned().unwrap_or_else(|| Err("no result from the cluster".into()))
+        .map(|(_, user, mechanism, iterations, pw)| ScramChange::Upsert {
+            user,
+            mechanism: *mechanism,
+            iterations: *iterations,
+            password: pw.expose(),
         })
-        .collect()
+        .collect();
+    out.extend(match admin.alter_scram(&changes) {
+        Ok(r) => by_name(ready.iter().map(|(i, u, ..)| (*i, *u)), r),
+        Err(e) => ready.iter().map(|(i, ..)| (*i, Err(format!("{e:#}")))).collect(),
+    });
+    out
+}
+
+/// Create or delete ACL bindings: one outcome per binding, in order.
+fn acls(
+    batch: &[(usize, &crate::cluster::AclBinding)],
+    call: impl FnOnce(&[crate::cluster::AclBinding]) -> Result<Vec<OpResult>>,
+) -> Outcomes {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let bindings: Vec<_> = batch.iter().map(|(_, b)| (*b).clone()).collect();
+    match call(&bindings) {
+        Ok(r) if r.len() == batch.len() => batch.iter().map(|(i, _)| *i).zip(r).collect(),
+        Ok(r) => {
+            let e = anyhow!("the cluster answered {} results for {} ACL bindings", r.len(), batch.len());
+            all_failed(batch, &e)
+        }
+        Err(e) => all_failed(batch, &e),
+    }
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{self, AclBinding, Admin, LiveState, Login};
 use crate::config::{AclConfig, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism};
 
-pub const PLAN_FORMAT: &str = "fink-plan/1";
+/// Version 2: a topic's replication factor is `null` for the broker's
+/// default (was -1).
+pub const PLAN_FORMAT: &str = "fink-plan/2";
 
 /// A plan saved by `fink plan -o FILE`, refused clearly if it is not one or
 /// was written in another format version.
@@ -69,14 +71,41 @@ impl Field {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    UpsertUser { user: String, mechanism: ScramMechanism, iterations: i32 },
-    DeleteUserCredential { user: String, mechanism: ScramMechanism },
-    CreateTopic { topic: String, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
-    CreatePartitions { topic: String, from: i32, to: i32 },
-    AlterTopicConfigs { topic: String, set: BTreeMap<String, String>, delete: Vec<String> },
-    CreateAcl { binding: AclBinding },
-    DeleteAcl { binding: AclBinding },
-    DeleteTopic { topic: String },
+    UpsertUser {
+        user: String,
+        mechanism: ScramMechanism,
+        iterations: i32,
+    },
+    DeleteUserCredential {
+        user: String,
+        mechanism: ScramMechanism,
+    },
+    CreateTopic {
+        topic: String,
+        partitions: i32,
+        /// `None`: the broker's `default.replication.factor`.
+        replication_factor: Option<i32>,
+        configs: BTreeMap<String, String>,
+    },
+    CreatePartitions {
+        topic: String,
+        from: i32,
+        to: i32,
+    },
+    AlterTopicConfigs {
+        topic: String,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
+    CreateAcl {
+        binding: AclBinding,
+    },
+    DeleteAcl {
+        binding: AclBinding,
+    },
+    DeleteTopic {
+        topic: String,
+    },
 }
 
 impl Op {
@@ -256,7 +285,7 @@ pub fn check_passwords(loaded: &Loaded, admin: &Admin, live: &LiveState) -> Resu
         if !lu.credentials.iter().any(|c| c.mechanism == u.mechanism) {
             continue;
         }
-        let pw = u.password.resolve(&loaded.base_dir).map_err(|e| anyhow!("user {:?}: {e}", u.name))?;
+        let pw = cluster::user_password(loaded, &u.name)?;
         jobs.push((u.name.clone(), admin.conn.as_user(&u.name, pw, u.mechanism)));
     }
     // Each login costs one PBKDF2 (CPU) and a round trip: a few workers per
@@ -426,12 +455,7 @@ pub fn diff(
                     kind: Kind::Topic,
                     name: t.name.clone(),
                     fields,
-                    ops: vec![Op::CreateTopic {
-                        topic: t.name.clone(),
-                        partitions,
-                        replication_factor: rf.unwrap_or(-1),
-                        configs,
-                    }],
+                    ops: vec![Op::CreateTopic { topic: t.name.clone(), partitions, replication_factor: rf, configs }],
                 });
             }
             Some(lt) => {
