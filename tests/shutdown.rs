@@ -7,32 +7,9 @@
 
 mod common;
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-
-/// Resumes the broker however the test ends.
-struct Frozen(i32);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
-    }
-}
-
-fn broker_pid() -> i32 {
-    let out = Command::new(fink_bin())
-        .args(["--profile", "test", "cluster", "status", "--output", "json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pids: Vec<i64> = st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect();
-    assert_eq!(pids.len(), 1, "this test freezes the one-node test cluster: {st}");
-    pids[0] as i32
-}
 
 #[test]
 fn sigterm_with_the_broker_frozen_stops_within_the_deadline_and_loses_nothing() {
@@ -47,8 +24,7 @@ fn sigterm_with_the_broker_frozen_stops_within_the_deadline_and_loses_nothing() 
     let mut run = FinkRun::start(&w, &[]);
     run.wait("the stream to be idle", || run.stream("s")["state"]["state"] == "idle");
 
-    let frozen = Frozen(pid);
-    assert!(Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap().success());
+    let frozen = FrozenBroker::freeze(pid);
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "60", "--per-file", "20", "--seed", "9"]).code, 0);
     run.wait("alerts in flight to the frozen broker", || {
         run.stream("s")["stats"]["in_flight"].as_u64().is_some_and(|n| n > 0)

@@ -5,46 +5,9 @@
 //! runs meanwhile (cargo runs test binaries one after another).
 
 mod common;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
-
-/// Resumes the broker however the test ends.
-struct Frozen(i32);
-
-impl Frozen {
-    fn freeze(pid: i32) -> Frozen {
-        signal(pid, "STOP");
-        Frozen(pid)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, "CONT");
-    }
-}
-
-fn signal(pid: i32, sig: &str) {
-    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
-/// The pid of the test cluster's broker, from `fink cluster status`.
-fn broker_pid() -> i32 {
-    let out = Command::new(fink_bin())
-        .args(["--profile", "test", "cluster", "status", "--output", "json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let st: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("cluster status: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
-    let pids: Vec<i64> = st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect();
-    assert_eq!(pids.len(), 1, "this test freezes the one-node test cluster (profiles/test.toml): {st}");
-    pids[0] as i32
-}
 
 fn wait(what: &str, log: &std::path::Path, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -74,12 +37,12 @@ fn a_frozen_broker_is_reported_as_a_stall_and_the_stream_resumes_without_loss() 
     let log = run.log.clone();
     let addr = run.addr.clone();
     let status = || run.status();
-    let stream = |st: &Value| st["streams"][0].clone();
+    let stream = |st: &serde_json::Value| st["streams"][0].clone();
     wait("the stream to be idle", &log, || stream(&status())["state"]["state"] == "idle");
     let healthy = w.fink(&["status", "--addr", &addr]);
     assert_eq!(healthy.code, 0, "{}", healthy.all());
 
-    let frozen = Frozen::freeze(pid);
+    let frozen = FrozenBroker::freeze(pid);
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--seed", "5"]).code, 0);
     wait("the stall to be reported", &log, || stream(&status())["stalled_secs"].as_u64().is_some_and(|s| s >= 2));
     let st = stream(&status());

@@ -453,3 +453,39 @@ impl FinkRun {
         assert!(ok.success(), "kill -{sig}");
     }
 }
+
+/// The test cluster's broker, frozen with SIGSTOP until dropped (then
+/// resumed, however the test ends).
+pub struct FrozenBroker(i32);
+
+impl FrozenBroker {
+    pub fn freeze(pid: i32) -> FrozenBroker {
+        signal_pid(pid, "STOP");
+        FrozenBroker(pid)
+    }
+}
+
+impl Drop for FrozenBroker {
+    fn drop(&mut self) {
+        signal_pid(self.0, "CONT");
+    }
+}
+
+fn signal_pid(pid: i32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// The pid of the one-node test cluster's broker, from `fink cluster status`.
+pub fn broker_pid() -> i32 {
+    let out = Command::new(fink_bin())
+        .args(["--profile", "test", "cluster", "status", "--output", "json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("cluster status: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let pids: Vec<i64> = st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 1, "this test freezes the one-node test cluster (profiles/test.toml): {st}");
+    pids[0] as i32
+}
