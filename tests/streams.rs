@@ -190,3 +190,38 @@ fn alerts_spread_over_the_topics_partitions_without_loss() {
     let got: Vec<Value> = got.into_iter().map(|(_, v)| v).collect();
     assert_eq!(ids(&got), ids(&expected), "each alert exactly once, across partitions");
 }
+
+#[test]
+fn consume_follow_prints_table_rows_as_they_arrive() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = shared_data().join("ztf/raw");
+    let s = stream("follow", "parquet", &dir, "");
+    run_until_idle(&s);
+    let mut child = Command::new(fink_bin())
+        .args(["consume", &s.topic, "--follow", "--columns", "objectId,candid"])
+        .current_dir(s.w.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(std::time::Duration::from_secs(60)).expect("a line from consume --follow");
+    let header = next();
+    assert!(header.starts_with("objectId") && header.contains("candid"), "{header}");
+    let row = next();
+    assert!(row.starts_with("ZTF"), "{row}");
+    // Printed while it is still following: nothing waits for an end.
+    assert!(child.try_wait().unwrap().is_none(), "consume --follow must keep running");
+    let _ = child.kill();
+    let _ = child.wait();
+}

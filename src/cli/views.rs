@@ -99,7 +99,7 @@ pub fn acls(admin: &Admin, format: Format) -> Result<()> {
         tab.add_row(vec![
             a.principal.clone(),
             format!("{:?}", a.permission).to_lowercase(),
-            a.operation.clone(),
+            a.operation.to_string(),
             a.resource.as_str().to_string(),
             a.name.clone(),
             format!("{:?}", a.pattern).to_lowercase(),

@@ -15,7 +15,7 @@ use rdkafka_sys as rd;
 use rdkafka_sys::types::RDKafka;
 
 use super::{AclBinding, ScramCredential};
-use crate::config::{PatternType, Permission, ResourceKind, ScramMechanism};
+use crate::config::{AclOperation, PatternType, Permission, ResourceKind, ScramMechanism};
 
 /// A failed admin request, with librdkafka's or the broker's message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -142,33 +142,26 @@ fn restype_back(t: rd::rd_kafka_ResourceType_t) -> Option<ResourceKind> {
     }
 }
 
-const OPERATIONS: &[(&str, rd::rd_kafka_AclOperation_t)] = {
+fn operation(op: AclOperation) -> rd::rd_kafka_AclOperation_t {
     use rd::rd_kafka_AclOperation_t::*;
-    &[
-        ("All", RD_KAFKA_ACL_OPERATION_ALL),
-        ("Read", RD_KAFKA_ACL_OPERATION_READ),
-        ("Write", RD_KAFKA_ACL_OPERATION_WRITE),
-        ("Create", RD_KAFKA_ACL_OPERATION_CREATE),
-        ("Delete", RD_KAFKA_ACL_OPERATION_DELETE),
-        ("Alter", RD_KAFKA_ACL_OPERATION_ALTER),
-        ("Describe", RD_KAFKA_ACL_OPERATION_DESCRIBE),
-        ("ClusterAction", RD_KAFKA_ACL_OPERATION_CLUSTER_ACTION),
-        ("DescribeConfigs", RD_KAFKA_ACL_OPERATION_DESCRIBE_CONFIGS),
-        ("AlterConfigs", RD_KAFKA_ACL_OPERATION_ALTER_CONFIGS),
-        ("IdempotentWrite", RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE),
-    ]
-};
-
-fn operation(name: &str) -> Result<rd::rd_kafka_AclOperation_t> {
-    OPERATIONS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, o)| *o)
-        .ok_or_else(|| FfiError(format!("unknown ACL operation {name:?}")))
+    match op {
+        AclOperation::All => RD_KAFKA_ACL_OPERATION_ALL,
+        AclOperation::Read => RD_KAFKA_ACL_OPERATION_READ,
+        AclOperation::Write => RD_KAFKA_ACL_OPERATION_WRITE,
+        AclOperation::Create => RD_KAFKA_ACL_OPERATION_CREATE,
+        AclOperation::Delete => RD_KAFKA_ACL_OPERATION_DELETE,
+        AclOperation::Alter => RD_KAFKA_ACL_OPERATION_ALTER,
+        AclOperation::Describe => RD_KAFKA_ACL_OPERATION_DESCRIBE,
+        AclOperation::ClusterAction => RD_KAFKA_ACL_OPERATION_CLUSTER_ACTION,
+        AclOperation::DescribeConfigs => RD_KAFKA_ACL_OPERATION_DESCRIBE_CONFIGS,
+        AclOperation::AlterConfigs => RD_KAFKA_ACL_OPERATION_ALTER_CONFIGS,
+        AclOperation::IdempotentWrite => RD_KAFKA_ACL_OPERATION_IDEMPOTENT_WRITE,
+    }
 }
 
-fn operation_back(op: rd::rd_kafka_AclOperation_t) -> String {
-    OPERATIONS.iter().find(|(_, o)| *o == op).map(|(n, _)| n.to_string()).unwrap_or_else(|| format!("{op:?}"))
+/// `None` for the filter-only values (Unknown, Any), never stored on a binding.
+fn operation_back(op: rd::rd_kafka_AclOperation_t) -> Option<AclOperation> {
+    AclOperation::EVERY.into_iter().find(|o| operation(*o) == op)
 }
 
 fn pattern(p: PatternType) -> rd::rd_kafka_ResourcePatternType_t {
@@ -207,7 +200,7 @@ unsafe fn new_binding(b: &AclBinding) -> Result<*mut rd::rd_kafka_AclBinding_t> 
         pattern(b.pattern),
         principal.as_ptr(),
         host.as_ptr(),
-        operation(&b.operation)?,
+        operation(b.operation),
         permission(b.permission),
         errstr.as_mut_ptr(),
         errstr.len(),
@@ -258,7 +251,7 @@ unsafe fn read_binding(p: *const rd::rd_kafka_AclBinding_t) -> Option<AclBinding
         resource,
         name: from_c(rd::rd_kafka_AclBinding_name(p)),
         pattern,
-        operation: operation_back(rd::rd_kafka_AclBinding_operation(p)),
+        operation: operation_back(rd::rd_kafka_AclBinding_operation(p))?,
         permission,
     })
 }

@@ -18,7 +18,8 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use serde::Serialize;
 
 use crate::config::{
-    ClusterConfig, Config, PatternType, Permission, ResourceKind, ScramMechanism, SecretValue, SecurityProtocol,
+    AclOperation, ClusterConfig, Config, PatternType, Permission, ResourceKind, ScramMechanism, SecretValue,
+    SecurityProtocol,
 };
 
 /// How to reach the cluster and as whom.
@@ -289,7 +290,7 @@ pub struct AclBinding {
     pub resource: ResourceKind,
     pub name: String,
     pub pattern: PatternType,
-    pub operation: String,
+    pub operation: AclOperation,
     pub permission: Permission,
 }
 

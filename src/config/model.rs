@@ -41,6 +41,69 @@ pub struct Config {
     pub run: RunConfig,
 }
 
+/// A Kafka ACL operation: one type for validation, plans and the admin
+/// calls. Serialized with Kafka's spelling (`IdempotentWrite`).
+///
+/// Variants are in alphabetical order so that bindings sort as their names
+/// do (plans list them in that order).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AclOperation {
+    All,
+    Alter,
+    AlterConfigs,
+    ClusterAction,
+    Create,
+    Delete,
+    Describe,
+    DescribeConfigs,
+    IdempotentWrite,
+    Read,
+    Write,
+}
+
+impl AclOperation {
+    pub const EVERY: [AclOperation; 11] = [
+        AclOperation::All,
+        AclOperation::Read,
+        AclOperation::Write,
+        AclOperation::Create,
+        AclOperation::Delete,
+        AclOperation::Alter,
+        AclOperation::Describe,
+        AclOperation::ClusterAction,
+        AclOperation::DescribeConfigs,
+        AclOperation::AlterConfigs,
+        AclOperation::IdempotentWrite,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclOperation::All => "All",
+            AclOperation::Read => "Read",
+            AclOperation::Write => "Write",
+            AclOperation::Create => "Create",
+            AclOperation::Delete => "Delete",
+            AclOperation::Alter => "Alter",
+            AclOperation::Describe => "Describe",
+            AclOperation::ClusterAction => "ClusterAction",
+            AclOperation::DescribeConfigs => "DescribeConfigs",
+            AclOperation::AlterConfigs => "AlterConfigs",
+            AclOperation::IdempotentWrite => "IdempotentWrite",
+        }
+    }
+
+    /// Case-insensitive, as `kafka-acls` accepts them.
+    pub fn parse(name: &str) -> Option<AclOperation> {
+        Self::EVERY.into_iter().find(|o| o.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl std::fmt::Display for AclOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The Apache Kafka release `fink cluster` runs unless `[local]
 /// kafka_version` says otherwise.
 pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";

@@ -35,25 +35,6 @@ pub fn valid_topic_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
 }
 
-pub const ACL_OPERATIONS: &[&str] = &[
-    "All",
-    "Read",
-    "Write",
-    "Create",
-    "Delete",
-    "Alter",
-    "Describe",
-    "ClusterAction",
-    "DescribeConfigs",
-    "AlterConfigs",
-    "IdempotentWrite",
-];
-
-/// The canonical spelling of an ACL operation name, case-insensitively.
-pub fn canonical_operation(op: &str) -> Option<&'static str> {
-    ACL_OPERATIONS.iter().find(|o| o.eq_ignore_ascii_case(op)).copied()
-}
-
 pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     let mut c = Checker { out: Vec::new() };
 
@@ -239,10 +220,13 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
                     c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: operations is required"));
                 }
                 for (j, op) in a.operations.iter().enumerate() {
-                    if !ACL_OPERATIONS.iter().any(|o| o.eq_ignore_ascii_case(op)) {
+                    if AclOperation::parse(op).is_none() {
                         c.err(
                             vec![key("acl"), Seg::Index(i), key("operations"), Seg::Index(j)],
-                            format!("{ctx}: unknown operation {op:?} (one of {})", ACL_OPERATIONS.join(", ")),
+                            format!(
+                                "{ctx}: unknown operation {op:?} (one of {})",
+                                AclOperation::EVERY.map(AclOperation::as_str).join(", ")
+                            ),
                         );
                     }
                 }

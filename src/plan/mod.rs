@@ -2,8 +2,12 @@
 //! plain, serialisable list of changes. `fink plan` renders it, `fink apply`
 //! executes exactly its operations, so preview and execution cannot diverge.
 
+mod acls;
 pub mod apply;
+pub mod reconcile;
 pub mod render;
+mod topics;
+mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -12,10 +16,12 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, AclBinding, Admin, LiveState, Login};
-use crate::config::{AclConfig, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism};
+use crate::config::{AclConfig, AclOperation, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism};
+use reconcile::{reconcile, Draft};
 
 /// Version 2: a topic's replication factor is `null` for the broker's
-/// default (was -1).
+/// default (was -1); field values are typed (`{"text": ...}`,
+/// `"sensitive"`, `"differs"`, `"default"`, `"broker_default"`).
 pub const PLAN_FORMAT: &str = "fink-plan/2";
 
 /// A plan saved by `fink plan -o FILE`, refused clearly if it is not one or
@@ -42,27 +48,59 @@ pub enum Action {
     Delete,
 }
 
-/// One field's before and after; secrets carry no values, only `sensitive`.
+/// A field's value in a plan: text, or a marker for a value not shown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    Text(String),
+    /// A secret: set, never shown.
+    Sensitive,
+    /// A secret that is not the live one (found by logging in).
+    Differs,
+    /// Reset to the broker's default.
+    Default,
+    /// Left to the broker's default.
+    BrokerDefault,
+}
+
+impl Value {
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Value::Sensitive | Value::Differs)
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Value::Text(t) => t,
+            Value::Sensitive => "(sensitive)",
+            Value::Differs => "(differs)",
+            Value::Default => "(default)",
+            Value::BrokerDefault => "(broker default)",
+        })
+    }
+}
+
+/// One field's before and after; secrets carry markers, never values.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Field {
     pub name: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
 }
 
 impl Field {
     fn new(name: &str, before: Option<String>, after: Option<String>) -> Field {
-        Field { name: name.into(), before, after, sensitive: false }
+        Field::value(name, before.map(Value::Text), after.map(Value::Text))
     }
-    fn secret(name: &str, before: Option<&str>, after: Option<&str>) -> Field {
-        Field {
-            name: name.into(),
-            before: before.map(str::to_string),
-            after: after.map(str::to_string),
-            sensitive: true,
-        }
+    fn value(name: &str, before: Option<Value>, after: Option<Value>) -> Field {
+        Field { name: name.into(), before, after }
+    }
+    fn secret(name: &str, before: Option<Value>, after: Option<Value>) -> Field {
+        Field::value(name, before, after)
+    }
+    pub fn is_secret(&self) -> bool {
+        self.before.iter().chain(&self.after).any(Value::is_secret)
     }
 }
 
@@ -198,37 +236,42 @@ impl Plan {
 /// Expand one `[[acl]]` into the bindings Kafka stores.
 pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
     let principal = a.user.as_ref().map(|u| format!("User:{u}")).or_else(|| a.principal.clone()).unwrap_or_default();
-    let bind = |resource: ResourceKind, name: &str, pattern: PatternType, op: &str| AclBinding {
+    let bind = |resource: ResourceKind, name: &str, pattern: PatternType, op: AclOperation| AclBinding {
         principal: principal.clone(),
         host: a.host.clone(),
         resource,
         name: name.to_string(),
         pattern,
-        operation: op.to_string(),
+        operation: op,
         permission: a.permission,
     };
     let mut out = Vec::new();
     match (a.role, a.resource) {
         (Some(AclRole::Producer), _) => {
             let topic = a.topic.as_deref().unwrap_or_default();
-            for op in ["Write", "Describe", "Create"] {
+            for op in [AclOperation::Write, AclOperation::Describe, AclOperation::Create] {
                 out.push(bind(ResourceKind::Topic, topic, a.pattern, op));
             }
-            out.push(bind(ResourceKind::Cluster, "kafka-cluster", PatternType::Literal, "IdempotentWrite"));
+            out.push(bind(ResourceKind::Cluster, "kafka-cluster", PatternType::Literal, AclOperation::IdempotentWrite));
         }
         (Some(AclRole::Consumer), _) => {
             let topic = a.topic.as_deref().unwrap_or_default();
-            for op in ["Read", "Describe"] {
+            for op in [AclOperation::Read, AclOperation::Describe] {
                 out.push(bind(ResourceKind::Topic, topic, a.pattern, op));
             }
-            out.push(bind(ResourceKind::Group, a.group.as_deref().unwrap_or_default(), a.group_pattern, "Read"));
+            out.push(bind(
+                ResourceKind::Group,
+                a.group.as_deref().unwrap_or_default(),
+                a.group_pattern,
+                AclOperation::Read,
+            ));
         }
         (None, Some(kind)) => {
             let name =
                 if kind == ResourceKind::Cluster { "kafka-cluster" } else { a.name.as_deref().unwrap_or_default() };
-            for op in &a.operations {
-                let canonical = crate::config::validate::canonical_operation(op).unwrap_or(op);
-                out.push(bind(kind, name, a.pattern, canonical));
+            // Unknown names were refused when the config was loaded.
+            for op in a.operations.iter().filter_map(|o| AclOperation::parse(o)) {
+                out.push(bind(kind, name, a.pattern, op));
             }
         }
         (None, None) => {}
@@ -333,243 +376,32 @@ pub fn diff(
     prune: bool,
     config_hash: &str,
 ) -> Plan {
-    let mut changes = Vec::new();
-    let mut blockers = Vec::new();
-    let mut notes = Vec::new();
+    let mut draft = Draft::default();
+    let users = users::Users { cfg, passwords, admin_user };
+    let desired = cfg.users.iter().map(|u| (u.name.clone(), u)).collect();
+    let found = live.users.iter().map(|(k, v)| (k.clone(), v)).collect();
+    reconcile(&users, &desired, &found, prune, &mut draft);
 
-    // Users.
-    let desired_users: BTreeSet<&str> = cfg.users.iter().map(|u| u.name.as_str()).collect();
-    for u in &cfg.users {
-        let mech = u.mechanism.as_str().to_string();
-        let upsert = Op::UpsertUser { user: u.name.clone(), mechanism: u.mechanism, iterations: u.iterations };
-        match live.users.get(&u.name) {
-            None => changes.push(Change {
-                action: Action::Create,
-                kind: Kind::User,
-                name: u.name.clone(),
-                fields: vec![
-                    Field::new("mechanism", None, Some(mech)),
-                    Field::new("iterations", None, Some(u.iterations.to_string())),
-                    Field::secret("password", None, Some("(sensitive)")),
-                ],
-                ops: vec![upsert],
-            }),
-            Some(lu) => {
-                let mut fields = Vec::new();
-                let mut ops = Vec::new();
-                let same_mech = lu.credentials.iter().find(|c| c.mechanism == u.mechanism);
-                match same_mech {
-                    None => {
-                        let before: Vec<&str> = lu.credentials.iter().map(|c| c.mechanism.as_str()).collect();
-                        fields.push(Field::new("mechanism", Some(before.join(",")), Some(mech.clone())));
-                        fields.push(Field::secret("password", None, Some("(sensitive)")));
-                        ops.push(upsert.clone());
-                    }
-                    Some(c) => {
-                        if c.iterations != u.iterations {
-                            fields.push(Field::new(
-                                "iterations",
-                                Some(c.iterations.to_string()),
-                                Some(u.iterations.to_string()),
-                            ));
-                        }
-                        if passwords.get(&u.name) == Some(&false) {
-                            fields.push(Field::secret("password", Some("(sensitive)"), Some("(differs)")));
-                        } else if c.iterations != u.iterations {
-                            // Re-hashing with new iterations rewrites the credential.
-                            fields.push(Field::secret("password", Some("(sensitive)"), Some("(sensitive)")));
-                        }
-                        if !fields.is_empty() {
-                            ops.push(upsert.clone());
-                        }
-                    }
-                }
-                // Credentials under other mechanisms would still log in: remove them.
-                for c in &lu.credentials {
-                    if c.mechanism != u.mechanism {
-                        fields.push(Field::new(
-                            &format!("credential {}", c.mechanism.as_str()),
-                            Some("present".into()),
-                            None,
-                        ));
-                        ops.push(Op::DeleteUserCredential { user: u.name.clone(), mechanism: c.mechanism });
-                    }
-                }
-                if !ops.is_empty() {
-                    changes.push(Change {
-                        action: Action::Update,
-                        kind: Kind::User,
-                        name: u.name.clone(),
-                        fields,
-                        ops,
-                    });
-                }
-            }
-        }
-    }
-    let mut unmanaged_users = Vec::new();
-    for (name, lu) in &live.users {
-        if desired_users.contains(name.as_str()) || Some(name.as_str()) == admin_user || !managed(cfg, name) {
-            continue;
-        }
-        if prune {
-            changes.push(Change {
-                action: Action::Delete,
-                kind: Kind::User,
-                name: name.clone(),
-                fields: lu
-                    .credentials
-                    .iter()
-                    .map(|c| Field::new("mechanism", Some(c.mechanism.as_str().into()), None))
-                    .collect(),
-                ops: lu
-                    .credentials
-                    .iter()
-                    .map(|c| Op::DeleteUserCredential { user: name.clone(), mechanism: c.mechanism })
-                    .collect(),
-            });
-        } else {
-            unmanaged_users.push(name.clone());
-        }
-    }
+    let desired = cfg.topics.iter().map(|t| (t.name.clone(), t)).collect();
+    let found = live.topics.iter().map(|(k, v)| (k.clone(), v)).collect();
+    reconcile(&topics::Topics { cfg }, &desired, &found, prune, &mut draft);
 
-    // Topics.
-    let desired_topics: BTreeSet<&str> = cfg.topics.iter().map(|t| t.name.as_str()).collect();
-    for t in &cfg.topics {
-        let partitions = t.partitions.or(cfg.defaults.partitions).unwrap_or(1);
-        let rf = t.replication_factor.or(cfg.defaults.replication_factor);
-        let configs: BTreeMap<String, String> = t.config.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        match live.topics.get(&t.name) {
-            None => {
-                let mut fields = vec![Field::new("partitions", None, Some(partitions.to_string()))];
-                fields.push(Field::new(
-                    "replication_factor",
-                    None,
-                    Some(rf.map(|r| r.to_string()).unwrap_or_else(|| "(broker default)".into())),
-                ));
-                for (k, v) in &configs {
-                    fields.push(Field::new(&format!("config {k}"), None, Some(v.clone())));
-                }
-                changes.push(Change {
-                    action: Action::Create,
-                    kind: Kind::Topic,
-                    name: t.name.clone(),
-                    fields,
-                    ops: vec![Op::CreateTopic { topic: t.name.clone(), partitions, replication_factor: rf, configs }],
-                });
-            }
-            Some(lt) => {
-                let mut fields = Vec::new();
-                let mut ops = Vec::new();
-                let live_parts = lt.partitions.len() as i32;
-                if partitions > live_parts {
-                    fields.push(Field::new("partitions", Some(live_parts.to_string()), Some(partitions.to_string())));
-                    ops.push(Op::CreatePartitions { topic: t.name.clone(), from: live_parts, to: partitions });
-                } else if partitions < live_parts {
-                    blockers.push(format!(
-                        "topic {}: partitions {live_parts} -> {partitions} is a decrease, which Kafka cannot do (it would reorder keys and lose data); keep {live_parts} in fink.toml, or delete and recreate the topic",
-                        t.name
-                    ));
-                }
-                if let Some(rf) = rf {
-                    if rf != lt.replication_factor {
-                        notes.push(format!(
-                            "topic {}: replication_factor {} -> {rf} is not applied: changing it needs a partition reassignment (kafka-reassign-partitions), which fink does not do",
-                            t.name, lt.replication_factor
-                        ));
-                    }
-                }
-                let mut set = BTreeMap::new();
-                let mut delete = Vec::new();
-                for (k, v) in &configs {
-                    if lt.configs.get(k) != Some(v) {
-                        fields.push(Field::new(&format!("config {k}"), lt.configs.get(k).cloned(), Some(v.clone())));
-                        set.insert(k.clone(), v.clone());
-                    }
-                }
-                for (k, v) in &lt.configs {
-                    if !configs.contains_key(k) {
-                        fields.push(Field::new(&format!("config {k}"), Some(v.clone()), Some("(default)".into())));
-                        delete.push(k.clone());
-                    }
-                }
-                if !set.is_empty() || !delete.is_empty() {
-                    ops.push(Op::AlterTopicConfigs { topic: t.name.clone(), set, delete });
-                }
-                if !ops.is_empty() {
-                    changes.push(Change {
-                        action: Action::Update,
-                        kind: Kind::Topic,
-                        name: t.name.clone(),
-                        fields,
-                        ops,
-                    });
-                }
-            }
-        }
-    }
-    let mut unmanaged_topics = Vec::new();
-    for (name, lt) in &live.topics {
-        if desired_topics.contains(name.as_str()) || lt.internal || name.starts_with("__") || !managed(cfg, name) {
-            continue;
-        }
-        if prune {
-            changes.push(Change {
-                action: Action::Delete,
-                kind: Kind::Topic,
-                name: name.clone(),
-                fields: vec![Field::new("partitions", Some(lt.partitions.len().to_string()), None)],
-                ops: vec![Op::DeleteTopic { topic: name.clone() }],
-            });
-        } else {
-            unmanaged_topics.push(name.clone());
-        }
-    }
+    let wanted = desired_acls(cfg);
+    let desired = wanted.iter().map(|b| (b.to_string(), b)).collect();
+    let found = live.acls.iter().map(|b| (b.to_string(), b)).collect();
+    reconcile(&acls::Acls { cfg }, &desired, &found, prune, &mut draft);
 
-    // ACLs.
-    let desired = desired_acls(cfg);
-    let live_acls: BTreeSet<&AclBinding> = live.acls.iter().collect();
-    let desired_set: BTreeSet<&AclBinding> = desired.iter().collect();
-    for b in &desired {
-        if !live_acls.contains(b) {
-            changes.push(Change {
-                action: Action::Create,
-                kind: Kind::Acl,
-                name: b.to_string(),
-                fields: vec![],
-                ops: vec![Op::CreateAcl { binding: b.clone() }],
-            });
-        }
-    }
-    let mut unmanaged_acls = 0usize;
-    for b in &live.acls {
-        if desired_set.contains(b) || !managed_acl(cfg, b) || b.name.starts_with("__") {
-            continue;
-        }
-        if prune {
-            changes.push(Change {
-                action: Action::Delete,
-                kind: Kind::Acl,
-                name: b.to_string(),
-                fields: vec![],
-                ops: vec![Op::DeleteAcl { binding: b.clone() }],
-            });
-        } else {
-            unmanaged_acls += 1;
-        }
-    }
-
-    if !prune && (!unmanaged_topics.is_empty() || !unmanaged_users.is_empty() || unmanaged_acls > 0) {
-        let mut parts = Vec::new();
-        if !unmanaged_topics.is_empty() {
-            parts.push(format!("{} topic(s) [{}]", unmanaged_topics.len(), shorten(&unmanaged_topics)));
-        }
-        if !unmanaged_users.is_empty() {
-            parts.push(format!("{} user(s) [{}]", unmanaged_users.len(), shorten(&unmanaged_users)));
-        }
-        if unmanaged_acls > 0 {
-            parts.push(format!("{unmanaged_acls} ACL binding(s)"));
-        }
+    let Draft { mut changes, blockers, mut notes, unmanaged } = draft;
+    if !unmanaged.is_empty() {
+        let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl]
+            .iter()
+            .filter_map(|k| unmanaged.get(k).map(|names| (k, names)))
+            .map(|(kind, names)| match kind {
+                Kind::Topic => format!("{} topic(s) [{}]", names.len(), shorten(names)),
+                Kind::User => format!("{} user(s) [{}]", names.len(), shorten(names)),
+                Kind::Acl => format!("{} ACL binding(s)", names.len()),
+            })
+            .collect();
         notes.push(format!(
             "not in fink.toml, left alone because prune is off: {} (set prune = true or pass --prune to delete them)",
             parts.join(", ")

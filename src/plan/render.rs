@@ -13,19 +13,19 @@ fn painted_symbol(a: Action) -> String {
     }
 }
 
-fn show(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| "(none)".into())
+fn show(v: &Option<super::Value>) -> String {
+    v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
 }
 
 fn change(out: &mut String, c: &Change) {
     let _ = writeln!(out, "  {} {}", painted_symbol(c.action), bold(&c.title()));
     let width = c.fields.iter().map(|f| f.name.len()).max().unwrap_or(0);
     for f in &c.fields {
-        let line = match (c.action, f.sensitive) {
+        let line = match (c.action, f.is_secret()) {
             // Secrets: only markers, never values.
             (_, true) => match (&f.before, &f.after) {
                 (None, _) => "(sensitive)".to_string(),
-                (Some(_), Some(a)) if a == "(differs)" => "(differs)".to_string(),
+                (Some(_), Some(super::Value::Differs)) => "(differs)".to_string(),
                 _ => "(sensitive) -> (sensitive)".to_string(),
             },
             (Action::Create, false) => show(&f.after),

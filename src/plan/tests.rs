@@ -154,7 +154,7 @@ fn scope_limits_what_prune_touches() {
         resource: ResourceKind::Topic,
         name: "other".into(),
         pattern: PatternType::Literal,
-        operation: "Read".into(),
+        operation: crate::config::AclOperation::Read,
         permission: crate::config::Permission::Allow,
     });
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), true, "h");
