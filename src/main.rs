@@ -47,7 +47,7 @@ enum Cmd {
     /// Run the local Kafka cluster declared in [local].
     Cluster {
         #[command(subcommand)]
-        action: ClusterCmd,
+        action: cli::cluster::Action,
     },
     /// List topics, or describe one (partitions, leaders, ISR, non-default configs).
     Topics {
@@ -180,26 +180,6 @@ enum FilterCmd {
     },
 }
 
-#[derive(Subcommand)]
-enum ClusterCmd {
-    /// Fetch the Kafka jars from Maven Central into the cache (idempotent).
-    Install,
-    /// Start the nodes and wait until the cluster answers an authenticated request.
-    Start {
-        /// Seconds to wait for the cluster to become ready.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-    },
-    /// Stop the nodes: SIGTERM, then SIGKILL after the grace period.
-    Stop {
-        /// Seconds to wait for a graceful stop before killing.
-        #[arg(long, default_value_t = 30)]
-        grace: u64,
-    },
-    /// Nodes, ports, pids, cluster id, up or down.
-    Status,
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -232,15 +212,7 @@ fn main() -> ExitCode {
 fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
     match command {
         Cmd::Validate { data } => cli::validate::validate(ctx, data.as_deref()),
-        Cmd::Cluster { action } => cli::cluster::cluster(
-            ctx,
-            &match action {
-                ClusterCmd::Install => cli::cluster::Action::Install,
-                ClusterCmd::Start { timeout } => cli::cluster::Action::Start { timeout },
-                ClusterCmd::Stop { grace } => cli::cluster::Action::Stop { grace },
-                ClusterCmd::Status => cli::cluster::Action::Status,
-            },
-        ),
+        Cmd::Cluster { action } => cli::cluster::cluster(ctx, &action),
         Cmd::Topics { name, all } => {
             cli::views::with_admin(ctx, |a| cli::views::topics(a, name.as_deref(), all, ctx.output))
         }

@@ -9,11 +9,24 @@ use super::Ctx;
 use crate::local;
 use crate::output;
 
-/// What `fink cluster` was asked to do.
+/// What `fink cluster` was asked to do (its subcommands).
+#[derive(clap::Subcommand)]
 pub enum Action {
+    /// Fetch the Kafka jars from Maven Central into the cache (idempotent).
     Install,
-    Start { timeout: u64 },
-    Stop { grace: u64 },
+    /// Start the nodes and wait until the cluster answers an authenticated request.
+    Start {
+        /// Seconds to wait for the cluster to become ready.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop the nodes: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// Seconds to wait for a graceful stop before killing.
+        #[arg(long, default_value_t = 30)]
+        grace: u64,
+    },
+    /// Nodes, ports, pids, cluster id, up or down.
     Status,
 }
 

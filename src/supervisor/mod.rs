@@ -181,8 +181,8 @@ fn restart_failed(shared: &Shared, current: &Loaded, opts: &RunOptions) {
 /// deadline plus a grace period. A stream still running then is reported
 /// as such (its unconfirmed alerts are those in flight) and left to end
 /// with the process.
-pub fn stop_all(streams: Vec<RunningStream>, timeout: Duration, stall_after: Duration) -> Vec<StreamStatus> {
-    let deadline = Instant::now() + timeout;
+pub fn stop_all(streams: Vec<RunningStream>, deadline: Instant, stall_after: Duration) -> Vec<StreamStatus> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
     for s in &streams {
         s.request_stop(deadline);
     }
@@ -361,8 +361,8 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     let slots = std::mem::take(&mut *shared.streams.lock().unwrap());
     let restarts: BTreeMap<String, u32> = slots.iter().map(|(n, s)| (n.clone(), s.restarts)).collect();
-    let timeout = Duration::from_secs(current.config.run.shutdown_timeout_s);
-    let mut out = stop_all(slots.into_values().map(|s| s.stream).collect(), timeout, shared.stall_after());
+    let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
+    let mut out = stop_all(slots.into_values().map(|s| s.stream).collect(), deadline, shared.stall_after());
     for s in &mut out {
         s.restarts = restarts.get(&s.name).copied().unwrap_or(0);
     }

@@ -2,14 +2,14 @@
 //! are built and checked before any running stream is stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
 use super::{now_secs, start_options, stop_all, RunOptions, Shared, Slot};
 use crate::cluster::Connection;
 use crate::config::Loaded;
-use crate::stream::runner::{Prepared, RunningStream};
+use crate::stream::runner::{Prepared, RunningStream, STOP_GRACE};
 use crate::stream::{self, StreamSpec};
 
 /// What changed between two sets of stream specs.
@@ -104,13 +104,29 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
         let to_start: Vec<_> =
             bound.into_iter().filter(|(s, _)| d.added.contains(&s.name) || d.changed.contains(&s.name)).collect();
         let prepared = prepare_all(to_start)?;
-        // 2. Stop what goes away or is replaced (bounded), 3. start the rest.
+        // 2. Stop what goes away or is replaced (bounded). They stay in
+        // /status while they deliver what is in flight.
+        let leaving_names: Vec<&String> = d.removed.iter().chain(&d.changed).collect();
+        let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
+        for n in &leaving_names {
+            if let Some(s) = shared.streams.lock().unwrap().get(*n) {
+                s.stream.request_stop(deadline);
+            }
+        }
+        while Instant::now() < deadline + STOP_GRACE {
+            let streams = shared.streams.lock().unwrap();
+            if leaving_names.iter().all(|n| streams.get(*n).map_or(true, |s| s.stream.is_finished())) {
+                break;
+            }
+            drop(streams);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // 3. Swap them for their replacements.
         let leaving: Vec<RunningStream> = {
             let mut streams = shared.streams.lock().unwrap();
-            d.removed.iter().chain(&d.changed).filter_map(|n| streams.remove(n)).map(|s| s.stream).collect()
+            leaving_names.iter().filter_map(|n| streams.remove(*n)).map(|s| s.stream).collect()
         };
-        let timeout = Duration::from_secs(current.config.run.shutdown_timeout_s);
-        for s in stop_all(leaving, timeout, shared.stall_after()) {
+        for s in stop_all(leaving, deadline, shared.stall_after()) {
             tracing::info!(stream = %s.name, state = ?s.state, unconfirmed = s.stats.unconfirmed, "stopped for reload");
         }
         let start = start_options(&new, opts);
