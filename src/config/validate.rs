@@ -35,10 +35,37 @@ pub fn valid_topic_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
 }
 
+/// Names declared anywhere, for cross-references.
+struct Names<'a> {
+    topics: BTreeSet<&'a str>,
+    users: BTreeSet<&'a str>,
+    admin_user: Option<&'a str>,
+}
+
 pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     let mut c = Checker { out: Vec::new() };
+    let n = Names {
+        topics: cfg.topics.iter().map(|t| t.name.as_str()).collect(),
+        users: cfg.users.iter().map(|u| u.name.as_str()).collect(),
+        admin_user: cfg.cluster.admin.as_ref().map(|a| a.user.as_str()),
+    };
+    for check in [
+        check_cluster,
+        check_local,
+        check_defaults,
+        check_topics,
+        check_users,
+        check_acls,
+        check_filters,
+        check_streams,
+    ] {
+        check(&mut c, cfg, base, &n);
+    }
+    c.out
+}
 
-    // [cluster]
+/// [cluster]
+fn check_cluster(c: &mut Checker, cfg: &Config, base: &Path, _n: &Names) {
     if cfg.cluster.bootstrap.is_empty() {
         c.err(vec![key("cluster"), key("bootstrap")], "cluster: bootstrap must list at least one host:port");
     }
@@ -60,17 +87,15 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
                 cfg.cluster.security_protocol.as_str()
             ),
         ),
-        Some(admin) => check_secret(
-            &mut c,
-            vec![key("cluster"), key("admin"), key("password")],
-            &admin.password,
-            base,
-            "cluster admin",
-        ),
+        Some(admin) => {
+            check_secret(c, vec![key("cluster"), key("admin"), key("password")], &admin.password, base, "cluster admin")
+        }
         None => {}
     }
+}
 
-    // [local]
+/// [local]
+fn check_local(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     let l = &cfg.local;
     if !(1..=3).contains(&l.brokers) {
         c.err(vec![key("local"), key("brokers")], format!("local: brokers must be 1 to 3, not {}", l.brokers));
@@ -93,8 +118,10 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     if !heap_ok {
         c.err(vec![key("local"), key("heap")], format!("local: heap {:?} must look like 512m or 1g", l.heap));
     }
+}
 
-    // [defaults]
+/// [defaults]
+fn check_defaults(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     if let Some(p) = cfg.defaults.partitions {
         if p < 1 {
             c.err(vec![key("defaults"), key("partitions")], "defaults: partitions must be at least 1");
@@ -111,8 +138,10 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             c.err(vec![key("ignore"), Seg::Index(i)], "ignore: empty pattern");
         }
     }
+}
 
-    // [[topic]]
+/// [[topic]]
+fn check_topics(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     let mut topics = BTreeSet::new();
     for (i, t) in cfg.topics.iter().enumerate() {
         let at = |k: &str| vec![key("topic"), Seg::Index(i), key(k)];
@@ -144,10 +173,11 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             }
         }
     }
+}
 
-    // [[user]]
+/// [[user]]
+fn check_users(c: &mut Checker, cfg: &Config, base: &Path, n: &Names) {
     let mut users = BTreeSet::new();
-    let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.as_str());
     for (i, u) in cfg.users.iter().enumerate() {
         let at = |k: &str| vec![key("user"), Seg::Index(i), key(k)];
         let ctx = format!("user {:?}", u.name);
@@ -157,16 +187,18 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         if !users.insert(u.name.as_str()) {
             c.err(at("name"), format!("{ctx}: declared twice"));
         }
-        if Some(u.name.as_str()) == admin_user {
+        if Some(u.name.as_str()) == n.admin_user {
             c.err(at("name"), format!("{ctx}: is the cluster admin; fink does not manage its own credentials"));
         }
         if !(4096..=16384).contains(&u.iterations) {
             c.err(at("iterations"), format!("{ctx}: iterations must be 4096 to 16384, not {}", u.iterations));
         }
-        check_secret(&mut c, at("password"), &u.password, base, &ctx);
+        check_secret(c, at("password"), &u.password, base, &ctx);
     }
+}
 
-    // [[acl]]
+/// [[acl]]
+fn check_acls(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
     for (i, a) in cfg.acls.iter().enumerate() {
         let at = |k: &str| vec![key("acl"), Seg::Index(i), key(k)];
         let who = a.user.as_deref().map(|u| format!("User:{u}")).or(a.principal.clone()).unwrap_or_default();
@@ -175,7 +207,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             (Some(_), Some(_)) => c.err(at("principal"), format!("{ctx}: give either user or principal, not both")),
             (None, None) => c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: user (or principal) is required")),
             (Some(u), None) => {
-                if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
+                if !n.users.contains(u.as_str()) && Some(u.as_str()) != n.admin_user {
                     c.err(at("user"), format!("{ctx}: user {u:?} is not declared in [[user]]"));
                 }
             }
@@ -197,12 +229,13 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
                         c.err(vec![key("acl"), Seg::Index(i)], format!("{ctx}: role {} needs a topic", role.as_str()))
                     }
                     Some(t) if t.is_empty() => c.err(at("topic"), format!("{ctx}: topic is empty")),
-                    Some(t) if a.pattern == PatternType::Literal && t != "*" && !topics.contains(t.as_str()) => c.err(
-                        at("topic"),
-                        format!(
+                    Some(t) if a.pattern == PatternType::Literal && t != "*" && !n.topics.contains(t.as_str()) => c
+                        .err(
+                            at("topic"),
+                            format!(
                             "{ctx}: topic {t:?} is not declared in [[topic]] (use pattern = \"prefixed\" for a prefix)"
                         ),
-                    ),
+                        ),
                     _ => {}
                 }
                 if role == AclRole::Consumer && a.group.is_none() {
@@ -245,16 +278,20 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             }
         }
     }
+}
 
-    // [filter.NAME]
+/// [filter.NAME]
+fn check_filters(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     for (name, f) in &cfg.filters {
         // Compiling the expression is `check::filters`' job (config is a leaf).
         if f.expr.trim().is_empty() {
             c.err(vec![key("filter"), key(name), key("expr")], format!("filter {name:?}: expr is empty"));
         }
     }
+}
 
-    // [[stream]]
+/// [[stream]]
+fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
     let mut streams = BTreeSet::new();
     for (i, s) in cfg.streams.iter().enumerate() {
         let at = |k: &str| vec![key("stream"), Seg::Index(i), key(k)];
@@ -265,7 +302,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         if !streams.insert(s.name.as_str()) {
             c.err(at("name"), format!("{ctx}: declared twice"));
         }
-        if !topics.contains(s.topic.as_str()) {
+        if !n.topics.contains(s.topic.as_str()) {
             c.err(at("topic"), format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic));
         }
         for (j, f) in s.filters.iter().enumerate() {
@@ -277,7 +314,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             }
         }
         if let Some(u) = &s.user {
-            if !users.contains(u.as_str()) && Some(u.as_str()) != admin_user {
+            if !n.users.contains(u.as_str()) && Some(u.as_str()) != n.admin_user {
                 c.err(at("user"), format!("{ctx}: user {u:?} is not declared in [[user]]"));
             }
         }
@@ -299,8 +336,6 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
             }
         }
     }
-
-    c.out
 }
 
 fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, ctx: &str) {
