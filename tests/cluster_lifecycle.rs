@@ -49,9 +49,7 @@ fn start_twice_stop_twice_and_recover_from_kill_9() {
 
     // kill -9: the pid file goes stale; status says down, start recovers.
     let p = pid(&w);
-    unsafe {
-        libc::kill(p, libc::SIGKILL);
-    }
+    assert!(fink::sys::send_signal(p, fink::sys::SIGKILL));
     for _ in 0..50 {
         if std::fs::read_to_string(format!("/proc/{p}/stat")).map(|s| s.contains(") Z")).unwrap_or(true) {
             break;

@@ -109,11 +109,7 @@ fn corrupt_truncated_and_oversized_inputs_are_quarantined() {
     std::fs::write(w.path().join("src/n1/b_corrupt.parquet"), b"this is not parquet at all, just text").unwrap();
     let good = std::fs::read(w.path().join("src/n1/d_good.parquet")).unwrap();
     std::fs::write(w.path().join("src/n1/c_truncated.parquet"), &good[..good.len() / 2]).unwrap();
-    // Settled files: fink skips files younger than 300 ms, so date them back.
-    for f in std::fs::read_dir(w.path().join("src/n1")).unwrap().flatten() {
-        let file = std::fs::File::options().write(true).open(f.path()).unwrap();
-        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(5)).unwrap();
-    }
+    settle_files(&w.path().join("src/n1"));
     w.config(&format!(
         "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n[topic.config]\n\"max.message.bytes\" = 100000\n\n[[stream]]\nname = \"q\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ compression = \"none\", properties = {{ \"message.max.bytes\" = \"100000\" }} }}\n"
     ));
@@ -160,7 +156,7 @@ fn truncated_avro_file_is_quarantined_and_others_flow() {
     std::fs::copy(alerts.join("ZTF19acihgng.avro"), w.path().join("src/a.avro")).unwrap();
     let bytes = std::fs::read(alerts.join("avro_multi_alerts.avro")).unwrap();
     std::fs::write(w.path().join("src/b.avro"), &bytes[..bytes.len() * 2 / 3]).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    settle_files(&w.path().join("src"));
     w.config(&format!(
         "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"a\"\nsource = {{ format = \"avro\", path = \"src\" }}\ntopic = \"{topic}\"\n"
     ));

@@ -161,3 +161,20 @@ fn scope_limits_what_prune_touches() {
     let names: Vec<String> = p.changes.iter().map(|c| c.title()).collect();
     assert_eq!(names, vec!["topic team_old"]);
 }
+
+#[test]
+fn saved_plans_round_trip_and_other_formats_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    let c = cfg(&format!("{BASE}\n[[topic]]\nname = \"t\"\n\n[[user]]\nname = \"u\"\npassword = \"pw\"\n"));
+    let p = diff(&c, &live(), &BTreeMap::new(), Some("admin"), false, "h");
+    std::fs::write(&path, render::json(&p).unwrap()).unwrap();
+    assert_eq!(load_saved(&path).unwrap(), p);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"broker_default\"") && text.contains("\"sensitive\""), "{text}");
+    std::fs::write(&path, r#"{"format": "fink-plan/1", "changes": []}"#).unwrap();
+    let e = load_saved(&path).unwrap_err().to_string();
+    assert!(e.contains("\"fink-plan/1\"") && e.contains(PLAN_FORMAT), "{e}");
+    std::fs::write(&path, "not json").unwrap();
+    assert!(load_saved(&path).unwrap_err().to_string().contains("is not a fink plan"));
+}

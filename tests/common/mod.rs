@@ -489,3 +489,12 @@ pub fn broker_pid() -> i32 {
     assert_eq!(pids.len(), 1, "this test freezes the one-node test cluster (profiles/test.toml): {st}");
     pids[0] as i32
 }
+
+/// Date files back so `fink run` reads them at once: it skips files
+/// younger than 300 ms (they may still be being written).
+pub fn settle_files(dir: &Path) {
+    for f in walk(dir) {
+        let file = std::fs::File::options().write(true).open(&f).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(5)).unwrap();
+    }
+}
