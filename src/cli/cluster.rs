@@ -32,22 +32,26 @@ pub enum Action {
 
 pub fn cluster(ctx: &Ctx, action: &Action) -> Result<ExitCode> {
     let progress = |msg: &str| eprintln!("{} {msg}", output::bold("fink:"));
-    if let Action::Install = action {
-        // Install needs only the version; a broken config should not block it.
-        let version = ctx
-            .load()
-            .map(|l| l.config.local.kafka_version)
-            .unwrap_or_else(|_| local::DEFAULT_KAFKA_VERSION.to_string());
-        let home = local::kafka_home(&version, &progress)?;
-        local::check_java()?;
-        println!("Apache Kafka {version}: {}", home.display());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let loaded = crate::loaded_or_return!(ctx);
-    let lc = local::LocalCluster::from_config(&loaded)?;
-    match action {
-        Action::Install => unreachable!("handled above"),
-        Action::Start { timeout } => {
+    // Install needs only the version; a broken config should not block it.
+    let lc = match action {
+        Action::Install => None,
+        _ => {
+            let loaded = crate::loaded_or_return!(ctx);
+            Some(local::LocalCluster::from_config(&loaded)?)
+        }
+    };
+    match (action, lc) {
+        (Action::Install, _) | (_, None) => {
+            let version = ctx
+                .load()
+                .map(|l| l.config.local.kafka_version)
+                .unwrap_or_else(|_| local::DEFAULT_KAFKA_VERSION.to_string());
+            let home = local::kafka_home(&version, &progress)?;
+            local::check_java()?;
+            println!("Apache Kafka {version}: {}", home.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        (Action::Start { timeout }, Some(lc)) => {
             match lc.start(Duration::from_secs(*timeout), &progress)? {
                 local::StartOutcome::AlreadyRunning => {
                     println!("The local cluster is already running ({} node(s)).", lc.brokers)
@@ -59,7 +63,7 @@ pub fn cluster(ctx: &Ctx, action: &Action) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Action::Stop { grace } => {
+        (Action::Stop { grace }, Some(lc)) => {
             match lc.stop(Duration::from_secs(*grace), &progress)? {
                 local::StopOutcome::NotRunning => println!("The local cluster is not running."),
                 local::StopOutcome::Stopped { nodes, forced } => {
@@ -71,7 +75,7 @@ pub fn cluster(ctx: &Ctx, action: &Action) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Action::Status => {
+        (Action::Status, Some(lc)) => {
             let st = lc.status();
             if ctx.json() {
                 output::print_json(&st)?;
