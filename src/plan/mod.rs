@@ -20,8 +20,8 @@ use crate::config::{AclConfig, AclOperation, AclRole, Config, Loaded, PatternTyp
 use reconcile::{reconcile, Draft};
 
 /// Version 2: a topic's replication factor is `null` for the broker's
-/// default (was -1); field values are typed (`{"text": ...}`,
-/// `"sensitive"`, `"differs"`, `"default"`, `"broker_default"`).
+/// default (was -1); field values are typed: `{"text": ...}` or a marker
+/// (`"(sensitive)"`, `"(differs)"`, `"(default)"`, `"(broker default)"`).
 pub const PLAN_FORMAT: &str = "fink-plan/2";
 
 /// A plan saved by `fink plan -o FILE`, refused clearly if it is not one or
@@ -49,17 +49,23 @@ pub enum Action {
 }
 
 /// A field's value in a plan: text, or a marker for a value not shown.
+/// In JSON a marker is its shown form (`"(differs)"`) and text is
+/// `{"text": ...}`, so the two never collide.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
 pub enum Value {
+    #[serde(rename = "text")]
     Text(String),
     /// A secret: set, never shown.
+    #[serde(rename = "(sensitive)")]
     Sensitive,
     /// A secret that is not the live one (found by logging in).
+    #[serde(rename = "(differs)")]
     Differs,
     /// Reset to the broker's default.
+    #[serde(rename = "(default)")]
     Default,
     /// Left to the broker's default.
+    #[serde(rename = "(broker default)")]
     BrokerDefault,
 }
 

@@ -171,7 +171,7 @@ fn saved_plans_round_trip_and_other_formats_are_refused_clearly() {
     std::fs::write(&path, render::json(&p).unwrap()).unwrap();
     assert_eq!(load_saved(&path).unwrap(), p);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"broker_default\"") && text.contains("\"sensitive\""), "{text}");
+    assert!(text.contains("\"(broker default)\"") && text.contains("\"(sensitive)\""), "{text}");
     std::fs::write(&path, r#"{"format": "fink-plan/1", "changes": []}"#).unwrap();
     let e = load_saved(&path).unwrap_err().to_string();
     assert!(e.contains("\"fink-plan/1\"") && e.contains(PLAN_FORMAT), "{e}");
