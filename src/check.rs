@@ -24,25 +24,30 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
 pub fn filters(loaded: &Loaded) -> Vec<Diagnostic> {
     let cfg = &loaded.config;
     let key = |k: &str| Seg::Key(k.to_string());
-    let mut out = Vec::new();
+    let mut out: Vec<(KeyPath, String)> = Vec::new();
     for (name, f) in &cfg.filters {
         if f.expr.trim().is_empty() {
             continue;
         }
         if let Err(e) = Filter::compile(name, &f.expr) {
             let at = vec![key("filter"), key(name), key("expr")];
-            out.push(loaded.locate(&at, Severity::Error, format!("filter {name:?}: {e}")));
+            out.push((at, format!("filter {name:?}: {e}")));
         }
     }
     for (i, s) in cfg.streams.iter().enumerate() {
         if let Some(expr) = &s.filter {
             if let Err(e) = Filter::compile("inline", expr) {
                 let at = vec![key("stream"), Seg::Index(i), key("filter")];
-                out.push(loaded.locate(&at, Severity::Error, format!("stream {:?}: inline filter: {e}", s.name)));
+                out.push((at, format!("stream {:?}: inline filter: {e}", s.name)));
             }
         }
     }
-    out
+    if out.is_empty() {
+        // The common case reads nothing more.
+        return Vec::new();
+    }
+    let loc = loaded.locator();
+    out.into_iter().map(|(at, msg)| loc.locate(&at, Severity::Error, msg)).collect()
 }
 
 /// `fink validate --data`: every field a stream selects, drops or filters
@@ -51,6 +56,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
     let fields = schema.fields();
     let mut out = Vec::new();
     let cfg = &loaded.config;
+    let loc = loaded.locator();
     let check_filter = |expr: &str, name: &str, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
         let mut out = Vec::new();
         let Ok(f) = Filter::compile(name, expr) else { return out };
@@ -58,7 +64,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
         for (path, usage) in f.field_uses() {
             match type_at(fields, &path) {
                 Err(_) if !missing.insert(path.clone()) => {}
-                Err(e) => out.push(loaded.locate(&at, Severity::Error, format!("{ctx}: reads {path}: {e} ({sample})"))),
+                Err(e) => out.push(loc.locate(&at, Severity::Error, format!("{ctx}: reads {path}: {e} ({sample})"))),
                 Ok(dt) => {
                     let numeric = dt.is_numeric();
                     let text = matches!(
@@ -74,7 +80,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
                     };
                     if bad {
                         let what = if usage == Use::Numeric { "a number" } else { "a string" };
-                        out.push(loaded.locate(
+                        out.push(loc.locate(
                             &at,
                             Severity::Error,
                             format!("{ctx}: compares {path} ({dt}) with {what} ({sample})"),
@@ -110,7 +116,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
             for (j, p) in list.iter().enumerate() {
                 if let Err(e) = project::check_path(fields, p) {
                     let at = vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key(key.into()), Seg::Index(j)];
-                    out.push(loaded.locate(&at, Severity::Error, format!("{ctx}: {key} {p:?}: {e} ({sample})")));
+                    out.push(loc.locate(&at, Severity::Error, format!("{ctx}: {key} {p:?}: {e} ({sample})")));
                 }
             }
         }

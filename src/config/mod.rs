@@ -385,9 +385,9 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
 }
 
 impl Loaded {
-    /// A diagnostic at `path` in the config file or profile that sets it
-    /// (file:line:column), for checks made after loading.
-    pub fn locate(&self, path: &KeyPath, severity: Severity, message: String) -> Diagnostic {
+    /// Places diagnostics of checks made after loading at file:line:column
+    /// in the config file or profile; the files are read once, here.
+    pub fn locator(&self) -> Locator {
         let mut sources = Vec::new();
         let mut files = vec![self.config_path.clone()];
         files.extend(self.profile_path.clone());
@@ -396,7 +396,18 @@ impl Loaded {
                 sources.push(s);
             }
         }
-        locate(&sources, path, severity, message)
+        Locator { sources }
+    }
+}
+
+/// See [`Loaded::locator`].
+pub struct Locator {
+    sources: Vec<SourceFile>,
+}
+
+impl Locator {
+    pub fn locate(&self, path: &KeyPath, severity: Severity, message: String) -> Diagnostic {
+        locate(&self.sources, path, severity, message)
     }
 }
 

@@ -212,9 +212,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     if specs.is_empty() {
         return Err(anyhow!("fink.toml declares no [[stream]]"));
     }
-    for s in &specs {
-        s.compile_filters().map_err(|e| anyhow!("stream {:?}: {e:#}", s.name))?;
-    }
+    // Filters were compiled when the config was checked (`check::load`).
     let bound = specs.into_iter().map(|s| stream::bind(&initial, s)).collect::<Result<Vec<_>>>()?;
     let shared = Arc::new(Shared {
         streams: Mutex::new(BTreeMap::new()),
