@@ -27,13 +27,7 @@ fn kill_9_mid_backlog_then_restart_loses_nothing() {
     ));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
 
-    let mut child = Command::new(fink_bin())
-        .args(["run", "--no-progress"])
-        .current_dir(w.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = w.cmd().args(["run", "--no-progress"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     // Wait until part of the backlog is checkpointed, then kill -9.
     let ckpt = w.path().join("state/c.checkpoint.json");
     let deadline = Instant::now() + Duration::from_secs(120);

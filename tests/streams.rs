@@ -183,9 +183,11 @@ fn alerts_spread_over_the_topics_partitions_without_loss() {
             per_partition.push(hi - lo);
         }
     }
+    // Offsets also count the transactions' commit markers: the exact count
+    // comes from a read_committed consumer below.
     assert!(per_partition.iter().all(|n| *n > 0), "every partition gets alerts: {per_partition:?}");
-    assert_eq!(per_partition.iter().sum::<i64>(), expected.len() as i64, "{per_partition:?}");
     let got = consume_all_decoded(&s.topic, 3);
+    assert_eq!(got.len(), expected.len(), "as many alerts as in the source");
     let ids = |v: &[Value]| v.iter().map(|v| v["candid"].as_i64().unwrap()).collect::<BTreeSet<_>>();
     let got: Vec<Value> = got.into_iter().map(|(_, v)| v).collect();
     assert_eq!(ids(&got), ids(&expected), "each alert exactly once, across partitions");
@@ -198,14 +200,14 @@ fn consume_follow_prints_table_rows_as_they_arrive() {
     let dir = shared_data().join("ztf/raw");
     let s = stream("follow", "parquet", &dir, "");
     run_until_idle(&s);
-    let mut child = Command::new(fink_bin())
-        .args(["consume", &s.topic, "--follow", "--columns", "objectId,candid"])
-        .current_dir(s.w.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        s.w.cmd()
+            .args(["consume", &s.topic, "--follow", "--columns", "objectId,candid"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -106,6 +106,30 @@ impl std::fmt::Display for AclOperation {
 
 /// The Apache Kafka release `fink cluster` runs unless `[local]
 /// kafka_version` says otherwise.
+impl Config {
+    /// The declared topics plus the state topic (exactly-once), which fink
+    /// declares itself unless `[[topic]]` does: compacted, replicated as
+    /// `[defaults]` says.
+    pub fn desired_topics(&self) -> Vec<TopicConfig> {
+        let mut out = self.topics.clone();
+        let st = &self.run.state_topic;
+        if self.run.exactly_once() && !out.iter().any(|t| &t.name == st) {
+            let mut config = BTreeMap::new();
+            config.insert("cleanup.policy".to_string(), ConfigValue::Str("compact".into()));
+            // Small segments so compaction keeps what a stream reads at start small.
+            config.insert("segment.ms".to_string(), ConfigValue::Str("3600000".into()));
+            config.insert("min.compaction.lag.ms".to_string(), ConfigValue::Str("0".into()));
+            out.push(TopicConfig {
+                name: st.clone(),
+                partitions: Some(self.run.state_partitions),
+                replication_factor: None,
+                config,
+            });
+        }
+        out
+    }
+}
+
 pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
 
 /// How `fink run` runs streams.
@@ -129,6 +153,61 @@ pub struct RunConfig {
     /// them unconfirmed (sent again on the next start) and `fink run`
     /// exits 1.
     pub shutdown_timeout_s: u64,
+    /// `exactly-once` (default): alerts and progress are committed together
+    /// in Kafka transactions, progress lives in `state_topic`, and several
+    /// instances share the streams. `at-least-once`: progress in a local
+    /// file under `state_dir`; a crash can publish up to `max_in_flight`
+    /// alerts again.
+    pub delivery: Delivery,
+    /// Compacted topic holding each stream's committed progress
+    /// (exactly-once). Created by `fink apply`.
+    pub state_topic: String,
+    /// Partitions of the state topic: the most instances that can share
+    /// the streams. Never change it once streams ran (a stream's state
+    /// lives on the partition its name hashes to).
+    pub state_partitions: i32,
+    /// Instances running this config with the same group share its streams.
+    /// Also the Kafka consumer group id and the transactional id prefix
+    /// (`GROUP.STREAM`).
+    pub group: String,
+    /// Longest time between two transaction commits while a stream sends
+    /// (exactly-once). Consumers see alerts only once committed.
+    pub commit_interval_ms: u64,
+    /// How long after an instance vanishes its streams move to the others.
+    pub session_timeout_ms: u64,
+}
+
+/// Delivery guarantee of `fink run`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    #[default]
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::ExactlyOnce => "exactly-once",
+            Delivery::AtLeastOnce => "at-least-once",
+        }
+    }
+}
+
+impl RunConfig {
+    /// The transactional id of a stream: fencing is per stream, across
+    /// every instance of the group.
+    pub fn transactional_id(&self, stream: &str) -> String {
+        format!("{}.{stream}", self.group)
+    }
+    /// Key of a stream's progress record in the state topic.
+    pub fn state_key(&self, stream: &str) -> String {
+        format!("{}/{stream}", self.group)
+    }
+    pub fn exactly_once(&self) -> bool {
+        self.delivery == Delivery::ExactlyOnce
+    }
 }
 
 impl Default for RunConfig {
@@ -140,6 +219,12 @@ impl Default for RunConfig {
             max_in_flight: 1000,
             stall_after_s: 60,
             shutdown_timeout_s: 30,
+            delivery: Delivery::ExactlyOnce,
+            state_topic: "_fink_state".into(),
+            state_partitions: 12,
+            group: "fink".into(),
+            commit_interval_ms: 1000,
+            session_timeout_ms: 10_000,
         }
     }
 }

@@ -58,6 +58,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         check_acls,
         check_filters,
         check_streams,
+        check_run,
     ] {
         check(&mut c, cfg, base, &n);
     }
@@ -344,5 +345,47 @@ fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, 
     }
     if let Err(e) = s.check(base) {
         c.err(path, format!("{ctx}: {e}"));
+    }
+}
+
+/// [run]
+fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
+    let r = &cfg.run;
+    let at = |k: &str| vec![key("run"), key(k)];
+    if !r.exactly_once() {
+        return;
+    }
+    if !valid_topic_name(&r.state_topic) {
+        c.err(at("state_topic"), format!("run: state_topic {:?} is not a legal Kafka topic name", r.state_topic));
+    }
+    if let Some(t) = cfg.topics.iter().find(|t| t.name == r.state_topic) {
+        let compact = t.config.get("cleanup.policy").map(|v| v.to_string()).is_some_and(|v| v.contains("compact"));
+        if !compact {
+            c.err(
+                at("state_topic"),
+                format!("run: state topic {:?} is declared in [[topic]] without cleanup.policy = \"compact\"", t.name),
+            );
+        }
+    }
+    if n.topics.contains(r.state_topic.as_str()) && cfg.streams.iter().any(|s| s.topic == r.state_topic) {
+        c.err(at("state_topic"), "run: a stream publishes to the state topic");
+    }
+    if !(1..=10_000).contains(&r.state_partitions) {
+        c.err(at("state_partitions"), "run: state_partitions must be between 1 and 10000");
+    }
+    if r.group.is_empty() || !r.group.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) {
+        c.err(at("group"), format!("run: group {:?} must be non-empty letters, digits, '.', '_' or '-'", r.group));
+    }
+    if !(100..=600_000).contains(&r.commit_interval_ms) {
+        c.err(
+            at("commit_interval_ms"),
+            "run: commit_interval_ms must be between 100 and 600000 (the transaction timeout is 10 minutes at most)",
+        );
+    }
+    if !(6_000..=300_000).contains(&r.session_timeout_ms) {
+        c.err(
+            at("session_timeout_ms"),
+            "run: session_timeout_ms must be between 6000 and 300000 (the brokers' group session bounds)",
+        );
     }
 }

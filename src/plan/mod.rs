@@ -16,7 +16,9 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, AclBinding, Admin, LiveState, Login};
-use crate::config::{AclConfig, AclOperation, AclRole, Config, Loaded, PatternType, ResourceKind, ScramMechanism};
+use crate::config::{
+    AclConfig, AclOperation, AclRole, Config, Loaded, PatternType, ResourceKind, RunConfig, ScramMechanism,
+};
 use reconcile::{reconcile, Draft};
 
 /// Version 2: a topic's replication factor is `null` for the broker's
@@ -240,7 +242,7 @@ impl Plan {
 }
 
 /// Expand one `[[acl]]` into the bindings Kafka stores.
-pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
+pub fn expand_acl(run: &RunConfig, a: &AclConfig) -> Vec<AclBinding> {
     let principal = a.user.as_ref().map(|u| format!("User:{u}")).or_else(|| a.principal.clone()).unwrap_or_default();
     let bind = |resource: ResourceKind, name: &str, pattern: PatternType, op: AclOperation| AclBinding {
         principal: principal.clone(),
@@ -259,6 +261,21 @@ pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
                 out.push(bind(ResourceKind::Topic, topic, a.pattern, op));
             }
             out.push(bind(ResourceKind::Cluster, "kafka-cluster", PatternType::Literal, AclOperation::IdempotentWrite));
+            if run.exactly_once() {
+                // Transactions under the group's id prefix, the progress
+                // committed with them, and membership in the group that
+                // shares the streams between instances.
+                let prefix = format!("{}.", run.group);
+                for op in [AclOperation::Describe, AclOperation::Write] {
+                    out.push(bind(ResourceKind::TransactionalId, &prefix, PatternType::Prefixed, op));
+                }
+                for op in [AclOperation::Describe, AclOperation::Read, AclOperation::Write] {
+                    out.push(bind(ResourceKind::Topic, &run.state_topic, PatternType::Literal, op));
+                }
+                for op in [AclOperation::Describe, AclOperation::Read] {
+                    out.push(bind(ResourceKind::Group, &run.group, PatternType::Literal, op));
+                }
+            }
         }
         (Some(AclRole::Consumer), _) => {
             let topic = a.topic.as_deref().unwrap_or_default();
@@ -287,7 +304,7 @@ pub fn expand_acl(a: &AclConfig) -> Vec<AclBinding> {
 
 /// Every binding `fink.toml` declares, deduplicated and sorted.
 pub fn desired_acls(cfg: &Config) -> Vec<AclBinding> {
-    let set: BTreeSet<AclBinding> = cfg.acls.iter().flat_map(expand_acl).collect();
+    let set: BTreeSet<AclBinding> = cfg.acls.iter().flat_map(|a| expand_acl(&cfg.run, a)).collect();
     set.into_iter().collect()
 }
 
@@ -388,7 +405,8 @@ pub fn diff(
     let found = live.users.iter().map(|(k, v)| (k.clone(), v)).collect();
     reconcile(&users, &desired, &found, prune, &mut draft);
 
-    let desired = cfg.topics.iter().map(|t| (t.name.clone(), t)).collect();
+    let topics = cfg.desired_topics();
+    let desired = topics.iter().map(|t| (t.name.clone(), t)).collect();
     let found = live.topics.iter().map(|(k, v)| (k.clone(), v)).collect();
     reconcile(&topics::Topics { cfg }, &desired, &found, prune, &mut draft);
 

@@ -3,7 +3,7 @@
 //! datum). Showing it is `cli::consume`'s job.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context as _, Result};
 use apache_avro::types::Value as Avro;
@@ -112,7 +112,12 @@ pub fn consume(
 ) -> Result<usize> {
     let mut cfg = conn.client_config();
     let group = opts.group.clone().unwrap_or_else(|| format!("fink-consume-{}", std::process::id()));
-    cfg.set("group.id", &group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+    // read_committed (librdkafka's default, so fink-client's too): alerts of
+    // an exactly-once stream show once their transaction commits.
+    cfg.set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = cfg.create().context("cannot create consumer")?;
     let md = consumer.fetch_metadata(Some(&opts.topic), conn.timeout).context("cannot read topic metadata")?;
     let t = md.topics().first().ok_or_else(|| anyhow!("no metadata for topic {:?}", opts.topic))?;
@@ -122,44 +127,31 @@ pub fn consume(
     }
     let parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
     let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
     for p in &parts {
-        let (_, high) = consumer.fetch_watermarks(&opts.topic, *p, conn.timeout).context("cannot read offsets")?;
-        ends.insert(*p, high);
         let start = if opts.from_beginning || opts.group.is_none() { Offset::Beginning } else { Offset::Stored };
         tpl.add_partition_offset(&opts.topic, *p, start)?;
     }
     consumer.assign(&tpl)?;
     let mut decoder = Decoder::new(opts.schema.as_deref())?;
-    let mut positions: HashMap<i32, i64> = HashMap::new();
+    // Without --follow, stop once every partition reached its end (for
+    // read_committed: its last committed alert).
+    let mut at_end: std::collections::HashSet<i32> = Default::default();
     let mut count = 0usize;
-    let mut last_msg = Instant::now();
     loop {
         if opts.max.is_some_and(|m| count >= m) {
             break;
         }
-        // Without --follow, stop at the end offsets seen when we started.
-        let at_end = parts.iter().all(|p| {
-            let high = ends[p];
-            high == 0 || positions.get(p).map(|o| *o + 1 >= high).unwrap_or(false)
-        });
-        let all_empty = parts.iter().all(|p| ends[p] == 0);
-        if !opts.follow && (at_end || all_empty) {
-            // A partition may start above 0 (retention): rely on a quiet period too.
-            if at_end || last_msg.elapsed() > Duration::from_secs(2) {
-                break;
-            }
+        if !opts.follow && at_end.len() >= parts.len() {
+            break;
         }
         match consumer.poll(Duration::from_millis(200)) {
-            None => {
-                if !opts.follow && last_msg.elapsed() > Duration::from_secs(5) {
-                    break;
-                }
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
             }
             Some(Err(e)) => return Err(anyhow!("consume failed: {e}")),
             Some(Ok(m)) => {
-                last_msg = Instant::now();
-                positions.insert(m.partition(), m.offset());
+                at_end.remove(&m.partition());
                 let value = decoder.decode(m.key(), m.payload().unwrap_or_default())?;
                 count += 1;
                 on_alert(to_json(&value))?;

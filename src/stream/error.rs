@@ -24,6 +24,18 @@ pub enum StreamError {
     Delivery { topic: String, code: RDKafkaErrorCode, message: String },
     #[error("{0}")]
     State(String),
+    /// A newer producer with the stream's transactional id took over (another
+    /// instance, or a restarted one): this one must never write again.
+    #[error(
+        "fenced: another instance took over stream {stream:?} (a newer producer with transactional id {txn_id:?}); \
+         this instance stopped it and does not write to it again"
+    )]
+    Fenced { stream: String, txn_id: String },
+    #[error(
+        "user {user:?} may not use transactional id {txn_id:?} ({code}): give it a producer ACL (role = \"producer\" \
+         adds TransactionalId {prefix:?} prefixed Write and Describe) and run `fink apply`"
+    )]
+    TxnNotAuthorized { user: String, txn_id: String, prefix: String, code: RDKafkaErrorCode },
     #[error("the stream's thread panicked: {0}")]
     Panicked(String),
 }
@@ -43,12 +55,31 @@ impl StreamError {
         }
     }
 
+    /// A transactional producer's error: fenced, not authorized for its
+    /// id, or a delivery error.
+    pub fn from_txn(spec: &super::StreamSpec, txn_id: &str, e: &rdkafka::error::KafkaError) -> StreamError {
+        let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        match code {
+            RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
+                StreamError::Fenced { stream: spec.name.clone(), txn_id: txn_id.to_string() }
+            }
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed => StreamError::TxnNotAuthorized {
+                user: spec.user.clone(),
+                txn_id: txn_id.to_string(),
+                prefix: txn_id.rsplit_once('.').map(|(g, _)| format!("{g}.")).unwrap_or_default(),
+                code,
+            },
+            _ => StreamError::from_kafka(&spec.user, &spec.topic, code, e.to_string()),
+        }
+    }
+
     /// The Kafka error code, when the error came from Kafka.
     pub fn code(&self) -> Option<RDKafkaErrorCode> {
         match self {
             StreamError::NotAuthorized { code, .. }
             | StreamError::UnknownTopic { code, .. }
-            | StreamError::Delivery { code, .. } => Some(*code),
+            | StreamError::Delivery { code, .. }
+            | StreamError::TxnNotAuthorized { code, .. } => Some(*code),
             _ => None,
         }
     }

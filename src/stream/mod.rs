@@ -13,6 +13,7 @@ pub mod runner;
 pub mod shared;
 pub mod sink;
 pub mod source;
+pub mod state;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,9 +47,38 @@ pub struct StreamSpec {
     pub max_in_flight: usize,
     /// The cluster connection (bootstrap, protocol).
     pub bootstrap: String,
+    /// Exactly-once: the stream's transactions and where its progress is
+    /// committed. `None`: at-least-once, progress in `checkpoint_path`.
+    pub txn: Option<TxnSpec>,
     /// The user's credentials as of the last [`bind`]: a rotated password
     /// makes the spec differ, so reload restarts the stream with it.
     pub credential: Fingerprint,
+}
+
+/// How an exactly-once stream commits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnSpec {
+    /// `GROUP.STREAM`: a newer producer with it fences the older one.
+    pub id: String,
+    pub group: String,
+    pub state_topic: String,
+    /// `GROUP/STREAM`.
+    pub state_key: String,
+    pub commit_interval: std::time::Duration,
+}
+
+/// This process among the instances of a group: `HOST:PID`.
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    })
 }
 
 impl StreamSpec {
@@ -95,6 +125,13 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             batch_size: cfg.run.batch_size.max(1),
             max_in_flight: cfg.run.max_in_flight.max(1),
             bootstrap: cfg.cluster.bootstrap.join(","),
+            txn: cfg.run.exactly_once().then(|| TxnSpec {
+                id: cfg.run.transactional_id(&s.name),
+                group: cfg.run.group.clone(),
+                state_topic: cfg.run.state_topic.clone(),
+                state_key: cfg.run.state_key(&s.name),
+                commit_interval: std::time::Duration::from_millis(cfg.run.commit_interval_ms),
+            }),
             credential: Fingerprint::default(),
         });
     }

@@ -11,17 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::checkpoint::{Checkpoint, FileProgress};
+use super::checkpoint::{Listed, Progress};
 use super::encode::{pretty_schema, AvroEncoder};
 use super::error::StreamError;
 use super::filter::FilterSet;
 use super::project::Projection;
 use super::sink::{Control, SendError, Sink};
-use super::{shared, source, Stats, StreamSpec};
+use super::{shared, source, state, Stats, StreamSpec, TxnSpec};
 use crate::cluster::Connection;
 use arrow_array::RecordBatch;
 use arrow_avro::writer::EncodedRows;
 use arrow_schema::SchemaRef;
+use rdkafka::producer::Producer;
 
 /// What a stream is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +49,9 @@ pub struct StartOptions {
 /// topic is there and writable: ready to replace a running one.
 pub struct Prepared {
     spec: StreamSpec,
+    conn: Connection,
+    /// Exactly-once: partitions of the state topic.
+    state_partitions: i32,
     filters: FilterSet,
     sink: Sink,
     stats: Arc<Stats>,
@@ -67,9 +71,16 @@ impl Prepared {
         control: Arc<Control>,
     ) -> Result<Prepared, StreamError> {
         let filters = FilterSet::new(spec.compile_filters().map_err(|e| StreamError::Setup(format!("{e:#}")))?);
-        let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone(), control.clone())?;
+        let txn_id = spec.txn.as_ref().map(|t| t.id.clone());
+        let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone(), control.clone(), txn_id.as_deref())?;
         sink.check_topic(&spec.user, conn.timeout)?;
-        Ok(Prepared { spec, filters, sink, stats, control })
+        // The transactions themselves start on the stream's thread: a
+        // stream being replaced still runs now, and would be fenced.
+        let state_partitions = match &spec.txn {
+            Some(t) => state::partitions(conn, &t.group, &t.state_topic).map_err(StreamError::State)?,
+            None => 0,
+        };
+        Ok(Prepared { spec, conn: conn.clone(), state_partitions, filters, sink, stats, control })
     }
 }
 
@@ -90,6 +101,9 @@ pub struct RunningStream {
     control: Arc<Control>,
     wake: Sender<()>,
     join: Option<JoinHandle<()>>,
+    /// It failed because another instance took it over: never restarted
+    /// here unless this instance is given the stream again.
+    pub fenced: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RunningStream {
@@ -126,6 +140,15 @@ impl RunningStream {
             };
             run(p, &st2, &wake_rx, opts)
         };
+        let fenced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fenced2 = fenced.clone();
+        let body = move || {
+            let r = body();
+            if matches!(r, Err(StreamError::Fenced { .. })) {
+                fenced2.store(true, Ordering::SeqCst);
+            }
+            r
+        };
         let join = spawn_guarded(format!("stream-{}", spec.name), name, state.clone(), body);
         RunningStream {
             spec,
@@ -136,6 +159,7 @@ impl RunningStream {
             control,
             wake,
             join: Some(join),
+            fenced,
         }
     }
 
@@ -239,7 +263,16 @@ struct Ctx<'a> {
     control: &'a Control,
     filters: FilterSet,
     sink: Sink,
-    ckpt: Checkpoint,
+    /// Progress: saved (at-least-once) or last committed (exactly-once).
+    ckpt: Progress,
+    /// The current pass's listing (sorted by path) and when it started.
+    listing: Vec<Listed>,
+    listed_at_ms: u64,
+    /// Exactly-once transactions.
+    txn: Option<Txn>,
+    /// (file, row) the broker refused for their size in an aborted
+    /// transaction: quarantined, and skipped when the rest is sent again.
+    skip: std::collections::BTreeSet<(String, u64)>,
     last_save: Instant,
     /// Number of the last file opened (delivery reports name files by it).
     file_no: u64,
@@ -277,17 +310,41 @@ enum Flow {
     Stopped,
 }
 
+/// An exactly-once stream's transaction state.
+struct Txn {
+    spec: TxnSpec,
+    /// The state topic partition of this stream's records.
+    partition: i32,
+    /// A transaction is open (alerts or state were sent in it).
+    open: bool,
+    /// Progress changed without an alert (a quarantined file, an import):
+    /// commit even if nothing is sent.
+    dirty: bool,
+    last_commit: Instant,
+    /// Alerts sent in the open transaction.
+    sent: u64,
+    /// A local checkpoint imported at start, renamed once committed.
+    imported: Option<std::path::PathBuf>,
+}
+
+/// A transaction was aborted: what it held is sent again from the last
+/// committed progress.
+struct Aborted(String);
+
 fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOptions) -> Result<(), StreamError> {
-    let Prepared { spec, filters, sink, stats, control } = p;
+    let Prepared { spec, conn, state_partitions, filters, sink, stats, control } = p;
     let spec = &spec;
-    let ckpt = Checkpoint::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?;
     let mut cx = Ctx {
         spec,
         stats: &stats,
         control: &control,
         filters,
         sink,
-        ckpt,
+        ckpt: Progress::new(&spec.name),
+        listing: Vec::new(),
+        listed_at_ms: 0,
+        txn: None,
+        skip: Default::default(),
         last_save: Instant::now(),
         file_no: 0,
         open: BTreeMap::new(),
@@ -296,12 +353,17 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         filter_errors_logged: 0,
         unsaved: Default::default(),
     };
+    match &spec.txn {
+        None => cx.ckpt = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?,
+        Some(t) => start_transactions(&mut cx, &conn, t.clone(), state_partitions)?,
+    }
     let mut missing_logged = false;
     let result = loop {
         if control.stopping() {
             break Ok(());
         }
-        let files = match source::list_files(&spec.source_root, spec.format) {
+        let listed_at_ms = super::now_ms();
+        let files = match source::list_files_changed(&spec.source_root, spec.format) {
             Ok(f) => {
                 missing_logged = false;
                 f
@@ -314,12 +376,26 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
                 Vec::new()
             }
         };
-        let todo: Vec<_> = files
+        let mut listing: Vec<(Listed, std::path::PathBuf)> = files
             .into_iter()
-            .filter(|f| !cx.ckpt.files.get(&rel(&spec.source_root, f)).map(|p| p.done).unwrap_or(false))
+            .map(|(path, changed_ms)| (Listed { rel: rel(&spec.source_root, &path), changed_ms }, path))
             .collect();
+        listing.sort();
+        let todo: Vec<_> = listing.iter().filter(|(l, _)| !cx.ckpt.is_done(l)).map(|(_, p)| p.clone()).collect();
+        cx.listing = listing.into_iter().map(|(l, _)| l).collect();
+        cx.listed_at_ms = listed_at_ms;
         stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
         if todo.is_empty() {
+            // Finished files and imports are committed before idling.
+            if let Err(e) = save_point(&mut cx, true) {
+                match e {
+                    Outcome::Failed(e) => break Err(e),
+                    Outcome::Aborted(a) => {
+                        rewind(&mut cx, a);
+                        continue;
+                    }
+                }
+            }
             set(state, State::Idle);
             if opts.until_idle {
                 break Ok(());
@@ -342,12 +418,15 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             }
             stats.backlog_files.store((todo.len() - i - 1) as u64, Ordering::Relaxed);
         }
-        // The backlog is handed over: wait for its reports before idling.
+        // The backlog is handed over: wait for its reports (or commit it)
+        // before idling.
         if failed.is_none() {
             failed = drain(&mut cx).err();
         }
-        if let Some(e) = failed {
-            break Err(e);
+        match failed {
+            None => {}
+            Some(Outcome::Aborted(a)) => rewind(&mut cx, a),
+            Some(Outcome::Failed(e)) => break Err(e),
         }
     };
     // Whatever happened: in-flight alerts get until the stop deadline (a
@@ -355,7 +434,10 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
     if !control.stopping() {
         control.request_stop(Instant::now() + opts.shutdown_timeout);
     }
-    let drained = drain(&mut cx);
+    if cx.txn.is_some() {
+        return finish_transactions(&mut cx, result);
+    }
+    let drained = drain(&mut cx).map_err(Outcome::into_error);
     let unconfirmed = cx.sink.control.deliveries().pending.len() as u64;
     if unconfirmed > 0 {
         cx.sink.purge();
@@ -366,8 +448,150 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         );
     }
     stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
-    settle(&mut cx, true)?;
+    settle(&mut cx, true).map_err(Outcome::into_error)?;
     result.and(drained)
+}
+
+/// Why the pipeline did not go on: the stream fails, or (exactly-once) a
+/// transaction was aborted and is sent again.
+enum Outcome {
+    Failed(StreamError),
+    Aborted(Aborted),
+}
+
+impl From<StreamError> for Outcome {
+    fn from(e: StreamError) -> Self {
+        Outcome::Failed(e)
+    }
+}
+
+impl Outcome {
+    fn into_error(self) -> StreamError {
+        match self {
+            Outcome::Failed(e) => e,
+            Outcome::Aborted(Aborted(m)) => StreamError::State(format!("transaction aborted: {m}")),
+        }
+    }
+}
+
+/// Fence older producers of this stream, claim it, and read its last
+/// committed progress (or import a local checkpoint once).
+fn start_transactions(cx: &mut Ctx<'_>, conn: &Connection, t: TxnSpec, partitions: i32) -> Result<(), StreamError> {
+    let spec = cx.spec;
+    let producer = &cx.sink.producer;
+    producer.init_transactions(conn.timeout).map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    let partition = state::partition_for(&t.state_key, partitions);
+    // The claim: committed after any older producer was fenced, so reading
+    // up to it sees every progress record committed before.
+    let claim = serde_json::to_vec(&state::Claim { instance: super::instance_id().into(), at_ms: super::now_ms() })
+        .expect("claim serializes");
+    producer.begin_transaction().map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    cx.sink
+        .send_state(&t.state_topic, partition, &state::claim_key(&t.state_key), &claim)
+        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    producer.commit_transaction(conn.timeout).map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    let claim_offset = cx.control.deliveries().state_offset.ok_or_else(|| {
+        StreamError::State(format!("the claim of stream {:?} in {:?} was not acknowledged", spec.name, t.state_topic))
+    })?;
+    let records = state::read(
+        conn,
+        &t.group,
+        &t.state_topic,
+        &[partition],
+        Some((partition, claim_offset)),
+        conn.timeout.max(Duration::from_secs(30)),
+    )
+    .map_err(StreamError::State)?;
+    let mut imported = None;
+    cx.ckpt = match state::progress_of(&records, &t.state_key) {
+        state::Found::Progress(p) => *p,
+        state::Found::Corrupt(e) => {
+            return Err(StreamError::State(format!(
+                "the committed progress of stream {:?} in state topic {:?} is unreadable ({e}); the stream was not \
+                 started. Reset it with `fink state reset {} --to-start` (publish everything again) or `--to-end` \
+                 (skip what is there now)",
+                spec.name, t.state_topic, spec.name
+            )))
+        }
+        state::Found::Nothing if spec.checkpoint_path.exists() => {
+            // Migration from at-least-once: nothing published is sent again.
+            let p = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?;
+            tracing::info!(
+                stream = %spec.name,
+                file = %spec.checkpoint_path.display(),
+                files_done = p.files_done,
+                "importing the local checkpoint into the state topic (once)"
+            );
+            imported = Some(spec.checkpoint_path.clone());
+            p
+        }
+        state::Found::Nothing => Progress::new(&spec.name),
+    };
+    cx.stats.files_done.store(cx.ckpt.files_done, Ordering::Relaxed);
+    cx.txn = Some(Txn {
+        spec: t,
+        partition,
+        open: false,
+        dirty: imported.is_some(),
+        last_commit: Instant::now(),
+        sent: 0,
+        imported,
+    });
+    Ok(())
+}
+
+/// A stopping exactly-once stream commits what it handed over, within
+/// its deadline; what is not committed then stays unconfirmed (the broker
+/// aborts it, or the next start's fencing does).
+fn finish_transactions(cx: &mut Ctx<'_>, result: Result<(), StreamError>) -> Result<(), StreamError> {
+    let committed = if result.is_ok() { commit(cx) } else { Err(Outcome::Failed(StreamError::State(String::new()))) };
+    let t = cx.txn.as_ref().expect("exactly-once");
+    let unconfirmed = if t.open { t.sent } else { 0 };
+    if t.open {
+        let left = cx.control.deadline_left();
+        if let Err(e) = cx.sink.producer.abort_transaction(left.max(Duration::from_millis(100))) {
+            tracing::debug!(stream = %cx.spec.name, "abort at stop: {e}");
+        }
+        if unconfirmed > 0 {
+            tracing::warn!(
+                stream = %cx.spec.name,
+                unconfirmed,
+                "stopped with a transaction not committed; its alerts are invisible to read_committed consumers and are \
+                 sent again on the next start"
+            );
+        }
+    }
+    cx.stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
+    match (result, committed) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(Outcome::Failed(e))) => Err(e),
+        (Ok(()), _) => Ok(()),
+    }
+}
+
+/// After an aborted transaction: forget what was handed over since the
+/// last commit; the next pass sends it again.
+fn rewind(cx: &mut Ctx<'_>, a: Aborted) {
+    tracing::warn!(stream = %cx.spec.name, "transaction aborted, sending it again: {}", a.0);
+    let too_large = {
+        let mut d = cx.control.deliveries();
+        d.pending.clear();
+        d.fatal = None;
+        std::mem::take(&mut d.too_large)
+    };
+    for (f, row, reason) in too_large {
+        if let Some(o) = cx.open.get(&f) {
+            let name = o.name.clone();
+            quarantine(cx, &name, Some(row), &reason);
+            cx.skip.insert((name, row));
+        }
+    }
+    cx.open.clear();
+    cx.unsaved.clear();
+    if let Some(t) = cx.txn.as_mut() {
+        t.open = false;
+        t.sent = 0;
+    }
 }
 
 fn rel(root: &Path, f: &Path) -> String {
@@ -396,7 +620,7 @@ fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
 /// Record what the delivery reports allow: each open file's finished
 /// prefix, refused records in the quarantine log, and files whose last
 /// report came in as done. Throttled unless `force`.
-fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), StreamError> {
+fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
     if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
         return Ok(());
     }
@@ -417,26 +641,24 @@ fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), StreamError> {
         let o = &cx.open[&f];
         if first_pending.is_none() && !o.reading {
             let o = cx.open.remove(&f).expect("open file");
-            cx.ckpt.files.insert(o.name, FileProgress { rows_done: o.handed, done: true, quarantined: o.quarantined });
+            cx.ckpt.mark_done(&o.name);
             cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
             changed = true;
             continue;
         }
         let rows_done = first_pending.unwrap_or(o.handed);
-        let entry = cx.ckpt.files.entry(o.name.clone()).or_default();
         // An unchanged position is never rewritten.
-        if entry.rows_done != rows_done {
-            entry.rows_done = rows_done;
-            changed = true;
-        }
+        let name = o.name.clone();
+        changed |= cx.ckpt.set_rows_done(&name, rows_done);
     }
     if changed {
+        cx.ckpt.advance(&cx.listing, cx.listed_at_ms);
         save(cx)?;
     }
     while let Some(&(f, row)) = cx.unsaved.front() {
         let saved = match cx.open.get(&f) {
             None => true,
-            Some(o) => cx.ckpt.files.get(&o.name).is_some_and(|p| row < p.rows_done),
+            Some(o) => row < cx.ckpt.rows_done(&o.name),
         };
         if !saved {
             break;
@@ -475,15 +697,115 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
     Ok(())
 }
 
-fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, StreamError> {
+/// Record progress now if due: at-least-once from the delivery reports
+/// (throttled unless `force`), exactly-once by committing the transaction
+/// (every `commit_interval_ms`, or now with `force`).
+fn save_point(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
+    match &cx.txn {
+        None => settle(cx, force),
+        Some(t) if force || t.last_commit.elapsed() >= t.spec.commit_interval => commit(cx).map(|_| ()),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Progress changed outside the alerts (a quarantined file): record it.
+fn progress_changed(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+    match cx.txn.as_mut() {
+        None => Ok(save(cx)?),
+        Some(t) => {
+            t.dirty = true;
+            Ok(())
+        }
+    }
+}
+
+/// Commit the open transaction with the progress it makes: files read to
+/// the end are done, the others are done up to the rows handed over.
+/// `Ok(false)`: the stop deadline passed before the commit was confirmed.
+fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
+    let Some(t) = cx.txn.as_ref() else { return Ok(true) };
+    // Files finished or moved on without an alert (all filtered out, or
+    // quarantined) are progress too.
+    let moved = cx.open.values().any(|o| !o.reading || o.handed != cx.ckpt.rows_done(&o.name));
+    if !t.open && !t.dirty && !moved {
+        return Ok(true);
+    }
+    let (topic, partition, key, id) =
+        (t.spec.state_topic.clone(), t.partition, t.spec.state_key.clone(), t.spec.id.clone());
+    let spec = cx.spec;
+    let txn_err = |e: rdkafka::error::KafkaError| Outcome::Failed(StreamError::from_txn(spec, &id, &e));
+    if !t.open {
+        cx.sink.producer.begin_transaction().map_err(txn_err)?;
+        cx.txn.as_mut().expect("exactly-once").open = true;
+    }
+    let mut p = cx.ckpt.clone();
+    let mut finished = Vec::new();
+    for (f, o) in &cx.open {
+        if o.reading {
+            p.set_rows_done(&o.name, o.handed);
+        } else {
+            p.mark_done(&o.name);
+            finished.push(*f);
+        }
+    }
+    p.advance(&cx.listing, cx.listed_at_ms);
+    p.committed_at_ms = super::now_ms();
+    p.owner = Some(super::instance_id().to_string());
+    cx.sink.send_state(&topic, partition, &key, &p.to_json()).map_err(txn_err)?;
+    loop {
+        let step = if cx.control.stopping() { cx.control.deadline_left() } else { Duration::from_secs(10) };
+        match cx.sink.producer.commit_transaction(step.max(Duration::from_millis(10))) {
+            Ok(()) => break,
+            Err(e) => {
+                let (retriable, abort) = match &e {
+                    rdkafka::error::KafkaError::Transaction(re) => (re.is_retriable(), re.txn_requires_abort()),
+                    _ => (false, false),
+                };
+                if abort {
+                    let _ = cx.sink.producer.abort_transaction(Duration::from_secs(30));
+                    return Err(Outcome::Aborted(Aborted(e.to_string())));
+                }
+                if retriable && !cx.control.past_deadline() {
+                    tracing::debug!(stream = %spec.name, "commit not confirmed yet ({e}); asking again");
+                    continue;
+                }
+                if retriable {
+                    return Ok(false);
+                }
+                return Err(txn_err(e));
+            }
+        }
+    }
+    for f in &finished {
+        cx.open.remove(f);
+    }
+    cx.stats.files_done.store(p.files_done, Ordering::Relaxed);
+    cx.ckpt = p;
+    cx.control.deliveries().pending.clear();
+    let t = cx.txn.as_mut().expect("exactly-once");
+    t.open = false;
+    t.dirty = false;
+    t.sent = 0;
+    t.last_commit = Instant::now();
+    if let Some(path) = t.imported.take() {
+        let mut done = path.clone().into_os_string();
+        done.push(".imported");
+        if let Err(e) = std::fs::rename(&path, &done) {
+            tracing::warn!("cannot rename the imported checkpoint {}: {e}", path.display());
+        }
+    }
+    Ok(true)
+}
+
+fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
     let name = rel(&cx.spec.source_root, path);
-    let start_row = cx.ckpt.files.get(&name).map(|p| p.rows_done).unwrap_or(0);
+    let start_row = cx.ckpt.rows_done(&name);
     let reader = match cx.follower.open(path, cx.spec.format, cx.spec.batch_size) {
         Ok(r) => r,
         Err(reason) => {
             quarantine(cx, &name, None, &reason);
-            cx.ckpt.files.insert(name, FileProgress { rows_done: 0, done: true, quarantined: Some(reason) });
-            save(cx)?;
+            cx.ckpt.mark_done(&name);
+            progress_changed(cx)?;
             return Ok(Flow::Go);
         }
     };
@@ -524,17 +846,17 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, StreamError> {
         }
         cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
         row_base += n;
-        settle(cx, false)?;
+        save_point(cx, false)?;
         if let Some(e) = fatal(cx) {
-            return Err(e);
+            return Err(e.into());
         }
     }
     cx.open.get_mut(&f).expect("open file").reading = false;
-    settle(cx, false)?;
+    save_point(cx, false)?;
     Ok(Flow::Go)
 }
 
-fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, StreamError> {
+fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, Outcome> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let (mask, errors) = cx.filters.evaluate(batch);
@@ -592,26 +914,39 @@ fn send_rows(
     key: &str,
     rows: &EncodedRows,
     kept_rows: &[u64],
-) -> Result<Flow, StreamError> {
+) -> Result<Flow, Outcome> {
     for (i, datum) in rows.iter().enumerate() {
         let row = kept_rows[i];
         // Every earlier row of the file is sent, filtered out or quarantined.
         cx.open.get_mut(&f).expect("open file").handed = row;
+        if let Some(t) = cx.txn.as_mut() {
+            if !cx.skip.is_empty() && cx.skip.contains(&(file.to_string(), row)) {
+                continue;
+            }
+            if !t.open {
+                let id = t.spec.id.clone();
+                cx.sink.producer.begin_transaction().map_err(|e| StreamError::from_txn(cx.spec, &id, &e))?;
+                t.open = true;
+            }
+            t.sent += 1;
+        }
         // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
-        while cx.unsaved.len() >= cx.spec.max_in_flight {
+        while cx.txn.is_none() && cx.unsaved.len() >= cx.spec.max_in_flight {
             settle(cx, true)?;
             if cx.unsaved.len() < cx.spec.max_in_flight {
                 break;
             }
             if let Some(e) = fatal(cx) {
-                return Err(e);
+                return Err(e.into());
             }
             if cx.control.stopping() {
                 return Ok(Flow::Stopped);
             }
             cx.control.wait_report(Duration::from_millis(100));
         }
-        cx.unsaved.push_back((f, row));
+        if cx.txn.is_none() {
+            cx.unsaved.push_back((f, row));
+        }
         cx.control.deliveries().pending.insert((f, row));
         match cx.sink.send(key.as_bytes(), &datum, f, row) {
             Ok(()) => {
@@ -619,7 +954,11 @@ fn send_rows(
             }
             Err(e) => {
                 cx.control.deliveries().pending.remove(&(f, row));
-                cx.unsaved.pop_back();
+                if cx.txn.is_none() {
+                    cx.unsaved.pop_back();
+                } else if let Some(t) = cx.txn.as_mut() {
+                    t.sent -= 1;
+                }
                 match e {
                     SendError::Stopped => return Ok(Flow::Stopped),
                     SendError::TooLarge(msg) => quarantine(
@@ -629,7 +968,7 @@ fn send_rows(
                         &format!("alert of {} bytes is larger than the producer accepts: {msg}", datum.len()),
                     ),
                     SendError::Kafka(code, msg) => {
-                        return Err(StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, code, msg))
+                        return Err(StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, code, msg).into())
                     }
                 }
             }
@@ -641,10 +980,13 @@ fn send_rows(
 /// Wait for every pending delivery report, then record them. Flushing sends
 /// the last batches now instead of after `linger.ms`. A stop whose deadline
 /// passes ends the wait: what is still pending stays unconfirmed.
-fn drain(cx: &mut Ctx<'_>) -> Result<(), StreamError> {
+fn drain(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+    if cx.txn.is_some() {
+        return commit(cx).map(|_| ());
+    }
     loop {
         if let Some(e) = fatal(cx) {
-            return Err(e);
+            return Err(e.into());
         }
         if cx.control.deliveries().pending.is_empty() || cx.control.past_deadline() {
             break;

@@ -37,7 +37,19 @@ pub struct Deliveries {
     pub too_large: Vec<(u64, u64, String)>,
     /// An error that stops the stream (authorization, missing topic, ...).
     pub fatal: Option<(RDKafkaErrorCode, String)>,
+    /// Offset of the last state record written (exactly-once).
+    pub state_offset: Option<i64>,
 }
+
+/// The tag of a state record (not an alert: no file, no pacing).
+const STATE_TAG: u64 = u64::MAX;
+
+/// How long a transaction may stay open before the broker aborts it (and
+/// the longest an alert may wait for a broker): a stream stalled longer
+/// than this fails and is restarted, re-sending the aborted transaction.
+/// Read-committed consumers wait at most this long behind an instance that
+/// died mid-transaction and is not replaced.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a stream's thread, its producer's callback and the supervisor
 /// share: the delivery state, the partition pacing, and the stop request.
@@ -80,6 +92,14 @@ impl Control {
         self.stopping() && self.deadline.lock().unwrap().is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Time left until the stop deadline (zero if past, a day if none).
+    pub fn deadline_left(&self) -> Duration {
+        match *self.deadline.lock().unwrap() {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(86_400),
+        }
+    }
+
     pub fn deliveries(&self) -> MutexGuard<'_, Deliveries> {
         self.deliveries.lock().unwrap()
     }
@@ -117,6 +137,23 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: Tag) {
         let (file, row) = *tag;
+        if file == STATE_TAG {
+            let mut st = self.control.deliveries.lock().unwrap();
+            match result {
+                Ok(m) => st.state_offset = Some(m.offset()),
+                Err((e, _)) => {
+                    let code = e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+                    if !matches!(code, RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                        && st.fatal.is_none()
+                    {
+                        st.fatal = Some((code, format!("state record: {e}")));
+                    }
+                }
+            }
+            drop(st);
+            self.control.reported.notify_all();
+            return;
+        }
         let partition = match result {
             Ok(m) | Err((_, m)) => m.partition(),
         };
@@ -256,6 +293,7 @@ impl Sink {
         opts: &ProducerConfig,
         stats: Arc<Stats>,
         control: Arc<Control>,
+        transactional_id: Option<&str>,
     ) -> Result<Sink, StreamError> {
         let spreading = !opts.properties.contains_key("partitioner");
         let mut cfg: ClientConfig = conn.client_config();
@@ -289,6 +327,11 @@ impl Sink {
             // much as the default level 3 (~32% on real ZTF alerts) for half
             // the CPU. `properties."compression.level"` overrides it.
             cfg.set("compression.level", "1");
+        }
+        if let Some(id) = transactional_id {
+            let ms = TRANSACTION_TIMEOUT.as_millis().to_string();
+            // librdkafka wants an alert's timeout within its transaction's.
+            cfg.set("transactional.id", id).set("transaction.timeout.ms", &ms).set("message.timeout.ms", &ms);
         }
         for (k, v) in &opts.properties {
             cfg.set(k, v);
@@ -400,6 +443,15 @@ impl Sink {
                 }
             }
         }
+    }
+
+    /// Queue a state record (exactly-once, inside the open transaction);
+    /// its offset comes back in [`Deliveries::state_offset`].
+    pub fn send_state(&self, topic: &str, partition: i32, key: &str, value: &[u8]) -> Result<(), KafkaError> {
+        self.control.deliveries().state_offset = None;
+        let tag: Tag = Box::new((STATE_TAG, 0));
+        let rec = BaseRecord::with_opaque_to(topic, tag).partition(partition).key(key).payload(value);
+        self.producer.send(rec).map_err(|(e, _)| e)
     }
 
     /// Hand queued alerts to the broker now (not after `linger.ms`) and wait

@@ -34,6 +34,13 @@ pub fn is_input(path: &Path, format: SourceFormat) -> bool {
 /// Every input file under `root`, sorted (nights in order), skipping
 /// hidden directories and files that have not settled yet.
 pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<PathBuf>> {
+    Ok(list_files_changed(root, format)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`list_files`], with when each file's inode last changed (its content
+/// written, or the file renamed into place), in ms since the epoch.
+pub fn list_files_changed(root: &Path, format: SourceFormat) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let now = SystemTime::now();
     let mut stack = vec![root.to_path_buf()];
@@ -56,13 +63,18 @@ pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Path
                     stack.push(path);
                 }
             } else if is_input(&path, format) {
-                let settled = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE)
-                    .unwrap_or(true);
+                let Ok(meta) = entry.metadata() else { continue };
+                let settled =
+                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
+                let mtime_ms = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
                 if settled {
-                    out.push(path);
+                    out.push((path, mtime_ms.max(ctime_ms)));
                 }
             }
         }

@@ -147,7 +147,9 @@ fn restart_failed(shared: &Shared, current: &Loaded, opts: &RunOptions) {
             }
             continue;
         }
-        if opts.until_idle || !slot.stream.is_finished() {
+        // A fenced stream runs elsewhere now: restarting it here would
+        // fence the other instance in turn.
+        if opts.until_idle || !slot.stream.is_finished() || slot.stream.fenced.load(Ordering::SeqCst) {
             continue;
         }
         let Some(at) = slot.restart_at else {

@@ -134,15 +134,24 @@ impl Workspace {
     }
 
     pub fn fink(&self, args: &[&str]) -> Run {
-        Command::new(fink_bin())
-            .args(args)
-            .current_dir(self.dir.path())
+        self.cmd().args(args).output().expect("run fink").into()
+    }
+
+    /// The workspace's own group: tests share one cluster, and streams of
+    /// the same group and name would fence each other.
+    pub fn group(&self) -> String {
+        format!("t{}", self.dir.path().file_name().unwrap().to_string_lossy().replace(['.', ' '], "_"))
+    }
+
+    /// `fink` in this workspace (its group, no color, no outside profile).
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(fink_bin());
+        c.current_dir(self.dir.path())
             .env_remove("FINK_PROFILE")
             .env_remove("FINK_CONFIG")
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run fink")
-            .into()
+            .env("FINK_RUN__GROUP", self.group())
+            .env("NO_COLOR", "1");
+        c
     }
 }
 
@@ -189,7 +198,8 @@ pub fn consume_group(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let mut cfg = conn.client_config();
-    cfg.set("group.id", group).set("enable.auto.commit", "false");
+    // read_committed, as fink-client: what exactly-once consumers see.
+    cfg.set("group.id", group).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
     let consumer: BaseConsumer = cfg.create().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -241,7 +251,7 @@ pub fn consume_all_decoded(topic: &str, partitions: i32) -> Vec<(String, serde_j
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let mut cfg = admin_conn().client_config();
-    cfg.set("group.id", unique("g")).set("enable.auto.commit", "false");
+    cfg.set("group.id", unique("g")).set("enable.auto.commit", "false").set("isolation.level", "read_committed");
     let c: BaseConsumer = cfg.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -404,10 +414,10 @@ impl FinkRun {
     pub fn spawn(w: &Workspace, extra: &[&str]) -> FinkRun {
         let _ = std::fs::remove_file(w.path().join("state/metrics.addr"));
         let log = w.path().join("run.log");
-        let child = Command::new(fink_bin())
+        let child = w
+            .cmd()
             .args(["run", "--no-progress"])
             .args(extra)
-            .current_dir(w.path())
             .env("FINK_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::null())

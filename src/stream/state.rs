@@ -1,0 +1,179 @@
+//! The state topic: each exactly-once stream's progress, committed in the
+//! same Kafka transaction as the alerts it covers.
+//!
+//! Records are keyed `GROUP/STREAM` (progress, see [`Progress`]) and
+//! `GROUP/STREAM.claim` (which instance took the stream, and when). A
+//! stream's records all go to one partition, [`partition_for`] its key, so
+//! the consumer group over the state topic's partitions decides which
+//! instance runs which stream.
+//!
+//! A starting stream first fences any older producer of its transactional
+//! id (`init_transactions`), then commits a claim record, then reads its
+//! partition (read_committed) up to that claim: everything committed for
+//! the stream before it is then visible, so the last progress read is the
+//! last committed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::Progress;
+use crate::cluster::Connection;
+
+/// The partition that holds a key's records: FNV-1a, stable across
+/// versions and machines (never Rust's randomized hasher).
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.as_bytes() {
+        h ^= *b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h % partitions.max(1) as u32) as i32
+}
+
+pub fn claim_key(state_key: &str) -> String {
+    format!("{state_key}.claim")
+}
+
+/// Which instance took a stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claim {
+    pub instance: String,
+    pub at_ms: u64,
+}
+
+/// One record as last seen for its key.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Option<Vec<u8>>,
+    pub timestamp_ms: Option<i64>,
+}
+
+fn reader(conn: &Connection, group: &str) -> Result<BaseConsumer, String> {
+    let mut cfg = conn.client_config();
+    // librdkafka assigns partitions through a group, even by hand; this
+    // consumer never joins it nor commits (the producer-role ACLs grant it).
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    cfg.create().map_err(|e| format!("cannot create the state reader: {e}"))
+}
+
+/// The partition count of the state topic, or why it cannot be used.
+pub fn partitions(conn: &Connection, group: &str, topic: &str) -> Result<i32, String> {
+    let c = reader(conn, group)?;
+    let md = c
+        .fetch_metadata(Some(topic), conn.timeout)
+        .map_err(|e| format!("cannot read the metadata of state topic {topic:?}: {e}"))?;
+    let t = md.topics().first().ok_or_else(|| format!("no metadata for state topic {topic:?}"))?;
+    if let Some(e) = t.error() {
+        let code: rdkafka::types::RDKafkaErrorCode = e.into();
+        return Err(format!(
+            "state topic {topic:?} is not usable as {:?} ({code}): run `fink apply` to create it and the ACLs \
+             exactly-once streams need",
+            conn.who()
+        ));
+    }
+    Ok(t.partitions().len() as i32)
+}
+
+/// Read `partitions` of the state topic from the start (committed records
+/// only) until each is at its end, or for `until` (partition, offset) until
+/// that offset was seen. Returns the last record of each key.
+pub fn read(
+    conn: &Connection,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    until: Option<(i32, i64)>,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Record>, String> {
+    let c = reader(conn, group)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    c.assign(&tpl).map_err(|e| format!("cannot read state topic {topic:?}: {e}"))?;
+    let mut out = BTreeMap::new();
+    let mut ended = std::collections::HashSet::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if until.is_none() && ended.len() >= partitions.len() {
+            return Ok(out);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "reading state topic {topic:?} took longer than {} s (is the cluster reachable, and may {:?} read it?)",
+                timeout.as_secs(),
+                conn.who()
+            ));
+        }
+        match c.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => return Err(format!("cannot read state topic {topic:?} as {:?}: {e}", conn.who())),
+            Some(Ok(m)) => {
+                ended.remove(&m.partition());
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                out.insert(
+                    key.to_string(),
+                    Record {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: m.timestamp().to_millis(),
+                    },
+                );
+                if let Some((p, o)) = until {
+                    if m.partition() == p && m.offset() >= o {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the state topic holds for a stream.
+pub enum Found {
+    /// Never committed (a first start, or a migration from a local file).
+    Nothing,
+    Progress(Box<Progress>),
+    /// A record is there but cannot be read: never start over silently.
+    Corrupt(String),
+}
+
+pub fn progress_of(records: &BTreeMap<String, Record>, key: &str) -> Found {
+    match records.get(key).and_then(|r| r.value.as_ref()) {
+        None => Found::Nothing,
+        Some(v) => match Progress::parse(v) {
+            Ok(p) => Found::Progress(Box::new(p)),
+            Err(e) => Found::Corrupt(e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        // Fixed values: a change here would move every stream's state.
+        assert_eq!(partition_for("fink/a", 12), partition_for("fink/a", 12));
+        assert_eq!(partition_for("", 12), (0x811c_9dc5u32 % 12) as i32);
+        let used: std::collections::BTreeSet<i32> = (0..48).map(|i| partition_for(&format!("fink/s{i}"), 12)).collect();
+        assert!(used.len() >= 8, "{used:?}");
+        assert_eq!(partition_for("x", 1), 0);
+    }
+}
