@@ -151,6 +151,11 @@ enum Cmd {
         #[command(subcommand)]
         action: FilterCmd,
     },
+    /// Each stream's committed progress: show it, or reset it.
+    State {
+        #[command(subcommand)]
+        action: StateCmd,
+    },
     /// Make the live cluster match fink.toml (or execute a saved plan).
     Apply {
         /// A plan saved by `fink plan -o FILE`; refused if the cluster drifted since.
@@ -161,6 +166,27 @@ enum Cmd {
         /// Also delete live topics, users and ACLs that fink.toml does not declare.
         #[arg(long)]
         prune: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Files done, the watermark, files in progress, the last commit and
+    /// the instance running each stream.
+    Show {
+        /// Only this stream.
+        stream: Option<String>,
+    },
+    /// Move a stream's progress to the start or the end of its source.
+    /// Refused while the stream runs anywhere.
+    Reset {
+        stream: String,
+        /// Publish everything again.
+        #[arg(long)]
+        to_start: bool,
+        /// Skip every file there now.
+        #[arg(long)]
+        to_end: bool,
     },
 }
 
@@ -228,6 +254,10 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
             cli::run::run(ctx, stream, until_idle, apply, no_progress)
         }
         Cmd::Status { addr } => cli::run::status(ctx, addr),
+        Cmd::State { action: StateCmd::Show { stream } } => cli::state::show(ctx, stream),
+        Cmd::State { action: StateCmd::Reset { stream, to_start, to_end } } => {
+            cli::state::reset(ctx, stream, to_start, to_end)
+        }
         Cmd::Consume { topic, max, from_beginning, group, user, schema, columns, follow } => {
             let opts = fink::stream::consume::ConsumeOptions { topic, max, from_beginning, group, schema, follow };
             cli::consume::consume(ctx, user.as_deref(), &opts, &columns)

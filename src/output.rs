@@ -54,3 +54,47 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// `2026-11-28 23:10:39 UTC (3 min ago)` for a time in ms since the epoch.
+pub fn human_time(ms: u64) -> String {
+    if ms == 0 {
+        return "never".into();
+    }
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let ago = now - secs;
+    let rel = match ago {
+        i64::MIN..=-1 => "in the future".to_string(),
+        0..=59 => format!("{ago} s ago"),
+        60..=3599 => format!("{} min ago", ago / 60),
+        3600..=86_399 => format!("{} h ago", ago / 3600),
+        _ => format!("{} days ago", ago / 86_400),
+    };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({rel})", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn utc_dates() {
+        assert!(
+            super::human_time(1_795_906_239_000).starts_with("2026-11-28 "),
+            "{}",
+            super::human_time(1_795_906_239_000)
+        );
+        assert!(super::human_time(951_782_400_000).starts_with("2000-02-29 00:00:00 UTC"));
+        assert_eq!(super::human_time(0), "never");
+    }
+}

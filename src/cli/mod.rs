@@ -7,6 +7,7 @@ pub mod consume;
 pub mod filter_test;
 pub mod plan;
 pub mod run;
+pub mod state;
 pub mod tools;
 pub mod validate;
 pub mod views;

@@ -11,6 +11,8 @@ bootstrap = ["127.0.0.1:9092"]
 [cluster.admin]
 user = "admin"
 password = "x"
+[run]
+delivery = "at-least-once"
 "#;
 
 fn live() -> LiveState {
@@ -177,4 +179,26 @@ fn saved_plans_round_trip_and_other_formats_are_refused_clearly() {
     assert!(e.contains("\"fink-plan/1\"") && e.contains(PLAN_FORMAT), "{e}");
     std::fs::write(&path, "not json").unwrap();
     assert!(load_saved(&path).unwrap_err().to_string().contains("is not a fink plan"));
+}
+
+#[test]
+fn exactly_once_declares_the_state_topic_and_the_transactional_acls() {
+    let c = cfg(
+        "[cluster]\nbootstrap = [\"b:9092\"]\n[defaults]\nreplication_factor = 3\n[run]\ngroup = \"night\"\n[[user]]\nname = \"u\"\npassword = \"p\"\n[[acl]]\nuser = \"u\"\nrole = \"producer\"\ntopic = \"t\"\n",
+    );
+    let got: Vec<String> = desired_acls(&c).iter().map(|b| b.to_string()).collect();
+    for want in [
+        "User:u allow Write on transactional_id prefix night. from *",
+        "User:u allow Describe on transactional_id prefix night. from *",
+        "User:u allow Read on topic _fink_state from *",
+        "User:u allow Write on topic _fink_state from *",
+        "User:u allow Read on group night from *",
+    ] {
+        assert!(got.iter().any(|g| g == want), "{want} missing from {got:#?}");
+    }
+    let p = diff(&c, &live(), &BTreeMap::new(), None, false, "h");
+    let st = p.changes.iter().find(|c| c.kind == Kind::Topic && c.name == "_fink_state").expect("state topic planned");
+    let fields: Vec<String> = st.fields.iter().map(|f| format!("{}={:?}", f.name, f.after)).collect();
+    assert!(fields.iter().any(|f| f.contains("cleanup.policy") && f.contains("compact")), "{fields:?}");
+    assert!(fields.iter().any(|f| f.starts_with("replication_factor") && f.contains('3')), "{fields:?}");
 }

@@ -144,6 +144,96 @@ pub fn read(
     }
 }
 
+/// A live instance of a group and the state topic partitions it owns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    /// `HOST:PID` (the instance's client id).
+    pub instance: String,
+    pub host: String,
+    pub partitions: Vec<i32>,
+}
+
+/// The live members of `group` (the instances of `fink run` sharing its
+/// streams), from the group coordinator.
+pub fn members(conn: &Connection, group: &str, topic: &str) -> Result<Vec<Member>, String> {
+    let c = reader(conn, group)?;
+    let list = c
+        .fetch_group_list(Some(group), conn.timeout)
+        .map_err(|e| format!("cannot describe group {group:?} as {:?}: {e}", conn.who()))?;
+    let mut out = Vec::new();
+    for g in list.groups() {
+        for m in g.members() {
+            let partitions = m
+                .assignment()
+                .map(|a| parse_assignment(a).into_iter().filter(|(t, _)| t == topic).flat_map(|(_, p)| p).collect())
+                .unwrap_or_default();
+            out.push(Member { instance: m.client_id().to_string(), host: m.client_host().to_string(), partitions });
+        }
+    }
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    Ok(out)
+}
+
+/// Kafka's ConsumerProtocolAssignment: version, then (topic, partitions)*,
+/// then user data. Malformed input gives what parsed before it.
+pub fn parse_assignment(b: &[u8]) -> Vec<(String, Vec<i32>)> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (h, t) = b.split_at(n);
+        *b = t;
+        Some(h)
+    }
+    let mut cur = b;
+    let mut out = Vec::new();
+    let mut go = || -> Option<()> {
+        take(&mut cur, 2)?;
+        let topics = i32::from_be_bytes(take(&mut cur, 4)?.try_into().ok()?);
+        for _ in 0..topics.max(0) {
+            let len = i16::from_be_bytes(take(&mut cur, 2)?.try_into().ok()?);
+            let name = String::from_utf8_lossy(take(&mut cur, len.max(0) as usize)?).into_owned();
+            let n = i32::from_be_bytes(take(&mut cur, 4)?.try_into().ok()?);
+            let mut parts = Vec::new();
+            for _ in 0..n.max(0) {
+                parts.push(i32::from_be_bytes(take(&mut cur, 4)?.try_into().ok()?));
+            }
+            out.push((name, parts));
+        }
+        Some(())
+    };
+    let _ = go();
+    out
+}
+
+/// Set a stream's committed progress, as its own transactional producer:
+/// any older producer of the stream is fenced first, so a stray instance
+/// cannot overwrite it afterwards.
+pub fn write_progress(
+    conn: &Connection,
+    txn_id: &str,
+    topic: &str,
+    partitions: i32,
+    key: &str,
+    p: &Progress,
+) -> Result<(), String> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut cfg = conn.client_config();
+    cfg.set("transactional.id", txn_id);
+    let producer: BaseProducer = cfg.create().map_err(|e| format!("cannot create the producer: {e}"))?;
+    let t = conn.timeout;
+    let err = |e: KafkaError| {
+        format!("cannot write the progress of {key:?} as {:?} (transactional id {txn_id:?}): {e}", conn.who())
+    };
+    producer.init_transactions(t).map_err(err)?;
+    producer.begin_transaction().map_err(err)?;
+    let value = p.to_json();
+    let rec = BaseRecord::<str, [u8]>::to(topic).partition(partition_for(key, partitions)).key(key).payload(&value);
+    producer.send(rec).map_err(|(e, _)| err(e))?;
+    producer.commit_transaction(t).map_err(err)?;
+    Ok(())
+}
+
 /// What the state topic holds for a stream.
 pub enum Found {
     /// Never committed (a first start, or a migration from a local file).
@@ -166,6 +256,15 @@ pub fn progress_of(records: &BTreeMap<String, Record>, key: &str) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assignments_parse() {
+        let mut b = vec![0, 1, 0, 0, 0, 1, 0, 2, b'_', b's', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 7];
+        b.extend([0, 0, 0, 0]);
+        assert_eq!(parse_assignment(&b), vec![("_s".to_string(), vec![3, 7])]);
+        assert_eq!(parse_assignment(&b[..9]), vec![]);
+        assert_eq!(parse_assignment(&[]), vec![]);
+    }
 
     #[test]
     fn partitions_are_stable_and_spread() {
