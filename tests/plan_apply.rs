@@ -178,8 +178,12 @@ fn acls_grant_and_revoke_access() {
     let producer = "\n[[acl]]\nuser = \"@_u\"\nrole = \"producer\"\ntopic = \"@_t\"\n";
     c.config(&format!("{base}{producer}"));
     let r = c.fink(&["plan"]);
-    assert!(r.stdout.contains("Plan: 4 to add"), "{}", r.stdout);
+    // Exactly-once (the default) adds the transactional id prefix, the
+    // state topic and the group that shares streams between instances.
+    assert!(r.stdout.contains("Plan: 11 to add"), "{}", r.stdout);
     assert!(r.stdout.contains("IdempotentWrite on cluster kafka-cluster"), "{}", r.stdout);
+    assert!(r.stdout.contains("Write on transactional_id prefix"), "{}", r.stdout);
+    assert!(r.stdout.contains("Write on topic _fink_state"), "{}", r.stdout);
     c.apply();
     c.assert_converged();
     produce(&user, &topic, b"k", b"hello").expect("producer ACL allows writing");

@@ -42,6 +42,13 @@ fn sigterm_with_the_broker_frozen_stops_within_the_deadline_and_loses_nothing() 
     }
     let took = asked.elapsed();
     let log = run.log_text();
+    if code.is_none() && std::env::var("FINK_DEBUG_STACKS").is_ok() {
+        let out = std::process::Command::new("gdb")
+            .args(["-p", &run.child.id().to_string(), "-batch", "-ex", "thread apply all bt 25"])
+            .output()
+            .unwrap();
+        std::fs::write("/tmp/stacks.txt", &out.stdout).unwrap();
+    }
     let code = code.unwrap_or_else(|| panic!("fink run still running {took:?} after SIGTERM\n{log}"));
     assert_eq!(code, Some(1), "alerts were left unconfirmed: exit 1\n{log}");
     assert!(log.contains("unconfirmed"), "{log}");

@@ -196,7 +196,7 @@ fn alerts_spread_over_the_topics_partitions_without_loss() {
 #[test]
 fn consume_follow_prints_table_rows_as_they_arrive() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let dir = shared_data().join("ztf/raw");
     let s = stream("follow", "parquet", &dir, "");
     run_until_idle(&s);

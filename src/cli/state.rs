@@ -57,18 +57,12 @@ fn view(l: &Loaded, only: Option<&str>) -> Result<View> {
         return Ok(View { exactly_once: false, progress, members: vec![], partitions: 0 });
     }
     let conn = crate::cluster::user_connection(l, None)?;
-    let partitions = state::partitions(&conn, &run.group, &run.state_topic).map_err(|e| anyhow!(e))?;
+    let reader = state::Reader::new(&conn, &run.group).map_err(|e| anyhow!(e))?;
+    let partitions = reader.partitions(&run.state_topic).map_err(|e| anyhow!(e))?;
     let all: Vec<i32> = (0..partitions).collect();
-    let records = state::read(
-        &conn,
-        &run.group,
-        &run.state_topic,
-        &all,
-        None,
-        conn.timeout.max(std::time::Duration::from_secs(30)),
-    )
-    .map_err(|e| anyhow!(e))?;
-    let members = state::members(&conn, &run.group, &run.state_topic).unwrap_or_else(|e| {
+    let timeout = crate::stream::sink::TRANSACTION_TIMEOUT + std::time::Duration::from_secs(15);
+    let records = reader.read(&run.state_topic, &all, None, timeout).map_err(|e| anyhow!(e))?;
+    let members = reader.members(&run.state_topic).unwrap_or_else(|e| {
         tracing::warn!("{e}");
         vec![]
     });

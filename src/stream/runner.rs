@@ -50,8 +50,8 @@ pub struct StartOptions {
 pub struct Prepared {
     spec: StreamSpec,
     conn: Connection,
-    /// Exactly-once: partitions of the state topic.
-    state_partitions: i32,
+    /// Exactly-once: the state topic's reader and partition count.
+    state: Option<(state::Reader, i32)>,
     filters: FilterSet,
     sink: Sink,
     stats: Arc<Stats>,
@@ -76,11 +76,15 @@ impl Prepared {
         sink.check_topic(&spec.user, conn.timeout)?;
         // The transactions themselves start on the stream's thread: a
         // stream being replaced still runs now, and would be fenced.
-        let state_partitions = match &spec.txn {
-            Some(t) => state::partitions(conn, &t.group, &t.state_topic).map_err(StreamError::State)?,
-            None => 0,
+        let state = match &spec.txn {
+            Some(t) => {
+                let r = state::Reader::new(conn, &t.group).map_err(StreamError::State)?;
+                let n = r.partitions(&t.state_topic).map_err(StreamError::State)?;
+                Some((r, n))
+            }
+            None => None,
         };
-        Ok(Prepared { spec, conn: conn.clone(), state_partitions, filters, sink, stats, control })
+        Ok(Prepared { spec, conn: conn.clone(), state, filters, sink, stats, control })
     }
 }
 
@@ -332,7 +336,7 @@ struct Txn {
 struct Aborted(String);
 
 fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOptions) -> Result<(), StreamError> {
-    let Prepared { spec, conn, state_partitions, filters, sink, stats, control } = p;
+    let Prepared { spec, conn, state: state_reader, filters, sink, stats, control } = p;
     let spec = &spec;
     let mut cx = Ctx {
         spec,
@@ -355,7 +359,12 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
     };
     match &spec.txn {
         None => cx.ckpt = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?,
-        Some(t) => start_transactions(&mut cx, &conn, t.clone(), state_partitions)?,
+        Some(t) => {
+            let (reader, partitions) = state_reader.expect("exactly-once streams have a state reader");
+            start_transactions(&mut cx, &conn, &reader, t.clone(), partitions)?;
+            // Closed now, not at the stop (with a broker away, closing waits).
+            drop(reader);
+        }
     }
     let mut missing_logged = false;
     let result = loop {
@@ -476,10 +485,17 @@ impl Outcome {
 
 /// Fence older producers of this stream, claim it, and read its last
 /// committed progress (or import a local checkpoint once).
-fn start_transactions(cx: &mut Ctx<'_>, conn: &Connection, t: TxnSpec, partitions: i32) -> Result<(), StreamError> {
+fn start_transactions(
+    cx: &mut Ctx<'_>,
+    conn: &Connection,
+    reader: &state::Reader,
+    t: TxnSpec,
+    partitions: i32,
+) -> Result<(), StreamError> {
     let spec = cx.spec;
     let producer = &cx.sink.producer;
-    producer.init_transactions(conn.timeout).map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    stepped(cx.control, conn.timeout, |d| producer.init_transactions(d))
+        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
     let partition = state::partition_for(&t.state_key, partitions);
     // The claim: committed after any older producer was fenced, so reading
     // up to it sees every progress record committed before.
@@ -489,19 +505,15 @@ fn start_transactions(cx: &mut Ctx<'_>, conn: &Connection, t: TxnSpec, partition
     cx.sink
         .send_state(&t.state_topic, partition, &state::claim_key(&t.state_key), &claim)
         .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
-    producer.commit_transaction(conn.timeout).map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
+    stepped(cx.control, conn.timeout, |d| producer.commit_transaction(d))
+        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
     let claim_offset = cx.control.deliveries().state_offset.ok_or_else(|| {
         StreamError::State(format!("the claim of stream {:?} in {:?} was not acknowledged", spec.name, t.state_topic))
     })?;
-    let records = state::read(
-        conn,
-        &t.group,
-        &t.state_topic,
-        &[partition],
-        Some((partition, claim_offset)),
-        conn.timeout.max(Duration::from_secs(30)),
-    )
-    .map_err(StreamError::State)?;
+    let read_for = super::sink::TRANSACTION_TIMEOUT + Duration::from_secs(15);
+    let records = reader
+        .read(&t.state_topic, &[partition], Some((partition, claim_offset)), read_for)
+        .map_err(StreamError::State)?;
     let mut imported = None;
     cx.ckpt = match state::progress_of(&records, &t.state_key) {
         state::Found::Progress(p) => *p,
@@ -753,8 +765,9 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
     p.owner = Some(super::instance_id().to_string());
     cx.sink.send_state(&topic, partition, &key, &p.to_json()).map_err(txn_err)?;
     loop {
-        let step = if cx.control.stopping() { cx.control.deadline_left() } else { Duration::from_secs(10) };
-        match cx.sink.producer.commit_transaction(step.max(Duration::from_millis(10))) {
+        // Short steps: a stop request is noticed within one.
+        let step = TXN_STEP.min(cx.control.deadline_left()).max(Duration::from_millis(10));
+        match cx.sink.producer.commit_transaction(step) {
             Ok(()) => break,
             Err(e) => {
                 let (retriable, abort) = match &e {
@@ -762,7 +775,8 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
                     _ => (false, false),
                 };
                 if abort {
-                    let _ = cx.sink.producer.abort_transaction(Duration::from_secs(30));
+                    let producer = &cx.sink.producer;
+                    let _ = stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d));
                     return Err(Outcome::Aborted(Aborted(e.to_string())));
                 }
                 if retriable && !cx.control.past_deadline() {
@@ -795,6 +809,27 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
         }
     }
     Ok(true)
+}
+
+/// How long one call of a transactional API may block.
+const TXN_STEP: Duration = Duration::from_millis(500);
+
+/// Call a transactional API in short steps: a stop request is noticed
+/// within one, and a retriable timeout asks again until `max` passed.
+fn stepped(
+    control: &Control,
+    max: Duration,
+    f: impl Fn(Duration) -> rdkafka::error::KafkaResult<()>,
+) -> rdkafka::error::KafkaResult<()> {
+    let until = Instant::now() + max;
+    loop {
+        let step = TXN_STEP.min(control.deadline_left()).max(Duration::from_millis(10));
+        match f(step) {
+            Err(rdkafka::error::KafkaError::Transaction(e))
+                if e.is_retriable() && Instant::now() < until && !control.past_deadline() => {}
+            r => return r,
+        }
+    }
 }
 
 fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {

@@ -55,92 +55,149 @@ pub struct Record {
     pub timestamp_ms: Option<i64>,
 }
 
-fn reader(conn: &Connection, group: &str) -> Result<BaseConsumer, String> {
-    let mut cfg = conn.client_config();
-    // librdkafka assigns partitions through a group, even by hand; this
-    // consumer never joins it nor commits (the producer-role ACLs grant it).
-    cfg.set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    cfg.create().map_err(|e| format!("cannot create the state reader: {e}"))
+/// librdkafka's events, at debug level: a reader reaching a partition's
+/// end, or a coordinator connection closed with its consumer, are normal.
+pub struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+    }
 }
 
-/// The partition count of the state topic, or why it cannot be used.
-pub fn partitions(conn: &Connection, group: &str, topic: &str) -> Result<i32, String> {
-    let c = reader(conn, group)?;
-    let md = c
-        .fetch_metadata(Some(topic), conn.timeout)
-        .map_err(|e| format!("cannot read the metadata of state topic {topic:?}: {e}"))?;
-    let t = md.topics().first().ok_or_else(|| format!("no metadata for state topic {topic:?}"))?;
-    if let Some(e) = t.error() {
-        let code: rdkafka::types::RDKafkaErrorCode = e.into();
-        return Err(format!(
-            "state topic {topic:?} is not usable as {:?} ({code}): run `fink apply` to create it and the ACLs \
-             exactly-once streams need",
-            conn.who()
-        ));
-    }
-    Ok(t.partitions().len() as i32)
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+impl rdkafka::producer::ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
 }
 
-/// Read `partitions` of the state topic from the start (committed records
-/// only) until each is at its end, or for `until` (partition, offset) until
-/// that offset was seen. Returns the last record of each key.
-pub fn read(
-    conn: &Connection,
-    group: &str,
-    topic: &str,
-    partitions: &[i32],
-    until: Option<(i32, i64)>,
-    timeout: Duration,
-) -> Result<BTreeMap<String, Record>, String> {
-    let c = reader(conn, group)?;
-    let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(|e| e.to_string())?;
+/// A consumer of the state topic: reads partitions from the start, and
+/// describes the group. Never joins the group nor commits.
+pub struct Reader {
+    c: BaseConsumer<Quiet>,
+    conn: Connection,
+    group: String,
+}
+
+impl Reader {
+    pub fn new(conn: &Connection, group: &str) -> Result<Reader, String> {
+        let mut cfg = conn.client_config();
+        // librdkafka assigns partitions through a group id, even by hand
+        // (the producer-role ACLs grant it).
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest");
+        let c = cfg.create_with_context(Quiet).map_err(|e| format!("cannot create the state reader: {e}"))?;
+        Ok(Reader { c, conn: conn.clone(), group: group.to_string() })
     }
-    c.assign(&tpl).map_err(|e| format!("cannot read state topic {topic:?}: {e}"))?;
-    let mut out = BTreeMap::new();
-    let mut ended = std::collections::HashSet::new();
-    let deadline = Instant::now() + timeout;
-    loop {
-        if until.is_none() && ended.len() >= partitions.len() {
-            return Ok(out);
-        }
-        if Instant::now() >= deadline {
+
+    /// The partition count of the state topic, or why it cannot be used.
+    pub fn partitions(&self, topic: &str) -> Result<i32, String> {
+        let md = self
+            .c
+            .fetch_metadata(Some(topic), self.conn.timeout)
+            .map_err(|e| format!("cannot read the metadata of state topic {topic:?}: {e}"))?;
+        let t = md.topics().first().ok_or_else(|| format!("no metadata for state topic {topic:?}"))?;
+        if let Some(e) = t.error() {
+            let code: rdkafka::types::RDKafkaErrorCode = e.into();
             return Err(format!(
-                "reading state topic {topic:?} took longer than {} s (is the cluster reachable, and may {:?} read it?)",
-                timeout.as_secs(),
-                conn.who()
+                "state topic {topic:?} is not usable as {:?} ({code}): run `fink apply` to create it and the ACLs \
+                 exactly-once streams need",
+                self.conn.who()
             ));
         }
-        match c.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ended.insert(p);
+        Ok(t.partitions().len() as i32)
+    }
+
+    /// Read `partitions` of the state topic from the start (committed
+    /// records only) until each is at its end, or for `until` (partition,
+    /// offset) until that offset was seen. The last record of each key.
+    ///
+    /// A transaction left open on a partition (an instance killed
+    /// mid-commit) holds committed readers back until it is aborted: by
+    /// its stream's next start, or by the broker after the transaction
+    /// timeout.
+    pub fn read(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        until: Option<(i32, i64)>,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, Record>, String> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(|e| e.to_string())?;
+        }
+        self.c.assign(&tpl).map_err(|e| format!("cannot read state topic {topic:?}: {e}"))?;
+        let mut out = BTreeMap::new();
+        let mut ended = std::collections::HashSet::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if until.is_none() && ended.len() >= partitions.len() {
+                return Ok(out);
             }
-            Some(Err(e)) => return Err(format!("cannot read state topic {topic:?} as {:?}: {e}", conn.who())),
-            Some(Ok(m)) => {
-                ended.remove(&m.partition());
-                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
-                out.insert(
-                    key.to_string(),
-                    Record {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        value: m.payload().map(<[u8]>::to_vec),
-                        timestamp_ms: m.timestamp().to_millis(),
-                    },
-                );
-                if let Some((p, o)) = until {
-                    if m.partition() == p && m.offset() >= o {
-                        return Ok(out);
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "reading state topic {topic:?} took longer than {} s (is the cluster reachable, and may {:?} read \
+                     it? a transaction left open by a killed instance delays it until the broker aborts it)",
+                    timeout.as_secs(),
+                    self.conn.who()
+                ));
+            }
+            match self.c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                Some(Err(e)) => return Err(format!("cannot read state topic {topic:?} as {:?}: {e}", self.conn.who())),
+                Some(Ok(m)) => {
+                    ended.remove(&m.partition());
+                    let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                    out.insert(
+                        key.to_string(),
+                        Record {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            value: m.payload().map(<[u8]>::to_vec),
+                            timestamp_ms: m.timestamp().to_millis(),
+                        },
+                    );
+                    if let Some((p, o)) = until {
+                        if m.partition() == p && m.offset() >= o {
+                            return Ok(out);
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// The live members of the group (the instances of `fink run` sharing
+    /// its streams) and their state topic partitions.
+    pub fn members(&self, topic: &str) -> Result<Vec<Member>, String> {
+        let group = &self.group;
+        let list = self
+            .c
+            .fetch_group_list(Some(group), self.conn.timeout)
+            .map_err(|e| format!("cannot describe group {group:?} as {:?}: {e}", self.conn.who()))?;
+        let mut out = Vec::new();
+        for g in list.groups() {
+            for m in g.members() {
+                let partitions = m
+                    .assignment()
+                    .map(|a| parse_assignment(a).into_iter().filter(|(t, _)| t == topic).flat_map(|(_, p)| p).collect())
+                    .unwrap_or_default();
+                out.push(Member { instance: m.client_id().to_string(), host: m.client_host().to_string(), partitions });
+            }
+        }
+        out.sort_by(|a, b| a.instance.cmp(&b.instance));
+        Ok(out)
     }
 }
 
@@ -151,27 +208,6 @@ pub struct Member {
     pub instance: String,
     pub host: String,
     pub partitions: Vec<i32>,
-}
-
-/// The live members of `group` (the instances of `fink run` sharing its
-/// streams), from the group coordinator.
-pub fn members(conn: &Connection, group: &str, topic: &str) -> Result<Vec<Member>, String> {
-    let c = reader(conn, group)?;
-    let list = c
-        .fetch_group_list(Some(group), conn.timeout)
-        .map_err(|e| format!("cannot describe group {group:?} as {:?}: {e}", conn.who()))?;
-    let mut out = Vec::new();
-    for g in list.groups() {
-        for m in g.members() {
-            let partitions = m
-                .assignment()
-                .map(|a| parse_assignment(a).into_iter().filter(|(t, _)| t == topic).flat_map(|(_, p)| p).collect())
-                .unwrap_or_default();
-            out.push(Member { instance: m.client_id().to_string(), host: m.client_host().to_string(), partitions });
-        }
-    }
-    out.sort_by(|a, b| a.instance.cmp(&b.instance));
-    Ok(out)
 }
 
 /// Kafka's ConsumerProtocolAssignment: version, then (topic, partitions)*,

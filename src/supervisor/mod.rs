@@ -15,6 +15,7 @@
 //! `--until-idle` a failed stream stays failed.
 
 pub mod http;
+pub mod members;
 pub mod reload;
 pub mod status;
 
@@ -77,6 +78,14 @@ impl Slot {
 
 struct Shared {
     streams: Mutex<BTreeMap<String, Slot>>,
+    /// Exactly-once: the state topic partitions this instance owns, and
+    /// how many there are. `None`: every stream runs here.
+    owned: Mutex<Option<BTreeSet<i32>>>,
+    state_partitions: std::sync::atomic::AtomicI32,
+    delivery: &'static str,
+    /// The current config's streams and their state keys.
+    stream_keys: Arc<Mutex<BTreeMap<String, String>>>,
+    view: Option<Arc<Mutex<Option<members::GroupView>>>>,
     /// `[run] stall_after_s` of the current config, in ms.
     stall_after_ms: AtomicU64,
     reload: Mutex<ReloadStatus>,
@@ -93,8 +102,39 @@ impl Shared {
 
     fn status(&self) -> Status {
         let after = self.stall_after();
-        let streams = self.streams.lock().unwrap().values().map(|s| s.status(after)).collect();
-        Status { streams, config: self.reload.lock().unwrap().clone() }
+        let streams: Vec<StreamStatus> = self.streams.lock().unwrap().values().map(|s| s.status(after)).collect();
+        let elsewhere = self
+            .stream_keys
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|n| !streams.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
+        Status {
+            streams,
+            config: self.reload.lock().unwrap().clone(),
+            instance: stream::instance_id().to_string(),
+            delivery: self.delivery.to_string(),
+            elsewhere,
+            group: self.view.as_ref().and_then(|v| v.lock().unwrap().clone()),
+        }
+    }
+
+    /// Whether this instance runs `spec` now.
+    fn owns(&self, spec: &stream::StreamSpec) -> bool {
+        match (&*self.owned.lock().unwrap(), &spec.txn) {
+            (Some(parts), Some(t)) => parts
+                .contains(&stream::state::partition_for(&t.state_key, self.state_partitions.load(Ordering::SeqCst))),
+            _ => true,
+        }
+    }
+
+    fn set_declared(&self, specs: &[stream::StreamSpec]) {
+        *self.stream_keys.lock().unwrap() = specs
+            .iter()
+            .map(|s| (s.name.clone(), s.txn.as_ref().map(|t| t.state_key.clone()).unwrap_or_default()))
+            .collect();
     }
 }
 
@@ -216,7 +256,30 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     // Filters were compiled when the config was checked (`check::load`).
     let bound = specs.into_iter().map(|s| stream::bind(&initial, s)).collect::<Result<Vec<_>>>()?;
+    let run_cfg = initial.config.run.clone();
+    // Exactly-once: join the group that shares the streams between instances.
+    let mut membership = None;
+    let mut view = None;
+    let stream_keys: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let mut state_partitions = 0;
+    if run_cfg.exactly_once() {
+        let member_user = if initial.config.cluster.admin.is_some() { None } else { Some(bound[0].0.user.clone()) };
+        let conn = crate::cluster::user_connection(&initial, member_user.as_deref())?;
+        state_partitions = stream::state::Reader::new(&conn, &run_cfg.group)
+            .and_then(|r| r.partitions(&run_cfg.state_topic))
+            .map_err(|e| anyhow!(e))?;
+        membership =
+            Some(members::Membership::join(&conn, &run_cfg.group, &run_cfg.state_topic, run_cfg.session_timeout_ms)?);
+        let v = members::Viewer::start(conn, run_cfg.group.clone(), run_cfg.state_topic.clone(), stream_keys.clone());
+        view = Some(v);
+        tracing::info!(group = %run_cfg.group, instance = stream::instance_id(), "joined the group; streams start once assigned");
+    }
     let shared = Arc::new(Shared {
+        owned: Mutex::new(membership.as_ref().map(|_| BTreeSet::new())),
+        state_partitions: std::sync::atomic::AtomicI32::new(state_partitions),
+        delivery: run_cfg.delivery.as_str(),
+        stream_keys,
+        view: view.as_ref().map(|v| v.view.clone()),
         streams: Mutex::new(BTreeMap::new()),
         stall_after_ms: AtomicU64::new(initial.config.run.stall_after_s.max(1) * 1000),
         reload: Mutex::new(ReloadStatus {
@@ -283,8 +346,12 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         }
     }
 
+    shared.set_declared(&bound.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
     let start = start_options(&initial, &opts);
     for (spec, conn) in bound {
+        if !shared.owns(&spec) {
+            continue;
+        }
         tracing::info!(stream = %spec.name, topic = %spec.topic, "starting stream");
         let name = spec.name.clone();
         shared.streams.lock().unwrap().insert(name, Slot::new(RunningStream::start(spec, conn, start)));
@@ -345,13 +412,29 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
             watch_roots(&mut src_watcher, &mut watched_roots, &shared);
         }
+        if let Some(m) = membership.as_mut() {
+            match m.poll() {
+                Ok(owned) => {
+                    let owned = owned.clone();
+                    if shared.owned.lock().unwrap().as_ref() != Some(&owned) {
+                        rebalance(&shared, &current, &opts, owned);
+                        watch_roots(&mut src_watcher, &mut watched_roots, &shared);
+                    }
+                }
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        if let Some(v) = &view {
+            let running: Vec<String> = shared.streams.lock().unwrap().keys().cloned().collect();
+            *v.mine.lock().unwrap() = (shared.reload.lock().unwrap().config_hash.clone(), running);
+        }
         restart_failed(&shared, &current, &opts);
         report_stalls(&shared, &mut stalled);
         if let Some(b) = &bar {
             update_bar(b, &shared, started);
         }
         // Streams that ended on their own (until-idle or failure).
-        if opts.until_idle {
+        if opts.until_idle && membership.as_ref().is_none_or(|m| m.joined) {
             let all_done = shared.streams.lock().unwrap().values().all(|s| s.stream.is_finished());
             if all_done {
                 break;
@@ -363,6 +446,10 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let restarts: BTreeMap<String, u32> = slots.iter().map(|(n, s)| (n.clone(), s.restarts)).collect();
     let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
     let mut out = stop_all(slots.into_values().map(|s| s.stream).collect(), deadline, shared.stall_after());
+    // After the streams committed: whoever takes them over starts from there.
+    if let Some(m) = membership.take() {
+        m.leave(Duration::from_secs(2));
+    }
     for s in &mut out {
         s.restarts = restarts.get(&s.name).copied().unwrap_or(0);
     }
@@ -371,6 +458,46 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The group moved partitions: stop the streams this instance no longer
+/// owns (bounded, committing what they sent), start those it now owns.
+fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeSet<i32>) {
+    tracing::info!(partitions = ?owned, "group assignment changed");
+    *shared.owned.lock().unwrap() = Some(owned);
+    let leaving: Vec<RunningStream> = {
+        let mut streams = shared.streams.lock().unwrap();
+        let names: Vec<String> =
+            streams.iter().filter(|(_, s)| !shared.owns(&s.stream.spec)).map(|(n, _)| n.clone()).collect();
+        names.into_iter().filter_map(|n| streams.remove(&n)).map(|s| s.stream).collect()
+    };
+    if !leaving.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
+        for s in stop_all(leaving, deadline, shared.stall_after()) {
+            tracing::info!(stream = %s.name, unconfirmed = s.stats.unconfirmed, "stopped: now owned by another instance");
+        }
+    }
+    let specs = match stream::specs(current, opts.only.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            return;
+        }
+    };
+    let start = start_options(current, opts);
+    for spec in specs {
+        if !shared.owns(&spec) || shared.streams.lock().unwrap().contains_key(&spec.name) {
+            continue;
+        }
+        match stream::bind(current, spec) {
+            Ok((spec, conn)) => {
+                tracing::info!(stream = %spec.name, topic = %spec.topic, "starting stream (assigned to this instance)");
+                let name = spec.name.clone();
+                shared.streams.lock().unwrap().insert(name, Slot::new(RunningStream::start(spec, conn, start)));
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
 }
 
 /// Where `fink run` records the address its /metrics and /status listen

@@ -90,6 +90,10 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
             .into_iter()
             .map(|s| stream::bind(&new, s))
             .collect::<Result<Vec<_>>>()?;
+        let all: Vec<StreamSpec> = bound.iter().map(|(s, _)| s.clone()).collect();
+        shared.set_declared(&all);
+        // Streams another instance of the group owns are not started here.
+        let bound: Vec<_> = bound.into_iter().filter(|(s, _)| shared.owns(s)).collect();
         let old: BTreeMap<String, StreamSpec> =
             shared.streams.lock().unwrap().iter().map(|(k, v)| (k.clone(), v.stream.spec.clone())).collect();
         let specs: Vec<StreamSpec> = bound.iter().map(|(s, _)| s.clone()).collect();

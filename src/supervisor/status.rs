@@ -75,6 +75,18 @@ impl StreamStatus {
 pub struct Status {
     pub streams: Vec<StreamStatus>,
     pub config: ReloadStatus,
+    /// This instance (`HOST:PID`).
+    #[serde(default)]
+    pub instance: String,
+    /// `exactly-once` or `at-least-once`.
+    #[serde(default)]
+    pub delivery: String,
+    /// Declared streams other instances of the group run (exactly-once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<String>,
+    /// The group's instances and their streams (exactly-once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<super::members::GroupView>,
 }
 
 impl Status {
@@ -100,6 +112,10 @@ pub fn export_metrics(status: &Status) {
         metrics::gauge!("fink_stream_up", &l).set(if s.failed() { 0.0 } else { 1.0 });
         metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);
         metrics::gauge!("fink_stream_stalled", &l).set(if s.stalled_secs.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!("fink_stream_owned", &l).set(1.0);
+    }
+    for name in &status.elsewhere {
+        metrics::gauge!("fink_stream_owned", &[("stream", name.clone())]).set(0.0);
     }
     let r = &status.config;
     metrics::gauge!("fink_config_last_reload_success").set(if r.last_reload_error.is_some() { 0.0 } else { 1.0 });
@@ -130,6 +146,10 @@ mod tests {
         let mut st = Status {
             streams: vec![stream(State::Running, None), stream(State::Idle, None)],
             config: Default::default(),
+            instance: "h:1".into(),
+            delivery: "exactly-once".into(),
+            elsewhere: vec!["other".into()],
+            group: None,
         };
         assert!(st.healthy());
         st.streams.push(stream(State::Running, Some(61)));

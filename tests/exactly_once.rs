@@ -1,0 +1,206 @@
+//! Exactly-once delivery (the default): `kill -9` of `fink run`, again and
+//! again mid-backlog, then a restart; and two instances of one group where
+//! one is killed. A read_committed consumer (as fink-client) must see every
+//! source alert exactly once. Progress lives in the state topic; the local
+//! checkpoint of an at-least-once run is imported once.
+
+mod common;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Every message's candid, read_committed, until every partition's end.
+fn candids(topic: &str, partitions: i32) -> Vec<i64> {
+    consume_all_decoded(topic, partitions).iter().map(|(_, v)| v["candid"].as_i64().unwrap()).collect()
+}
+
+/// A small deterministic random sequence (no dependency for it).
+struct Lcg(u64);
+impl Lcg {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo + 1)
+    }
+}
+
+fn simulate(w: &Workspace, alerts: usize, per_file: usize) {
+    let r = w.fink(&[
+        "simulate",
+        "--out",
+        "src",
+        "--alerts",
+        &alerts.to_string(),
+        "--per-file",
+        &per_file.to_string(),
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[test]
+fn kill_9_again_and_again_then_every_alert_exactly_once() {
+    let w = Workspace::new();
+    let topic = unique("eos");
+    // FINK_CHAOS_KILLS / FINK_CHAOS_ALERTS scale it up (integration/chaos.sh runs 20 kills over 20,000 alerts).
+    let alerts = env_or("FINK_CHAOS_ALERTS", 4000) as usize;
+    let kills = env_or("FINK_CHAOS_KILLS", 5);
+    simulate(&w, alerts, 100);
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\ncommit_interval_ms = 300\n\n[[topic]]\nname = \"{topic}\"\npartitions = 3\n\n[[stream]]\nname = \"c\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n"
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let mut rng = Lcg(7);
+    let mut landed_mid_backlog = 0;
+    for k in 0..kills {
+        let mut run = FinkRun::start(&w, &[]);
+        run.wait("the stream to publish", || {
+            run.stream("c")["stats"]["published"].as_u64().unwrap_or(0) > 0
+                || run.stream("c")["state"]["state"] == "idle"
+        });
+        std::thread::sleep(Duration::from_millis(rng.next_ms(300, 1500)));
+        let idle = run.stream("c")["state"]["state"] == "idle";
+        run.child.kill().unwrap(); // SIGKILL
+        run.child.wait().unwrap();
+        if !idle {
+            landed_mid_backlog += 1;
+        }
+        eprintln!("kill {} of {kills}: {}", k + 1, if idle { "after the backlog" } else { "mid-backlog" });
+    }
+    assert!(landed_mid_backlog >= 2, "the kills must land mid-backlog ({landed_mid_backlog} did)");
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let all = candids(&topic, 3);
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    eprintln!("{kills} kills over {alerts} alerts: {} messages read_committed, {} distinct", all.len(), distinct.len());
+    assert_eq!(distinct.len(), alerts, "every alert arrives");
+    assert_eq!(all.len(), alerts, "no alert twice ({} duplicates)", all.len() - distinct.len());
+
+    // The state shows it all done, and a reset to the start is refused
+    // only while the stream runs.
+    let show = w.fink(&["state", "show", "--output", "json"]);
+    assert_eq!(show.code, 0, "{}", show.all());
+    let rows: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(rows[0]["stream"], "c");
+    assert_eq!(rows[0]["files_done"].as_u64(), Some((alerts / 100) as u64), "{rows}");
+    assert!(rows[0]["watermark"].as_str().is_some_and(|m| m.ends_with(".parquet")), "{rows}");
+    let run = FinkRun::start(&w, &[]);
+    run.wait("the stream to own and idle", || run.stream("c")["state"]["state"] == "idle");
+    let refused = w.fink(&["state", "reset", "c", "--to-start"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.all().contains("is running on instance"), "{}", refused.all());
+    run.signal("TERM");
+    let mut run = run;
+    run.child.wait().unwrap();
+    let r = w.fink(&["state", "reset", "c", "--to-start"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = w.fink(&["state", "show", "--output", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows[0]["files_done"].as_u64(), Some(0), "{rows}");
+}
+
+#[test]
+fn an_at_least_once_checkpoint_is_imported_once_and_nothing_is_sent_again() {
+    let w = Workspace::new();
+    let topic = unique("migrate");
+    simulate(&w, 600, 100);
+    let cfg = |delivery: &str| {
+        format!(
+            "[run]\ndelivery = \"{delivery}\"\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"m\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n"
+        )
+    };
+    w.config(&cfg("at-least-once"));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(w.path().join("state/m.checkpoint.json").exists());
+    // Switch to exactly-once and add alerts: only the new ones are published.
+    w.config(&cfg("exactly-once"));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["simulate", "--out", "src/later", "--alerts", "200", "--per-file", "100", "--seed", "12"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!w.path().join("state/m.checkpoint.json").exists(), "imported and renamed");
+    assert!(w.path().join("state/m.checkpoint.json.imported").exists());
+    let all = candids(&topic, 1);
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!((all.len(), distinct.len()), (800, 800), "600 before, 200 after, none twice");
+    // A second run finds the progress in the state topic, not the file.
+    let r = w.fink(&["run", "--until-idle", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(candids(&topic, 1).len(), 800);
+}
+
+#[test]
+fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_exactly_once() {
+    let a = Workspace::new();
+    let b = Workspace::new();
+    let group = a.group();
+    std::fs::write(b.path().join("test-group"), &group).unwrap();
+    let alerts = 1500;
+    // Both instances read the same files (a shared filesystem).
+    simulate(&a, alerts, 50);
+    let src = a.path().join("src");
+    // Six streams whose state keys fall on six distinct partitions of the
+    // twelve: whichever six partitions the group gives the second
+    // instance, it gets a share (all but 1 in 924 ways).
+    let mut names = Vec::new();
+    let mut used = BTreeSet::new();
+    for i in 0.. {
+        let n = format!("s{i}");
+        if used.insert(fink::stream::state::partition_for(&format!("{group}/{n}"), 12)) {
+            names.push(n);
+        }
+        if names.len() == 6 {
+            break;
+        }
+    }
+    let topics: BTreeMap<String, String> = names.iter().map(|n| (n.clone(), unique(&format!("multi_{n}")))).collect();
+    let mut text =
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\nsession_timeout_ms = 6000\n".to_string();
+    for (n, t) in &topics {
+        text += &format!(
+            "\n[[topic]]\nname = \"{t}\"\n\n[[stream]]\nname = \"{n}\"\nsource = {{ format = \"parquet\", path = \"{}\" }}\ntopic = \"{t}\"\nproducer = {{ properties = {{ \"batch.num.messages\" = \"20\" }} }}\n",
+            src.display()
+        );
+    }
+    a.config(&text);
+    b.config(&text);
+    assert_eq!(a.fink(&["apply", "--auto-approve"]).code, 0);
+
+    let mut ra = FinkRun::start(&a, &[]);
+    ra.wait("instance A to run all six streams", || ra.status()["streams"].as_array().is_some_and(|s| s.len() == 6));
+    let rb = FinkRun::start(&b, &[]);
+    rb.wait("instance B to take a share", || rb.status()["streams"].as_array().is_some_and(|s| !s.is_empty()));
+    ra.wait("A to give B its share", || ra.status()["streams"].as_array().is_some_and(|s| s.len() < 6));
+    // /status on either instance shows who runs what.
+    rb.wait("the group view on B to list both instances", || {
+        rb.status()["group"]["instances"].as_array().is_some_and(|i| i.len() == 2)
+    });
+    let view = rb.status()["group"].clone();
+    let shown: usize =
+        view["instances"].as_array().unwrap().iter().map(|i| i["streams"].as_array().unwrap().len()).sum();
+    assert_eq!(shown, 6, "{view}");
+    assert!(rb.metrics().contains("fink_stream_owned{stream="), "owned metric");
+    ra.child.kill().unwrap(); // kill -9 while streams are in the backlog
+    ra.child.wait().unwrap();
+    let killed = Instant::now();
+    rb.wait("B to take over every stream", || rb.status()["streams"].as_array().is_some_and(|s| s.len() == 6));
+    eprintln!("takeover after {:.1} s (session timeout 6 s)", killed.elapsed().as_secs_f64());
+    rb.wait("B to finish the backlog", || {
+        rb.status()["streams"].as_array().is_some_and(|s| s.iter().all(|x| x["state"]["state"] == "idle"))
+    });
+    for (n, t) in &topics {
+        let all = candids(t, 1);
+        let distinct: BTreeSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), alerts, "stream {n}: every alert");
+        assert_eq!(all.len(), alerts, "stream {n}: no alert twice");
+    }
+    let _ = Duration::ZERO;
+}
