@@ -5,6 +5,8 @@
 #   - the broker's ceiling: Kafka's own producer performance tool, same
 #     count, record size, acks=all, compression (zstd level 1, fink's default);
 #   - a Python pipeline doing the same work (pyarrow + fastavro + confluent-kafka).
+# Also: exactly-once (the default) against at-least-once, and the same
+# alerts in 5,000 small files against 20 files (progress stays small).
 # Prints alerts/s, MB/s, peak RSS and the ratios. Runs its own one-node
 # cluster on ports 49092/49192.
 #   ALERTS=20000 RUNS=2 integration/bench_streams.sh
@@ -35,18 +37,20 @@ heap = "1g"
 [run]
 state_dir = "state"
 metrics_addr = ""
+delivery = "${DELIVERY:-exactly-once}"
+group = "${GROUP:-bench}"
 TOML
 }
 
 # One unfiltered stream, or ten streams with different cuts.
-config() { # $1 = tag, $2 = number of streams
+config() { # $1 = tag, $2 = number of streams, SRC = source folder
   header
   local filters=("candidate.magpsf < 18.0" "candidate.magpsf < 19.0" "candidate.rb > 0.5" "candidate.rb > 0.9"
     "candidate.fid == 1" "has(candidate.sgscore1) && candidate.sgscore1 < 0.3" "cdsxmatch == 'Unknown'"
     "rf_snia_vs_nonia > 0.7" "size(prv_candidates) > 20" "candidate.ndethist <= 5")
   for i in $(seq 0 $(($2 - 1))); do
     printf '[[topic]]\nname = "bench_%s_%d"\npartitions = 2\n' "$1" "$i"
-    printf '[[stream]]\nname = "s%d"\nsource = { format = "parquet", path = "alerts" }\ntopic = "bench_%s_%d"\nschema_path = "schema.avsc"\n' "$i" "$1" "$i"
+    printf '[[stream]]\nname = "s%d"\nsource = { format = "parquet", path = "%s" }\ntopic = "bench_%s_%d"\nschema_path = "schema.avsc"\n' "$i" "${SRC:-alerts}" "$1" "$i"
     if [ "$2" -gt 1 ]; then printf 'filter = "%s"\n' "${filters[$i]}"; fi
   done
 }
@@ -61,7 +65,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 # fink: prints "seconds rss_kb published bytes"
 run_fink() { # $1 tag $2 streams
-  config "$1" "$2" > fink.toml
+  # A group per run: each run starts from no progress.
+  GROUP="b$1" config "$1" "$2" > fink.toml
   "$FINK" apply --auto-approve >/dev/null 2>&1 || { echo "apply failed" >&2; return 1; }
   rm -rf state
   # A stalled stream waits for the broker forever: give up after 15 minutes.
@@ -87,6 +92,19 @@ for r in $(seq 1 "$RUNS"); do
   echo "run $r, 10 streams: ${t}s, published $pub alerts of $read read, peak RSS $((rss / 1024)) MB"
 done
 record_size=$((one_bytes / one_pub))
+
+# Exactly-once against at-least-once, and many small files against few.
+echo "splitting the same alerts into 5,000 files..."
+"$FINK" simulate --out small --alerts "$ALERTS" --per-file $((ALERTS / 5000 > 0 ? ALERTS / 5000 : 1)) --seed 1 >/dev/null || exit 1
+declare -a alo_t small_t
+for r in $(seq 1 "$RUNS"); do
+  read -r t rss pub bytes read < <(DELIVERY=at-least-once run_fink "alo$r" 1) || exit 1
+  alo_t+=("$t")
+  echo "run $r, 1 stream at-least-once: ${t}s, published $pub alerts"
+  read -r t rss pub bytes read < <(SRC=small run_fink "small$r" 1) || exit 1
+  small_t+=("$t")
+  echo "run $r, 1 stream, 5,000 files: ${t}s, published $pub alerts"
+done
 
 # Baseline 1: the broker's ceiling with Kafka's producer performance tool.
 KAFKA_HOME=$(bash "$OLDPWD/conf/install_kafka.sh" 2>/dev/null | tail -1)
@@ -158,9 +176,11 @@ done
 ot=$(printf '%s\n' "${one_t[@]}" | median); tt=$(printf '%s\n' "${ten_t[@]}" | median)
 orss=$(printf '%s\n' "${one_rss[@]}" | sort -n | tail -1); trss=$(printf '%s\n' "${ten_rss[@]}" | sort -n | tail -1)
 pr=$(printf '%s\n' "${perf_rate[@]}" | median); pyt=$(printf '%s\n' "${py_t[@]:-0}" | median)
-python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" <<'PY'
+at=$(printf '%s\n' "${alo_t[@]}" | median); st=$(printf '%s\n' "${small_t[@]}" | median)
+python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" <<'PY'
 import sys
 n, ot, tt, orss, trss, pr, pyt, size = int(sys.argv[1]), *map(float, sys.argv[2:8]), int(sys.argv[8])
+at, st = float(sys.argv[9]), float(sys.argv[10])
 one = n / ot; ten = n / tt; py = n / pyt if pyt else float("nan")
 mb = lambda r: r * size / 1e6
 print(f"\nmedian of runs, {n} alerts of ~{size // 1000} KB:")
@@ -168,6 +188,9 @@ print(f"  fink, 1 stream       {one:8.0f} alerts/s {mb(one):7.1f} MB/s  peak RSS
 print(f"  fink, 10 streams     {ten:8.0f} alerts/s {mb(ten):7.1f} MB/s  peak RSS {trss/1024:5.0f} MB  (source alerts read by every stream)")
 print(f"  Kafka ProducerPerf   {pr:8.0f} records/s {mb(pr):6.1f} MB/s")
 print(f"  Python pipeline      {py:8.0f} alerts/s {mb(py):7.1f} MB/s")
+print(f"  fink, at-least-once  {n/at:8.0f} alerts/s   (1 stream; the figures above are exactly-once)")
+print(f"  fink, 5,000 files    {st:8.1f} s   against {ot:.1f} s in 20 files")
+print(f"exactly-once / at-least-once throughput = {at/ot:.2f} (goal >= 0.90); 5,000 files / 20 files time = {st/ot:.2f}x (goal <= 1.5)")
 print(f"ratios: fink/broker ceiling = {one/pr:.2f} (goal >= 0.8); fink/Python = {one/py:.1f}x (goal >= 5); "
       f"1 stream >= 2000 alerts/s: {'met' if one >= 2000 else 'MISSED'}; RSS < 300 MB with 10 streams: {'met' if trss/1024 < 300 else 'MISSED'}")
 PY

@@ -63,7 +63,9 @@ fn kill_9_again_and_again_then_every_alert_exactly_once() {
             run.stream("c")["stats"]["published"].as_u64().unwrap_or(0) > 0
                 || run.stream("c")["state"]["state"] == "idle"
         });
-        std::thread::sleep(Duration::from_millis(rng.next_ms(300, 1500)));
+        std::thread::sleep(Duration::from_millis(
+            rng.next_ms(env_or("FINK_CHAOS_MIN_MS", 300), env_or("FINK_CHAOS_MAX_MS", 1500)),
+        ));
         let idle = run.stream("c")["state"]["state"] == "idle";
         run.child.kill().unwrap(); // SIGKILL
         run.child.wait().unwrap();
@@ -188,6 +190,13 @@ fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_ex
         view["instances"].as_array().unwrap().iter().map(|i| i["streams"].as_array().unwrap().len()).sum();
     assert_eq!(shown, 6, "{view}");
     assert!(rb.metrics().contains("fink_stream_owned{stream="), "owned metric");
+    // An instance whose config differs shows as a warning on the others.
+    b.config(&format!("{text}\n# edited on B only\n"));
+    ra.wait("A to warn that B's config differs", || {
+        ra.status()["group"]["config_mismatch"].as_array().is_some_and(|m| !m.is_empty())
+    });
+    let st = a.fink(&["status", "--addr", &ra.addr]);
+    assert!(st.stdout.contains("run another config"), "{}", st.stdout);
     ra.child.kill().unwrap(); // kill -9 while streams are in the backlog
     ra.child.wait().unwrap();
     let killed = Instant::now();
@@ -203,4 +212,80 @@ fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_ex
         assert_eq!(all.len(), alerts, "stream {n}: no alert twice");
     }
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn state_faults_stop_the_stream_with_the_fix() {
+    let w = Workspace::new();
+    let topic = unique("faults");
+    let state_topic = format!("_fink_state_{}", w.group());
+    simulate(&w, 100, 50);
+    let stream = |extra: &str| {
+        format!(
+            "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n{extra}\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"f\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n"
+        )
+    };
+    // A state topic that exists but is not compacted.
+    w.config(&format!("{}\n[[topic]]\nname = \"{state_topic}\"\n", stream("delivery = \"at-least-once\"")));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    w.config(&stream(""));
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("not compacted") && r.all().contains("fink apply"), "{}", r.all());
+    // `fink apply` fixes it (the plan shows the config change).
+    let plan = w.fink(&["plan"]);
+    assert!(plan.stdout.contains("cleanup.policy"), "{}", plan.stdout);
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+
+    // A corrupt progress record: the stream refuses to start, names the reset.
+    {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = admin_conn().client_config().create().unwrap();
+        let key = format!("{}/f", w.group());
+        let part = fink::stream::state::partition_for(&key, 12);
+        p.send(BaseRecord::<str, [u8]>::to(&state_topic).partition(part).key(&key).payload(b"{not json")).unwrap();
+        p.flush(Duration::from_secs(10)).unwrap();
+    }
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("unreadable") && r.all().contains("fink state reset f"), "{}", r.all());
+    assert!(candids(&topic, 1).is_empty(), "nothing published from a guessed start");
+    let r = w.fink(&["state", "reset", "f", "--to-start"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(candids(&topic, 1).len(), 100);
+}
+
+#[test]
+fn a_user_without_the_transactional_id_acl_is_told_which_binding_to_add() {
+    let w = Workspace::new();
+    let (topic, user) = (unique("notxn"), unique("notxnuser"));
+    let pw = w.secret("u.pw", "no-txn-Password-1");
+    let group = w.group();
+    let state_topic = format!("_fink_state_{group}");
+    simulate(&w, 50, 50);
+    // Everything but the transactional id: explicit bindings, no role.
+    let mut acls = String::new();
+    for (resource, name, ops) in [
+        ("topic", topic.as_str(), "[\"Write\", \"Describe\"]"),
+        ("topic", state_topic.as_str(), "[\"Read\", \"Write\", \"Describe\"]"),
+        ("group", group.as_str(), "[\"Read\", \"Describe\"]"),
+    ] {
+        acls += &format!(
+            "\n[[acl]]\nuser = \"{user}\"\nresource = \"{resource}\"\nname = \"{name}\"\noperations = {ops}\n"
+        );
+    }
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[user]]\nname = \"{user}\"\npassword = {{ file = \"{pw}\" }}\n{acls}\n[[stream]]\nname = \"x\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nuser = \"{user}\"\n"
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let all = r.all();
+    assert!(
+        all.contains("transactional id") && all.contains(&format!("{group}.")) && all.contains("producer"),
+        "{all}"
+    );
+    assert!(!all.contains("no-txn-Password-1"));
 }

@@ -191,8 +191,18 @@ fn missing_acl_fails_the_stream_with_the_fix() {
 fn undeployed_topic_fails_the_stream_with_the_fix() {
     let w = Workspace::new();
     let topic = unique("notapplied");
+    let data = shared_data().join("ztf/alerts");
+    // Exactly-once (the default): the state topic is missing first.
     w.config(&format!(
         "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"m\"\nsource = {{ format = \"avro\", path = \"{}\" }}\ntopic = \"{topic}\"\n",
+        data.display()
+    ));
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("state topic") && r.all().contains("fink apply"), "{}", r.all());
+    // At-least-once: the stream's own topic.
+    w.config(&format!(
+        "[run]\ndelivery = \"at-least-once\"\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"m\"\nsource = {{ format = \"avro\", path = \"{}\" }}\ntopic = \"{topic}\"\n",
         shared_data().join("ztf/alerts").display()
     ));
     // No `fink apply`: the topic is declared but the cluster lacks it.

@@ -146,6 +146,30 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
     if let Some(e) = &c.last_reload_error {
         let _ = writeln!(out, "{} {e}", output::red("last reload failed:"));
     }
+    if let Some(g) = &st.group {
+        let _ = writeln!(out, "group {} ({}), this instance {}:", g.group, st.delivery, g.instance);
+        let mut t = output::table(&["instance", "host", "streams", "config"]);
+        for i in &g.instances {
+            let hash = i.config_hash.as_deref().map(|h| h.get(..12).unwrap_or(h).to_string()).unwrap_or_default();
+            let hash = if g.config_mismatch.contains(&i.instance) {
+                output::yellow(&format!("{hash} (differs)"))
+            } else {
+                hash
+            };
+            t.add_row(vec![i.instance.clone(), i.host.clone(), i.streams.join(", "), hash]);
+        }
+        let _ = writeln!(out, "{t}");
+        if !g.config_mismatch.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} instance(s) {} run another config than this one: deploy the same fink.toml everywhere",
+                output::yellow("warning:"),
+                g.config_mismatch.join(", ")
+            );
+        }
+    } else if !st.elsewhere.is_empty() {
+        let _ = writeln!(out, "run by other instances: {}", st.elsewhere.join(", "));
+    }
     out
 }
 

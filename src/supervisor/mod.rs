@@ -265,6 +265,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     if run_cfg.exactly_once() {
         let member_user = if initial.config.cluster.admin.is_some() { None } else { Some(bound[0].0.user.clone()) };
         let conn = crate::cluster::user_connection(&initial, member_user.as_deref())?;
+        check_state_topic(&initial)?;
         state_partitions = stream::state::Reader::new(&conn, &run_cfg.group)
             .and_then(|r| r.partitions(&run_cfg.state_topic))
             .map_err(|e| anyhow!(e))?;
@@ -458,6 +459,31 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The state topic must be compacted, or old progress would be deleted by
+/// retention (and a stream would start over). Checked with the admin's
+/// credentials when the config has them.
+fn check_state_topic(l: &Loaded) -> Result<()> {
+    if l.config.cluster.admin.is_none() {
+        return Ok(());
+    }
+    let topic = &l.config.run.state_topic;
+    let live = crate::cluster::connect_admin(&l.config, &l.base_dir).and_then(|a| a.topics());
+    let Ok((_, topics)) = live else { return Ok(()) };
+    match topics.get(topic) {
+        None => Err(anyhow!(
+            "state topic {topic:?} does not exist: run `fink apply` (exactly-once streams commit their progress there)"
+        )),
+        Some(t) => match t.configs.get("cleanup.policy") {
+            Some(p) if p.contains("compact") => Ok(()),
+            other => Err(anyhow!(
+                "state topic {topic:?} is not compacted (cleanup.policy={}): retention would delete progress; run \
+                 `fink plan` and `fink apply` to set cleanup.policy=compact",
+                other.map(String::as_str).unwrap_or("delete")
+            )),
+        },
+    }
 }
 
 /// The group moved partitions: stop the streams this instance no longer
