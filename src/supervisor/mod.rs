@@ -435,7 +435,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             update_bar(b, &shared, started);
         }
         // Streams that ended on their own (until-idle or failure).
-        if opts.until_idle && membership.as_ref().is_none_or(|m| m.joined) {
+        if opts.until_idle && membership.as_ref().map_or(true, |m| m.joined) {
             let all_done = shared.streams.lock().unwrap().values().all(|s| s.stream.is_finished());
             if all_done {
                 break;

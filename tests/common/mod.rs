@@ -416,6 +416,16 @@ impl FinkRun {
             || self.log_text(),
         );
         self.addr = addr;
+        // Exactly-once streams start once the group assigns them: wait for
+        // that too (an instance sharing its group may be given none).
+        if !w.path().join("test-group").exists() {
+            wait_until(
+                "the group to assign the streams",
+                60,
+                || self.status()["streams"].as_array().is_some_and(|s| !s.is_empty()),
+                || self.log_text(),
+            );
+        }
     }
 
     /// Start it without waiting (the address is filled in by `start`).
