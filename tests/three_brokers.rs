@@ -1,0 +1,112 @@
+//! Production shape: three brokers, replication factor 3 and
+//! min.insync.replicas 2 (profiles/test3.toml, started by `.ci/run` beside
+//! the one-node cluster). `kill -9` of one broker mid-stream, then its
+//! restart: no stream fails, and a read_committed consumer sees every alert
+//! exactly once.
+
+mod common;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use fink::cluster::Connection;
+
+fn bootstrap3() -> String {
+    std::env::var("FINK_TEST_BOOTSTRAP3")
+        .expect("FINK_TEST_BOOTSTRAP3 is not set: `.ci/run` starts the three-node cluster (profiles/test3.toml)")
+}
+
+fn cluster3(args: &[&str]) -> std::process::Output {
+    Command::new(fink_bin())
+        .args(["--profile", "test3", "cluster"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn node_pids() -> Vec<i64> {
+    let out = cluster3(&["status", "--output", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("cluster status: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect()
+}
+
+/// Every candid on the topic, read_committed, from the three-node cluster.
+fn candids3(topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let conn = Connection { bootstrap: bootstrap3(), ..admin_conn() };
+    let mut cfg = conn.client_config();
+    cfg.set("group.id", unique("g3"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let c: BaseConsumer = cfg.create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut ended = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut decoder = fink::stream::consume::Decoder::new(None).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while ended.len() < partitions as usize && std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                ended.remove(&m.partition());
+                let v = fink::stream::consume::to_json(&decoder.decode(m.key(), m.payload().unwrap()).unwrap());
+                out.push(v["candid"].as_i64().unwrap());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(ended.len(), partitions as usize, "every partition read to its end");
+    out
+}
+
+#[test]
+fn kill_9_of_one_broker_of_three_mid_stream_fails_no_stream_and_loses_nothing() {
+    let pids = node_pids();
+    assert_eq!(pids.len(), 3, "three nodes running");
+    let w = Workspace::new();
+    let topic = unique("three");
+    let alerts = 3000;
+    let r = w.fink(&["simulate", "--out", "src", "--alerts", &alerts.to_string(), "--per-file", "50", "--seed", "21"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    w.write(
+        "fink.toml",
+        &format!(
+            "[cluster]\nbootstrap = [\"{}\"]\ntimeout_secs = 30\n[cluster.admin]\nuser = \"admin\"\npassword = {{ file = \"{}\" }}\n\n[defaults]\nreplication_factor = 3\n\n[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\ncommit_interval_ms = 300\n\n[[topic]]\nname = \"{topic}\"\npartitions = 3\nconfig = {{ \"min.insync.replicas\" = 2 }}\n\n[[stream]]\nname = \"t\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ properties = {{ \"batch.num.messages\" = \"50\" }} }}\n",
+            bootstrap3().split(',').collect::<Vec<_>>().join("\", \""),
+            admin_password_file().display()
+        ),
+    );
+    let r = w.fink(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let run = FinkRun::start(&w, &[]);
+    run.wait("the stream to publish", || run.stream("t")["stats"]["published"].as_u64().unwrap_or(0) > 0);
+    // Kill the second node hard, mid-stream; the stream goes on with two.
+    let victim = pids[1];
+    assert!(Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap().success());
+    let at_kill = run.stream("t")["stats"]["published"].as_u64().unwrap_or(0);
+    run.wait("publishing to go on with two brokers", || {
+        let s = run.stream("t");
+        s["stats"]["published"].as_u64().unwrap_or(0) > at_kill + 200 || s["state"]["state"] == "idle"
+    });
+    let out = cluster3(&["start"]);
+    assert!(out.status.success(), "restart of the killed node: {}", String::from_utf8_lossy(&out.stderr));
+    run.wait("the stream to finish", || run.stream("t")["state"]["state"] == "idle");
+    let s = run.stream("t");
+    assert_eq!(s["restarts"], 0, "no stream failed: {s}");
+    let all = candids3(&topic, 3);
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), alerts, "every alert");
+    assert_eq!(all.len(), alerts, "no alert twice");
+    assert_eq!(node_pids().len(), 3, "the killed node is back");
+}
