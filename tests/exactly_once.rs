@@ -182,13 +182,23 @@ fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_ex
     rb.wait("instance B to take a share", || rb.status()["streams"].as_array().is_some_and(|s| !s.is_empty()));
     ra.wait("A to give B its share", || ra.status()["streams"].as_array().is_some_and(|s| s.len() < 6));
     // /status on either instance shows who runs what.
-    rb.wait("the group view on B to list both instances", || {
-        rb.status()["group"]["instances"].as_array().is_some_and(|i| i.len() == 2)
+    // Once the rebalance settled (cooperative: A revokes, then B is given).
+    let shares = |v: &serde_json::Value| -> Vec<usize> {
+        v["instances"]
+            .as_array()
+            .map(|i| i.iter().map(|x| x["streams"].as_array().unwrap().len()).collect())
+            .unwrap_or_default()
+    };
+    rb.wait("the group view on B to list both instances and all six streams", || {
+        let s = shares(&rb.status()["group"]);
+        s.len() == 2 && s.iter().sum::<usize>() == 6 && s.iter().all(|n| *n > 0)
     });
     let view = rb.status()["group"].clone();
-    let shown: usize =
-        view["instances"].as_array().unwrap().iter().map(|i| i["streams"].as_array().unwrap().len()).sum();
-    assert_eq!(shown, 6, "{view}");
+    let mine: Vec<String> =
+        rb.status()["streams"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    let me = view["instance"].as_str().unwrap();
+    let listed = view["instances"].as_array().unwrap().iter().find(|i| i["instance"] == me).unwrap()["streams"].clone();
+    assert_eq!(serde_json::json!(mine), listed, "B's own streams are those the group view gives it: {view}");
     assert!(rb.metrics().contains("fink_stream_owned{stream="), "owned metric");
     // An instance whose config differs shows as a warning on the others.
     b.config(&format!("{text}\n# edited on B only\n"));

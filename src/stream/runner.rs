@@ -325,6 +325,8 @@ struct Txn {
     /// commit even if nothing is sent.
     dirty: bool,
     last_commit: Instant,
+    /// The wall-clock tick (`now_ms / commit_interval_ms`) of the last commit.
+    last_commit_tick: u64,
     /// Alerts sent in the open transaction.
     sent: u64,
     /// A local checkpoint imported at start, renamed once committed.
@@ -546,6 +548,7 @@ fn start_transactions(
         open: false,
         dirty: imported.is_some(),
         last_commit: Instant::now(),
+        last_commit_tick: 0,
         sent: 0,
         imported,
     });
@@ -715,9 +718,20 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
 fn save_point(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
     match &cx.txn {
         None => settle(cx, force),
-        Some(t) if force || t.last_commit.elapsed() >= t.spec.commit_interval => commit(cx).map(|_| ()),
+        Some(t) if force || commit_due(t) => commit(cx).map(|_| ()),
         Some(_) => Ok(()),
     }
+}
+
+/// Commits fall on wall-clock ticks of `commit_interval_ms`, the same for
+/// every stream: a commit pauses a stream while its last batches are
+/// confirmed, and streams sharing a source move together, so pauses that
+/// overlap cost the group one pause instead of one per stream.
+fn commit_due(t: &Txn) -> bool {
+    let every = t.spec.commit_interval.as_millis().max(1) as u64;
+    let elapsed = t.last_commit.elapsed();
+    elapsed >= t.spec.commit_interval * 2
+        || (elapsed >= t.spec.commit_interval / 2 && super::now_ms() / every != t.last_commit_tick)
 }
 
 /// Progress changed outside the alerts (a quarantined file): record it.
@@ -801,6 +815,7 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
     t.dirty = false;
     t.sent = 0;
     t.last_commit = Instant::now();
+    t.last_commit_tick = super::now_ms() / (t.spec.commit_interval.as_millis().max(1) as u64);
     if let Some(path) = t.imported.take() {
         let mut done = path.clone().into_os_string();
         done.push(".imported");

@@ -96,15 +96,33 @@ impl Iterator for FileReader {
     }
 }
 
+/// Parquet files up to this size are read into memory in one call.
+pub const WHOLE_FILE_MAX: u64 = 4 << 20;
+
 /// Open one file. Errors are strings fit for a quarantine reason.
 pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<FileReader, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     match format {
         SourceFormat::Parquet => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-            let reader =
-                builder.with_batch_size(batch_size).build().map_err(|e| format!("cannot read Parquet: {e}"))?;
+            let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            // A small file is read whole in one call: parquet's reader on a
+            // `File` dups the descriptor, seeks and reads page headers a few
+            // bytes at a time per column chunk (hundreds of syscalls per
+            // file for Fink's ~300 columns), which dominated many small files.
+            let reader = if len <= WHOLE_FILE_MAX {
+                let mut buf = Vec::with_capacity(len as usize);
+                std::io::Read::read_to_end(&mut { file }, &mut buf).map_err(|e| format!("cannot read: {e}"))?;
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buf))
+                    .map_err(|e| format!("not a readable Parquet file: {e}"))?
+                    .with_batch_size(batch_size)
+                    .build()
+            } else {
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| format!("not a readable Parquet file: {e}"))?
+                    .with_batch_size(batch_size)
+                    .build()
+            };
+            let reader = reader.map_err(|e| format!("cannot read Parquet: {e}"))?;
             let schema = arrow_array::RecordBatchReader::schema(&reader);
             Ok(FileReader {
                 schema,

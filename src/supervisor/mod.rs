@@ -493,8 +493,15 @@ fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeS
     *shared.owned.lock().unwrap() = Some(owned);
     let leaving: Vec<RunningStream> = {
         let mut streams = shared.streams.lock().unwrap();
-        let names: Vec<String> =
-            streams.iter().filter(|(_, s)| !shared.owns(&s.stream.spec)).map(|(n, _)| n.clone()).collect();
+        // Streams moved away, and streams fenced while away that are ours
+        // again (started anew below).
+        let names: Vec<String> = streams
+            .iter()
+            .filter(|(_, s)| {
+                !shared.owns(&s.stream.spec) || (s.stream.fenced.load(Ordering::SeqCst) && s.stream.is_finished())
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
         names.into_iter().filter_map(|n| streams.remove(&n)).map(|s| s.stream).collect()
     };
     if !leaving.is_empty() {
