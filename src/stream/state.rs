@@ -92,7 +92,9 @@ impl Reader {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Progress records are small: no 64 MB prefetch per reader.
+            .set("queued.max.messages.kbytes", "1024");
         let c = cfg.create_with_context(Quiet).map_err(|e| format!("cannot create the state reader: {e}"))?;
         Ok(Reader { c, conn: conn.clone(), group: group.to_string() })
     }

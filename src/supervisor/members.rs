@@ -45,7 +45,9 @@ impl Membership {
             .set("session.timeout.ms", session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (session_timeout_ms / 5).max(500).to_string())
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "latest");
+            .set("auto.offset.reset", "latest")
+            // It reads nothing (its partitions are paused): no prefetch.
+            .set("queued.max.messages.kbytes", "64");
         let consumer: BaseConsumer = cfg.create().map_err(|e| anyhow!("cannot create the group member: {e}"))?;
         consumer
             .subscribe(&[topic])
