@@ -202,3 +202,17 @@ fn exactly_once_declares_the_state_topic_and_the_transactional_acls() {
     assert!(fields.iter().any(|f| f.contains("cleanup.policy") && f.contains("compact")), "{fields:?}");
     assert!(fields.iter().any(|f| f.starts_with("replication_factor") && f.contains('3')), "{fields:?}");
 }
+
+#[test]
+fn the_state_topic_keeps_its_partition_count() {
+    let c = cfg("[cluster]\nbootstrap = [\"b:9092\"]\n[run]\nstate_partitions = 24\n");
+    let mut l = live();
+    l.topics.insert("_fink_state".into(), topic("_fink_state", 12, &[("cleanup.policy", "compact")]));
+    let p = diff(&c, &l, &BTreeMap::new(), None, false, "h");
+    assert!(
+        p.blockers.iter().any(|b| b.contains("state topic _fink_state") && b.contains("state_partitions = 12")),
+        "{:?}",
+        p.blockers
+    );
+    assert!(!p.changes.iter().any(|ch| ch.name == "_fink_state" && ch.fields.iter().any(|f| f.name == "partitions")));
+}

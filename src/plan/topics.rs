@@ -55,7 +55,14 @@ impl Handler for Topics<'_> {
         let mut fields = Vec::new();
         let mut ops = Vec::new();
         let live_parts = lt.partitions.len() as i32;
-        if partitions > live_parts {
+        let state_topic = self.cfg.run.exactly_once() && key == self.cfg.run.state_topic;
+        if state_topic && partitions != live_parts {
+            draft.blockers.push(format!(
+                "state topic {key}: partitions {live_parts} -> {partitions} would move every stream's progress to another \
+                 partition (a stream's state lives on the partition its name hashes to); keep [run] state_partitions = \
+                 {live_parts}"
+            ));
+        } else if partitions > live_parts {
             fields.push(Field::new("partitions", Some(live_parts.to_string()), Some(partitions.to_string())));
             ops.push(Op::CreatePartitions { topic: key.to_string(), from: live_parts, to: partitions });
         } else if partitions < live_parts {
