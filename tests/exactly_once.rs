@@ -241,7 +241,11 @@ fn state_faults_stop_the_stream_with_the_fix() {
         )
     };
     // A state topic that exists but is not compacted.
-    w.config(&format!("{}\n[[topic]]\nname = \"{state_topic}\"\n", stream("delivery = \"at-least-once\"")));
+    // (Created with the state topic's partition count: `fink plan` refuses to change that.)
+    w.config(&format!(
+        "{}\n[[topic]]\nname = \"{state_topic}\"\npartitions = 12\n",
+        stream("delivery = \"at-least-once\"")
+    ));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
     w.config(&stream(""));
     let r = w.fink(&["run", "--until-idle"]);
