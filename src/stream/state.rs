@@ -52,7 +52,6 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub value: Option<Vec<u8>>,
-    pub timestamp_ms: Option<i64>,
 }
 
 /// librdkafka's events, at debug level: a reader reaching a partition's
@@ -163,12 +162,7 @@ impl Reader {
                     let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
                     out.insert(
                         key.to_string(),
-                        Record {
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            value: m.payload().map(<[u8]>::to_vec),
-                            timestamp_ms: m.timestamp().to_millis(),
-                        },
+                        Record { partition: m.partition(), offset: m.offset(), value: m.payload().map(<[u8]>::to_vec) },
                     );
                     if let Some((p, o)) = until {
                         if m.partition() == p && m.offset() >= o {

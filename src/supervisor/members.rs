@@ -91,10 +91,6 @@ impl Membership {
         });
         let _ = rx.recv_timeout(within);
     }
-
-    pub fn owned(&self) -> &BTreeSet<i32> {
-        &self.owned
-    }
 }
 
 /// An instance as the others see it.
