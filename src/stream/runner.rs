@@ -23,6 +23,7 @@ use arrow_array::RecordBatch;
 use arrow_avro::writer::EncodedRows;
 use arrow_schema::SchemaRef;
 use rdkafka::producer::Producer;
+use rdkafka::types::RDKafkaErrorCode;
 
 /// What a stream is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -688,10 +689,45 @@ fn save(cx: &Ctx<'_>) -> Result<(), StreamError> {
     cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| StreamError::State(format!("cannot write checkpoint: {e}")))
 }
 
-/// The error a delivery report made fatal, with what to do about it.
-fn fatal(cx: &Ctx<'_>) -> Option<StreamError> {
-    let st = cx.control.deliveries();
-    st.fatal.as_ref().map(|(code, msg)| StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, *code, msg.clone()))
+/// What a failed delivery report means for the stream. At-least-once: it
+/// fails (and is restarted from its checkpoint). Exactly-once: an error the
+/// cluster may get over (a leader moving, a timeout while a broker is away)
+/// aborts the open transaction, which is then sent again in place; only a
+/// definitive one (no ACL, no topic, fenced, a fatal producer) fails it.
+fn fatal(cx: &Ctx<'_>) -> Option<Outcome> {
+    let (code, msg) = cx.control.deliveries().fatal.clone()?;
+    let e = StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, code, msg.clone());
+    let Some(t) = cx.txn.as_ref() else { return Some(Outcome::Failed(e)) };
+    if !t.open || definitive(code) {
+        return Some(Outcome::Failed(e));
+    }
+    let producer = &cx.sink.producer;
+    match stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d)) {
+        Ok(()) => Some(Outcome::Aborted(Aborted(format!("a delivery failed ({code}): {msg}")))),
+        Err(abort) => {
+            tracing::debug!(stream = %cx.spec.name, "cannot abort after a failed delivery: {abort}");
+            Some(Outcome::Failed(StreamError::from_txn(cx.spec, &t.spec.id, &abort)))
+        }
+    }
+}
+
+/// Delivery errors that sending again cannot cure.
+fn definitive(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+    )
 }
 
 fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
@@ -897,8 +933,8 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
         cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
         row_base += n;
         save_point(cx, false)?;
-        if let Some(e) = fatal(cx) {
-            return Err(e.into());
+        if let Some(o) = fatal(cx) {
+            return Err(o);
         }
     }
     cx.open.get_mut(&f).expect("open file").reading = false;
@@ -986,8 +1022,8 @@ fn send_rows(
             if cx.unsaved.len() < cx.spec.max_in_flight {
                 break;
             }
-            if let Some(e) = fatal(cx) {
-                return Err(e.into());
+            if let Some(o) = fatal(cx) {
+                return Err(o);
             }
             if cx.control.stopping() {
                 return Ok(Flow::Stopped);
@@ -1035,8 +1071,8 @@ fn drain(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
         return commit(cx).map(|_| ());
     }
     loop {
-        if let Some(e) = fatal(cx) {
-            return Err(e.into());
+        if let Some(o) = fatal(cx) {
+            return Err(o);
         }
         if cx.control.deliveries().pending.is_empty() || cx.control.past_deadline() {
             break;
