@@ -229,7 +229,10 @@ pub struct SimulateOptions {
 pub fn simulate(opts: &SimulateOptions, progress: &dyn Fn(usize)) -> anyhow::Result<Vec<PathBuf>> {
     let mut rng = Rng::new(opts.seed);
     let schema = Arc::new(schema());
-    // A pool of cutouts per kind: gzip is the slow part, and real stamps repeat in size anyway.
+    // A pool of cutouts per kind: gzip is the slow part. Each alert's copy is
+    // made unique (below), as real stamps are: shared bytes would let
+    // Parquet's dictionary fold them, and big files would read unrealistically
+    // few bytes per alert.
     let pools: Vec<Vec<Vec<u8>>> = (0..3).map(|_| (0..48).map(|_| fits_cutout(&mut rng)).collect()).collect();
     let cand_spec = parse_fields(CANDIDATE);
     let prv_spec = parse_fields(PRV);
@@ -311,14 +314,17 @@ fn make_batch(
         }
         prv.append(true);
         for (k, c) in cutouts.iter_mut().enumerate() {
-            let stamp = &pools[k][rng.below(pools[k].len() as u64) as usize];
+            let mut stamp = pools[k][rng.below(pools[k].len() as u64) as usize].clone();
+            // The gzip header's MTIME (bytes 4..8): unique per alert, and
+            // the stamp still decompresses to the same FITS image.
+            stamp[4..8].copy_from_slice(&(a.candid as u32).to_le_bytes());
             c.field_builder::<StringBuilder>(0).unwrap().append_value(format!(
                 "candid{}_pid{}_targ_{}.fits.gz",
                 a.candid,
                 k,
                 ["sci", "ref", "diff"][k]
             ));
-            c.field_builder::<BinaryBuilder>(1).unwrap().append_value(stamp);
+            c.field_builder::<BinaryBuilder>(1).unwrap().append_value(&stamp);
             c.append(true);
         }
         ts.append_value(((a.jd - 2440587.5) * 86_400_000_000.0) as i64);

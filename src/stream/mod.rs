@@ -8,6 +8,7 @@ pub mod encode;
 pub mod error;
 pub mod filter;
 pub mod filter_test;
+pub mod prefetch;
 pub mod project;
 pub mod runner;
 pub mod shared;

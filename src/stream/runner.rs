@@ -420,6 +420,9 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         set(state, State::Running);
         let mut failed = None;
         for (i, f) in todo.iter().enumerate() {
+            // This file and the next ones (this one first: it is the one
+            // taken now, never evicted by the hint for a later one).
+            super::prefetch::ahead(&todo[i..], spec.format, spec.batch_size);
             match process_file(&mut cx, f) {
                 Ok(Flow::Go) => {}
                 Ok(Flow::Stopped) => break,

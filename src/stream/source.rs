@@ -99,8 +99,29 @@ impl Iterator for FileReader {
 /// Parquet files up to this size are read into memory in one call.
 pub const WHOLE_FILE_MAX: u64 = 4 << 20;
 
-/// Open one file. Errors are strings fit for a quarantine reason.
+/// The batch size for a Parquet file: never more rows than it holds. Each
+/// column reader reserves room for a whole batch, so a file of 4 alerts read
+/// with batches of 1,000 would allocate (and free) 250 times what it needs,
+/// for each of its ~180 columns.
+fn fitted(batch_size: usize, meta: &parquet::file::metadata::ParquetMetaData) -> usize {
+    let rows = meta.file_metadata().num_rows().max(1) as usize;
+    batch_size.min(rows).max(1)
+}
+
+/// Open one file, taking it from the read-ahead if it was decoded there.
+/// Errors are strings fit for a quarantine reason.
 pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<FileReader, String> {
+    match super::prefetch::take(path, format, batch_size) {
+        Some(decoded) => {
+            let (schema, batches) = decoded?;
+            Ok(FileReader { schema, inner: Box::new(batches.into_iter()) })
+        }
+        None => open_file(path, format, batch_size),
+    }
+}
+
+/// Open one file from disk.
+pub fn open_file(path: &Path, format: SourceFormat, batch_size: usize) -> Result<FileReader, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     match format {
         SourceFormat::Parquet => {
@@ -112,15 +133,15 @@ pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<File
             let reader = if len <= WHOLE_FILE_MAX {
                 let mut buf = Vec::with_capacity(len as usize);
                 std::io::Read::read_to_end(&mut { file }, &mut buf).map_err(|e| format!("cannot read: {e}"))?;
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buf))
-                    .map_err(|e| format!("not a readable Parquet file: {e}"))?
-                    .with_batch_size(batch_size)
-                    .build()
+                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buf))
+                    .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+                let rows = fitted(batch_size, b.metadata());
+                b.with_batch_size(rows).build()
             } else {
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| format!("not a readable Parquet file: {e}"))?
-                    .with_batch_size(batch_size)
-                    .build()
+                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+                let rows = fitted(batch_size, b.metadata());
+                b.with_batch_size(rows).build()
             };
             let reader = reader.map_err(|e| format!("cannot read Parquet: {e}"))?;
             let schema = arrow_array::RecordBatchReader::schema(&reader);

@@ -1,0 +1,202 @@
+//! Read-ahead of small source files.
+//!
+//! A file of a few alerts costs a stream more to open (read, parse a footer
+//! of ~180 columns, build and drop a column reader per leaf) than to send.
+//! Done on the stream's own thread, that cost is serial with encoding and
+//! sending. Here one background thread opens and decodes the next few small
+//! files of a backlog while the streams send the current one, so the two
+//! overlap on two cores. Streams hint what they will open next
+//! ([`ahead`]); [`take`] hands over a decoded file, waiting for it if it is
+//! being decoded. Only files up to [`PREFETCH_MAX`] bytes are read ahead,
+//! at most [`AHEAD`] of them: memory stays small, and large files amortize
+//! their opening anyway.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::SystemTime;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::source;
+use crate::config::SourceFormat;
+
+/// Files read ahead are at most this large on disk.
+pub const PREFETCH_MAX: u64 = 1 << 20;
+/// Files decoded ahead of the streams, at most.
+pub const AHEAD: usize = 8;
+
+/// A file as it was when hinted: a file replaced since is read again.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Key {
+    path: PathBuf,
+    format: SourceFormat,
+    batch_size: usize,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Key {
+    fn of(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Key> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() })
+    }
+}
+
+/// What opening the file gave: its schema and batches (a corrupt part as
+/// the last item, as when read directly), or why it could not be opened.
+pub type Decoded = Result<(SchemaRef, Vec<Result<RecordBatch, String>>), String>;
+
+enum Entry {
+    Decoding,
+    Ready(Decoded),
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<Key, Entry>,
+    /// Insertion order, for eviction of files hinted but never taken.
+    order: VecDeque<Key>,
+}
+
+struct Prefetcher {
+    cache: Mutex<Cache>,
+    done: Condvar,
+    tx: Mutex<Sender<Key>>,
+}
+
+fn prefetcher() -> &'static Prefetcher {
+    static P: OnceLock<Prefetcher> = OnceLock::new();
+    P.get_or_init(|| {
+        let (tx, rx) = channel::<Key>();
+        std::thread::Builder::new()
+            .name("prefetch".into())
+            .spawn(move || {
+                while let Ok(key) = rx.recv() {
+                    let p = prefetcher();
+                    if !p.cache.lock().unwrap().entries.contains_key(&key) {
+                        continue; // evicted before its turn
+                    }
+                    let decoded = decode(&key);
+                    let mut c = p.cache.lock().unwrap();
+                    // Taken meanwhile (by a stream that could not wait) or
+                    // evicted: the result is not wanted any more.
+                    if let Some(e @ Entry::Decoding) = c.entries.get_mut(&key) {
+                        *e = Entry::Ready(decoded);
+                    }
+                    drop(c);
+                    p.done.notify_all();
+                }
+            })
+            .expect("spawn the prefetch thread");
+        Prefetcher { cache: Mutex::new(Cache::default()), done: Condvar::new(), tx: Mutex::new(tx) }
+    })
+}
+
+fn decode(key: &Key) -> Decoded {
+    let reader = source::open_file(&key.path, key.format, key.batch_size)?;
+    let schema = reader.schema.clone();
+    Ok((schema, reader.collect()))
+}
+
+/// Files a stream will open next, in order: the small ones not yet read
+/// ahead are queued for decoding.
+pub fn ahead(paths: &[PathBuf], format: SourceFormat, batch_size: usize) {
+    let p = prefetcher();
+    let mut c = p.cache.lock().unwrap();
+    for path in paths.iter().take(AHEAD) {
+        let Some(key) = Key::of(path, format, batch_size) else { continue };
+        if key.len > PREFETCH_MAX || c.entries.contains_key(&key) {
+            continue;
+        }
+        while c.order.len() >= AHEAD {
+            // The oldest hint no stream took (a stream stopped, a file
+            // changed): dropped. One being decoded is dropped on arrival.
+            let Some(old) = c.order.pop_front() else { break };
+            c.entries.remove(&old);
+        }
+        c.entries.insert(key.clone(), Entry::Decoding);
+        c.order.push_back(key.clone());
+        if p.tx.lock().unwrap().send(key).is_err() {
+            return;
+        }
+    }
+}
+
+/// The decoded file if it was read ahead (waiting while it is being
+/// decoded); `None`: open it directly.
+pub fn take(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Decoded> {
+    let p = prefetcher();
+    let mut c = p.cache.lock().unwrap();
+    if c.entries.is_empty() {
+        return None;
+    }
+    let key = Key::of(path, format, batch_size)?;
+    loop {
+        match c.entries.get(&key) {
+            None => return None,
+            Some(Entry::Decoding) => c = p.done.wait(c).unwrap(),
+            Some(Entry::Ready(_)) => {
+                c.order.retain(|k| k != &key);
+                match c.entries.remove(&key) {
+                    Some(Entry::Ready(d)) => return Some(d),
+                    _ => unreachable!("checked above"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn write(path: &Path, values: &[i64]) {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn values(d: Decoded) -> Vec<i64> {
+        let (_, batches) = d.unwrap();
+        batches
+            .into_iter()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hinted_file_is_handed_over_once_and_a_changed_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+        write(&a, &[1, 2, 3]);
+        write(&b, &[4, 5]);
+        ahead(&[a.clone(), b.clone()], SourceFormat::Parquet, 100);
+        assert_eq!(values(take(&a, SourceFormat::Parquet, 100).expect("read ahead")), vec![1, 2, 3]);
+        // Taken once: a second open reads the file itself.
+        assert!(take(&a, SourceFormat::Parquet, 100).is_none());
+        // Replaced after the hint: not the file that was read ahead.
+        write(&b, &[6, 7, 8, 9]);
+        assert!(take(&b, SourceFormat::Parquet, 100).is_none());
+    }
+
+    #[test]
+    fn an_unreadable_file_read_ahead_gives_the_same_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.parquet");
+        std::fs::write(&bad, b"not parquet at all").unwrap();
+        ahead(std::slice::from_ref(&bad), SourceFormat::Parquet, 100);
+        let err = take(&bad, SourceFormat::Parquet, 100).expect("read ahead").unwrap_err();
+        assert_eq!(err, source::open_file(&bad, SourceFormat::Parquet, 100).err().unwrap());
+    }
+}
