@@ -5,7 +5,7 @@
 
 use crate::config::span::{KeyPath, Seg};
 use crate::config::{self, ConfigErrors, Diagnostic, LoadOptions, Loaded, Severity};
-use crate::stream::filter::{Filter, Use};
+use crate::stream::filter::{Filter, OnNull, Use};
 use crate::stream::project::{self, type_at};
 
 /// Load the config and compile every filter; all errors together, each
@@ -25,18 +25,19 @@ pub fn filters(loaded: &Loaded) -> Vec<Diagnostic> {
     let cfg = &loaded.config;
     let key = |k: &str| Seg::Key(k.to_string());
     let mut out: Vec<(KeyPath, String)> = Vec::new();
+    let lib = crate::stream::library(cfg);
     for (name, f) in &cfg.filters {
         if f.expr.trim().is_empty() {
             continue;
         }
-        if let Err(e) = Filter::compile(name, &f.expr) {
+        if let Err(e) = Filter::compile_in(name, &f.expr, f.on_null, &lib) {
             let at = vec![key("filter"), key(name), key("expr")];
             out.push((at, format!("filter {name:?}: {e}")));
         }
     }
     for (i, s) in cfg.streams.iter().enumerate() {
         if let Some(expr) = &s.filter {
-            if let Err(e) = Filter::compile("inline", expr) {
+            if let Err(e) = Filter::compile_in("inline", expr, OnNull::Error, &lib) {
                 let at = vec![key("stream"), Seg::Index(i), key("filter")];
                 out.push((at, format!("stream {:?}: inline filter: {e}", s.name)));
             }
@@ -57,9 +58,10 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
     let mut out = Vec::new();
     let cfg = &loaded.config;
     let loc = loaded.locator();
-    let check_filter = |expr: &str, name: &str, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
+    let lib = crate::stream::library(cfg);
+    let check_filter = |expr: &str, name: &str, on_null: OnNull, at: KeyPath, ctx: &str| -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        let Ok(f) = Filter::compile(name, expr) else { return out };
+        let Ok(f) = Filter::compile_in(name, expr, on_null, &lib) else { return out };
         let mut missing = std::collections::BTreeSet::new();
         for (path, usage) in f.field_uses() {
             match type_at(fields, &path) {
@@ -97,6 +99,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
             out.extend(check_filter(
                 &f.expr,
                 name,
+                f.on_null,
                 vec![Seg::Key("filter".into()), Seg::Key(name.clone()), Seg::Key("expr".into())],
                 &format!("filter {name:?}"),
             ));
@@ -108,6 +111,7 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
             out.extend(check_filter(
                 expr,
                 "inline",
+                OnNull::Error,
                 vec![Seg::Key("stream".into()), Seg::Index(i), Seg::Key("filter".into())],
                 &ctx,
             ));

@@ -18,12 +18,17 @@ pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Opti
             let loaded = crate::loaded_or_return!(ctx);
             match stream_name {
                 Some(s) => crate::stream::specs(&loaded, Some(s))?.remove(0).compile_filters()?,
-                None => loaded
-                    .config
-                    .filters
-                    .iter()
-                    .map(|(n, f)| Filter::compile(n, &f.expr).map_err(|e| anyhow!("filter {n:?}: {e}")))
-                    .collect::<Result<_>>()?,
+                None => {
+                    let lib = crate::stream::library(&loaded.config);
+                    loaded
+                        .config
+                        .filters
+                        .iter()
+                        .map(|(n, f)| {
+                            Filter::compile_in(n, &f.expr, f.on_null, &lib).map_err(|e| anyhow!("filter {n:?}: {e}"))
+                        })
+                        .collect::<Result<_>>()?
+                }
             }
         }
     };
@@ -40,14 +45,21 @@ pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Opti
 }
 
 pub fn print(reports: &[FilterReport]) {
-    let mut t = output::table(&["filter", "alerts", "kept", "errors", "kept ids"]);
+    let mut t = output::table(&["filter", "on null", "alerts", "kept", "errors", "kept ids"]);
     for r in reports {
         let ids = if r.kept_ids.len() > 8 {
             format!("{}, ... ({} more)", r.kept_ids[..8].join(", "), r.kept_ids.len() - 8)
         } else {
             r.kept_ids.join(", ")
         };
-        t.add_row(vec![r.filter.clone(), r.alerts.to_string(), r.kept.to_string(), r.errors.to_string(), ids]);
+        t.add_row(vec![
+            r.filter.clone(),
+            r.on_null.to_string(),
+            r.alerts.to_string(),
+            r.kept.to_string(),
+            r.errors.to_string(),
+            ids,
+        ]);
     }
     println!("{t}");
     let mut fields: BTreeMap<String, (String, usize)> = BTreeMap::new();

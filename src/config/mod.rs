@@ -1,8 +1,9 @@
 //! Loading `fink.toml` (+ profile + environment) into a validated [`Config`],
 //! with every error located at file:line:column.
 
+pub mod include;
 pub mod model;
-pub mod secret;
+mod secret;
 pub mod span;
 pub mod validate;
 
@@ -91,6 +92,8 @@ impl LoadOptions {
 struct SourceFile {
     shown: String,
     doc: SourceDoc,
+    /// For an included file: the item indexes it added.
+    slots: Option<include::Slots>,
 }
 
 /// A loaded, validated configuration and where it came from.
@@ -102,6 +105,8 @@ pub struct Loaded {
     pub config_path: PathBuf,
     pub profile: Option<String>,
     pub profile_path: Option<PathBuf>,
+    /// Files named by `include`, in the order their items were added.
+    pub includes: Vec<Include>,
     /// Non-fatal findings (inline passwords, ...).
     pub warnings: Vec<Diagnostic>,
     /// sha256 of the merged, normalised config (for status/reload).
@@ -147,7 +152,7 @@ fn read_source(path: &Path, shown: &str) -> Result<SourceFile, Diagnostic> {
         severity: Severity::Error,
     })?;
     let starts = span::line_starts(&text);
-    SourceDoc::parse(text).map(|doc| SourceFile { shown: shown.to_string(), doc }).map_err(|e| {
+    SourceDoc::parse(text).map(|doc| SourceFile { shown: shown.to_string(), doc, slots: None }).map_err(|e| {
         let (line, column) =
             e.span().map(|s| span::position(&starts, s.start)).map(|(l, c)| (Some(l), Some(c))).unwrap_or((None, None));
         Diagnostic {
@@ -224,13 +229,14 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         );
     }
 
-    let config: Config = match fig.extract() {
+    let mut config: Config = match fig.extract() {
         Ok(c) => c,
         Err(e) => {
             let diags = e.into_iter().map(|err| figment_diag(err, &sources)).collect();
             return Err(ConfigErrors(diags));
         }
     };
+    let includes = include::load(&mut config, &config_path, &mut sources).map_err(ConfigErrors)?;
 
     let located = validate::validate(&config, &base_dir);
     let mut errs = Vec::new();
@@ -251,6 +257,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         }
     }
     for (path, severity, message) in located {
+        let message = place_refs(&sources, message);
         let d = locate(&sources, &path, severity, message);
         match severity {
             Severity::Error => errs.push(d),
@@ -261,7 +268,41 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         return Err(ConfigErrors(errs));
     }
     let hash = config_hash(&config, &sources);
-    Ok(Loaded { config, base_dir, config_path, profile: opts.profile.clone(), profile_path, warnings, hash })
+    let includes = includes
+        .into_iter()
+        .zip(sources.iter().filter(|s| s.slots.is_some()))
+        .map(|(path, s)| Include { path, shown: s.shown.clone(), slots: s.slots.clone().unwrap_or_default() })
+        .collect();
+    Ok(Loaded { config, base_dir, config_path, profile: opts.profile.clone(), profile_path, includes, warnings, hash })
+}
+
+/// An included file, as loaded.
+#[derive(Debug, Clone)]
+pub struct Include {
+    pub path: PathBuf,
+    shown: String,
+    slots: include::Slots,
+}
+
+/// Replace `@@array/index@@` references in a message by the file:line of
+/// that item's name.
+fn place_refs(sources: &[SourceFile], message: String) -> String {
+    let mut out = String::new();
+    let mut rest = message.as_str();
+    while let Some(start) = rest.find("@@") {
+        let Some(len) = rest[start + 2..].find("@@") else { break };
+        let inner = &rest[start + 2..start + 2 + len];
+        let placed = inner.split_once('/').and_then(|(array, i)| {
+            let path = vec![Seg::Key(array.to_string()), Seg::Index(i.parse().ok()?), Seg::Key("name".into())];
+            let d = locate(sources, &path, Severity::Error, String::new());
+            Some(format!("{}:{}", d.file?, d.line?))
+        });
+        out.push_str(&rest[..start]);
+        out.push_str(&placed.unwrap_or_else(|| inner.to_string()));
+        rest = &rest[start + 2 + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn config_hash(config: &Config, sources: &[SourceFile]) -> String {
@@ -308,7 +349,19 @@ fn locate_with(
     key_pos: bool,
 ) -> Diagnostic {
     for src in sources.iter().rev() {
-        let found = if key_pos { src.doc.locate_key(path) } else { src.doc.locate(path) };
+        // An included file holds its own items under its own indexes.
+        let local;
+        let path_here = match &src.slots {
+            Some(slots) => match slots.local(path) {
+                Some(p) => {
+                    local = p;
+                    &local
+                }
+                None => continue,
+            },
+            None => path,
+        };
+        let found = if key_pos { src.doc.locate_key(path_here) } else { src.doc.locate(path_here) };
         if let Some((line, column)) = found {
             return Diagnostic {
                 file: Some(src.shown.clone()),
@@ -393,6 +446,12 @@ impl Loaded {
         files.extend(self.profile_path.clone());
         for f in files {
             if let Ok(s) = read_source(&f, f.display().to_string().trim_start_matches("./")) {
+                sources.push(s);
+            }
+        }
+        for inc in &self.includes {
+            if let Ok(mut s) = read_source(&inc.path, &inc.shown) {
+                s.slots = Some(inc.slots.clone());
                 sources.push(s);
             }
         }

@@ -39,6 +39,35 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     #[serde(default)]
     pub run: RunConfig,
+    /// Other files (globs allowed, relative to this file) whose topics,
+    /// users, ACLs, filters, streams and constants are added to this one.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Named constants filters use by name (`cdsxmatch in EG_HOST`).
+    /// Names are upper case: `EG_HOST`, `MAX_AGE_DAYS`.
+    #[serde(default, rename = "const")]
+    pub consts: BTreeMap<String, ConstValue>,
+}
+
+/// What an included file may declare: everything but `[cluster]`,
+/// `[local]` and `[run]`, which belong to the deployment's own file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Included {
+    #[serde(default, rename = "topic")]
+    pub topics: Vec<TopicConfig>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserConfig>,
+    #[serde(default, rename = "acl")]
+    pub acls: Vec<AclConfig>,
+    #[serde(default, rename = "filter")]
+    pub filters: BTreeMap<String, FilterConfig>,
+    #[serde(default, rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default, rename = "const")]
+    pub consts: BTreeMap<String, ConstValue>,
 }
 
 /// A Kafka ACL operation: one type for validation, plans and the admin
@@ -481,6 +510,50 @@ pub struct FilterConfig {
     pub expr: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// What a null or missing field means in this filter.
+    #[serde(default)]
+    pub on_null: OnNull,
+}
+
+/// A filter's reading of null or missing fields.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNull {
+    /// As pandas does: an ordering comparison (`<`, `>=`, ...) with a null
+    /// is false, arithmetic with a null gives null, `has()` is false.
+    False,
+    /// The alert is counted as an error and not published.
+    #[default]
+    Error,
+}
+
+impl OnNull {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnNull::False => "false",
+            OnNull::Error => "error",
+        }
+    }
+}
+
+/// A named constant of `[const]`: a scalar or a list of scalars.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConstValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    List(Vec<ConstScalar>),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConstScalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]

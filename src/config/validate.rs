@@ -1,6 +1,6 @@
 //! Semantic checks: ranges, names, and cross-references between sections.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::model::*;
@@ -62,6 +62,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
     ] {
         check(&mut c, cfg, base, &n);
     }
+    check_consts(&mut c, cfg);
     c.out
 }
 
@@ -141,9 +142,15 @@ fn check_defaults(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     }
 }
 
+/// A reference to the `name` of item `index` of `array`, replaced by its
+/// file:line when the message is located (see `config::place_refs`).
+pub fn first_at(array: &str, index: usize) -> String {
+    format!("@@{array}/{index}@@")
+}
+
 /// [[topic]]
 fn check_topics(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
-    let mut topics = BTreeSet::new();
+    let mut topics = BTreeMap::new();
     for (i, t) in cfg.topics.iter().enumerate() {
         let at = |k: &str| vec![key("topic"), Seg::Index(i), key(k)];
         let ctx = format!("topic {:?}", t.name);
@@ -152,8 +159,9 @@ fn check_topics(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
         } else if t.name.starts_with("__") {
             c.err(at("name"), format!("{ctx}: names starting with '__' are reserved for Kafka's internal topics"));
         }
-        if !topics.insert(t.name.as_str()) {
-            c.err(at("name"), format!("{ctx}: declared twice"));
+        if let Some(first) = topics.insert(t.name.as_str(), i) {
+            topics.insert(t.name.as_str(), first);
+            c.err(at("name"), format!("{ctx}: declared twice: here and at {}", first_at("topic", first)));
         }
         if let Some(p) = t.partitions {
             if p < 1 {
@@ -178,15 +186,16 @@ fn check_topics(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
 
 /// [[user]]
 fn check_users(c: &mut Checker, cfg: &Config, base: &Path, n: &Names) {
-    let mut users = BTreeSet::new();
+    let mut users = BTreeMap::new();
     for (i, u) in cfg.users.iter().enumerate() {
         let at = |k: &str| vec![key("user"), Seg::Index(i), key(k)];
         let ctx = format!("user {:?}", u.name);
         if u.name.is_empty() || u.name.chars().any(|ch| ch.is_whitespace() || ch == ',' || ch == '=') {
             c.err(at("name"), format!("{ctx}: invalid name"));
         }
-        if !users.insert(u.name.as_str()) {
-            c.err(at("name"), format!("{ctx}: declared twice"));
+        if let Some(first) = users.insert(u.name.as_str(), i) {
+            users.insert(u.name.as_str(), first);
+            c.err(at("name"), format!("{ctx}: declared twice: here and at {}", first_at("user", first)));
         }
         if Some(u.name.as_str()) == n.admin_user {
             c.err(at("name"), format!("{ctx}: is the cluster admin; fink does not manage its own credentials"));
@@ -291,17 +300,32 @@ fn check_filters(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     }
 }
 
+/// [const]
+fn check_consts(c: &mut Checker, cfg: &Config) {
+    for name in cfg.consts.keys() {
+        let upper = name.chars().next().is_some_and(|ch| ch.is_ascii_uppercase())
+            && name.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
+        if !upper {
+            c.err(
+                vec![key("const"), key(name)],
+                format!("const {name:?}: constant names are upper case (letters, digits, '_'), as EG_HOST"),
+            );
+        }
+    }
+}
+
 /// [[stream]]
 fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
-    let mut streams = BTreeSet::new();
+    let mut streams = BTreeMap::new();
     for (i, s) in cfg.streams.iter().enumerate() {
         let at = |k: &str| vec![key("stream"), Seg::Index(i), key(k)];
         let ctx = format!("stream {:?}", s.name);
         if s.name.is_empty() {
             c.err(at("name"), "stream: name is empty");
         }
-        if !streams.insert(s.name.as_str()) {
-            c.err(at("name"), format!("{ctx}: declared twice"));
+        if let Some(first) = streams.insert(s.name.as_str(), i) {
+            streams.insert(s.name.as_str(), first);
+            c.err(at("name"), format!("{ctx}: declared twice: here and at {}", first_at("stream", first)));
         }
         if !n.topics.contains(s.topic.as_str()) {
             c.err(at("topic"), format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic));

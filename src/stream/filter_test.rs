@@ -24,6 +24,8 @@ pub struct FieldReport {
 pub struct FilterReport {
     pub filter: String,
     pub expr: String,
+    /// What a null field means: "false" (as pandas) or "error".
+    pub on_null: &'static str,
     pub alerts: usize,
     pub kept: usize,
     pub errors: usize,
@@ -34,8 +36,12 @@ pub struct FilterReport {
 }
 
 fn id_of(batch: &RecordBatch, row: usize) -> String {
+    // Rubin alerts are told apart by their source id.
+    let dia_source = batch.column_by_name("diaSource").and_then(|c| c.as_struct_opt()?.column_by_name("diaSourceId"));
     let col = batch
         .column_by_name("objectId")
+        .or_else(|| batch.column_by_name("diaSourceId"))
+        .or(dia_source)
         .or_else(|| {
             batch.columns().iter().find(|c| matches!(c.data_type(), DataType::Utf8 | DataType::Int64 | DataType::Int32))
         })
@@ -123,10 +129,11 @@ pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
     }
     let mut reports = Vec::new();
     for f in filters {
-        let single = FilterSet::new(vec![Filter::compile(&f.name, &f.expr).map_err(|e| anyhow!("{e}"))?]);
+        let single = FilterSet::new(vec![f.clone()]);
         let mut r = FilterReport {
             filter: f.name.clone(),
             expr: f.expr.clone(),
+            on_null: f.on_null.as_str(),
             alerts: 0,
             kept: 0,
             errors: 0,

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::cluster::{Connection, Fingerprint};
 use crate::config::{Loaded, ProducerConfig, SourceFormat};
-use filter::Filter;
+use filter::{Filter, Library, OnNull};
 
 /// Everything that defines one stream. Two specs that compare equal run
 /// the same way: hot reload restarts exactly the streams whose spec changed.
@@ -34,8 +34,12 @@ pub struct StreamSpec {
     pub source_root: PathBuf,
     pub format: SourceFormat,
     pub topic: String,
-    /// (filter name, CEL expression); inline filters are named `inline`.
-    pub filters: Vec<(String, String)>,
+    /// (filter name, CEL expression, null reading); inline filters are
+    /// named `inline`.
+    pub filters: Vec<(String, String, OnNull)>,
+    /// The constants and filters its filters use (and only those: a change
+    /// elsewhere does not restart it).
+    pub library: Library,
     pub select: Vec<String>,
     pub drop: Vec<String>,
     pub user: String,
@@ -86,8 +90,18 @@ impl StreamSpec {
     pub fn compile_filters(&self) -> Result<Vec<Filter>> {
         self.filters
             .iter()
-            .map(|(name, expr)| Filter::compile(name, expr).map_err(|e| anyhow!("filter {name:?}: {e}")))
+            .map(|(name, expr, on_null)| {
+                Filter::compile_in(name, expr, *on_null, &self.library).map_err(|e| anyhow!("filter {name:?}: {e}"))
+            })
             .collect()
+    }
+}
+
+/// The constants and named filters of a config, for compiling filters.
+pub fn library(cfg: &crate::config::Config) -> Library {
+    Library {
+        consts: cfg.consts.clone(),
+        filters: cfg.filters.iter().map(|(n, f)| (n.clone(), (f.expr.clone(), f.on_null))).collect(),
     }
 }
 
@@ -96,16 +110,24 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
     let cfg = &loaded.config;
     let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.clone()).unwrap_or_default();
     let state = loaded.path(&cfg.run.state_dir);
+    let lib = library(cfg);
     let mut out = Vec::new();
     for s in &cfg.streams {
         if only.is_some_and(|o| o != s.name) {
             continue;
         }
-        let mut filters: Vec<(String, String)> =
-            s.filters.iter().map(|f| (f.clone(), cfg.filters[f].expr.clone())).collect();
+        let mut filters: Vec<(String, String, OnNull)> =
+            s.filters.iter().map(|f| (f.clone(), cfg.filters[f].expr.clone(), cfg.filters[f].on_null)).collect();
         if let Some(inline) = &s.filter {
-            filters.push(("inline".into(), inline.clone()));
+            filters.push(("inline".into(), inline.clone(), OnNull::Error));
         }
+        let mut uses = std::collections::BTreeSet::new();
+        for (name, expr, on_null) in &filters {
+            if let Ok(f) = Filter::compile_in(name, expr, *on_null, &lib) {
+                uses.extend(f.uses);
+            }
+        }
+        let library = lib.restricted(&uses);
         let user = s.user.clone().unwrap_or_else(|| admin_user.clone());
         let mechanism =
             cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
@@ -115,6 +137,7 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             format: s.source.format,
             topic: s.topic.clone(),
             filters,
+            library,
             select: s.select.clone(),
             drop: s.drop.clone(),
             user,

@@ -302,13 +302,24 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     // Config watching: the parent directory, since editors save by rename.
     let (cfg_tx, cfg_rx) = std::sync::mpsc::channel();
     let mut cfg_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(150), None, cfg_tx)?;
-    let cfg_files = config_files(&initial);
+    let mut cfg_files = config_files(&initial);
+    let mut cfg_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    // Included files, and the folders of included globs (a new file there
+    // may be one more include).
+    let watch_config_dirs =
+        |w: &mut notify_debouncer_full::Debouncer<_, _>, dirs: &mut BTreeSet<PathBuf>, files: &[PathBuf]| {
+            for f in files {
+                let d = f.parent().map(Path::to_path_buf).unwrap_or_default();
+                let d = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d };
+                if dirs.insert(d.clone()) {
+                    if let Err(e) = w.watch(&d, notify::RecursiveMode::NonRecursive) {
+                        tracing::warn!("cannot watch {}: {e} (reload with SIGHUP)", d.display());
+                    }
+                }
+            }
+        };
     if opts.watch_config {
-        let dirs: BTreeSet<PathBuf> = cfg_files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
-        for d in dirs {
-            let d = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d };
-            cfg_watcher.watch(&d, notify::RecursiveMode::NonRecursive)?;
-        }
+        watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
     }
 
     // An edit saved between loading the file and watching it has no event:
@@ -403,13 +414,24 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         let mut reload = hup.swap(false, Ordering::SeqCst) || std::mem::take(&mut missed_edit);
         while let Ok(ev) = cfg_rx.try_recv() {
             if let Ok(events) = ev {
-                if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| same_file(p, &cfg_files))) {
+                let include_dirs: Vec<PathBuf> =
+                    current.includes.iter().filter_map(|i| i.path.parent()).map(Path::to_path_buf).collect();
+                let relevant = |p: &Path| {
+                    same_file(p, &cfg_files)
+                        || (p.extension().is_some_and(|x| x == "toml")
+                            && p.parent().is_some_and(|d| include_dirs.iter().any(|i| same_dir(d, i))))
+                };
+                if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| relevant(p))) {
                     reload = true;
                 }
             }
         }
         if reload {
             current = reload::reload_config(&shared, current, &opts);
+            cfg_files = config_files(&current);
+            if opts.watch_config {
+                watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
+            }
             shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
             watch_roots(&mut src_watcher, &mut watched_roots, &shared);
         }
@@ -556,7 +578,13 @@ fn config_files(l: &Loaded) -> Vec<PathBuf> {
     if let Some(p) = &l.profile_path {
         v.push(p.clone());
     }
+    v.extend(l.includes.iter().map(|i| i.path.clone()));
     v
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let canon = |x: &Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_path_buf());
+    canon(a) == canon(b)
 }
 
 fn is_content_change(e: &notify_debouncer_full::DebouncedEvent) -> bool {

@@ -12,7 +12,14 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use cel::common::ast::Expr;
 use cel::objects::{Key, Map};
-use cel::{Context, Program, Value};
+use cel::{Context, IdedExpr, Value};
+
+pub use crate::config::OnNull;
+use expand::expand;
+pub use expand::Library;
+
+mod expand;
+pub mod functions;
 
 /// A filter that failed to compile, with the position inside the expression.
 #[derive(Debug, Clone)]
@@ -28,14 +35,20 @@ impl std::fmt::Display for CompileError {
     }
 }
 
+#[derive(Clone)]
 pub struct Filter {
     pub name: String,
     pub expr: String,
-    program: Program,
+    pub on_null: OnNull,
+    /// The expression as evaluated: constants and referenced filters
+    /// substituted, operators rewritten for mixed numbers and nulls.
+    ast: IdedExpr,
     /// Top-level variables the expression reads.
     pub variables: Vec<String>,
     /// Every field name selected anywhere (`x.name`, `has(x.name)`).
     fields: Arc<BTreeSet<String>>,
+    /// Constants and filters it uses, directly or through other filters.
+    pub uses: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Filter {
@@ -104,27 +117,30 @@ fn collect_fields(e: &Expr, out: &mut BTreeSet<String>) {
 }
 
 impl Filter {
+    /// A filter on its own: no constants, no other filters, nulls are errors.
     pub fn compile(name: &str, expr: &str) -> Result<Filter, CompileError> {
-        let program = Program::compile(expr).map_err(|errs| {
-            let e = errs.errors.first();
-            CompileError {
-                line: e.map(|e| e.pos.0.max(1) as usize).unwrap_or(1),
-                column: e.map(|e| e.pos.1.max(1) as usize).unwrap_or(1),
-                message: e.map(|e| e.msg.clone()).unwrap_or_else(|| errs.to_string()),
-            }
-        })?;
+        Filter::compile_in(name, expr, OnNull::Error, &Library::default())
+    }
+
+    /// A filter that may use the constants and filters of `lib`.
+    pub fn compile_in(name: &str, expr: &str, on_null: OnNull, lib: &Library) -> Result<Filter, CompileError> {
+        let mut uses = BTreeSet::new();
+        let ast = expand(name, expr, on_null, lib, &mut vec![name.to_string()], &mut uses)?;
         let mut fields = BTreeSet::new();
-        collect_fields(&program.expression().expr, &mut fields);
+        collect_fields(&ast.expr, &mut fields);
         let mut bound = BTreeSet::new();
-        collect_iter_vars(&program.expression().expr, &mut bound);
-        let variables = program
-            .references()
-            .variables()
-            .into_iter()
-            .filter(|v| !bound.contains(*v))
-            .map(|s| s.to_string())
-            .collect();
-        Ok(Filter { name: name.to_string(), expr: expr.to_string(), program, variables, fields: Arc::new(fields) })
+        collect_iter_vars(&ast.expr, &mut bound);
+        let variables =
+            ast.references().variables().into_iter().filter(|v| !bound.contains(*v)).map(|s| s.to_string()).collect();
+        Ok(Filter {
+            name: name.to_string(),
+            expr: expr.to_string(),
+            on_null,
+            ast,
+            variables,
+            fields: Arc::new(fields),
+            uses,
+        })
     }
 
     /// Field paths (`candidate.magpsf`) the expression reads, for checks
@@ -164,7 +180,10 @@ fn collect_uses(e: &Expr, env: &HashMap<String, String>, out: &mut Vec<(String, 
             }
         }
         Expr::Call(c) => {
-            let cmp = matches!(c.func_name.as_str(), "_<_" | "_>_" | "_<=_" | "_>=_" | "_==_" | "_!=_");
+            let cmp = matches!(
+                c.func_name.as_str(),
+                "_<_" | "_>_" | "_<=_" | "_>=_" | "_==_" | "_!=_" | "fink_lt" | "fink_le" | "fink_gt" | "fink_ge"
+            );
             if cmp && c.args.len() == 2 {
                 for (x, y) in [(0, 1), (1, 0)] {
                     if let Some(p) = path_of(&c.args[x].expr, env) {
@@ -207,7 +226,7 @@ impl Filter {
     /// `prv_candidates.magpsf` inside `exists`), with how it is used.
     pub fn field_uses(&self) -> Vec<(String, Use)> {
         let mut out = Vec::new();
-        collect_uses(&self.program.expression().expr, &HashMap::new(), &mut out);
+        collect_uses(&self.ast.expr, &HashMap::new(), &mut out);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.dedup();
         out
@@ -231,7 +250,9 @@ pub struct FilterSet {
 
 impl FilterSet {
     pub fn new(filters: Vec<Filter>) -> FilterSet {
-        FilterSet { filters, root: Context::default() }
+        let mut root = Context::default();
+        functions::register(&mut root);
+        FilterSet { filters, root }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -270,14 +291,17 @@ impl FilterSet {
     /// One filter on one row.
     pub fn eval_one(&self, f: &Filter, batch: &RecordBatch, row: usize) -> Verdict {
         let mut ctx = self.root.new_inner_scope();
+        let nulls = f.on_null == OnNull::False;
         for var in &f.variables {
             if let Some(col) = batch.column_by_name(var) {
-                if let Some(v) = to_cel(col, row, &f.fields) {
-                    ctx.add_variable_from_value(var.clone(), v);
+                match to_cel_with(col, row, &f.fields, nulls) {
+                    Some(v) => ctx.add_variable_from_value(var.clone(), v),
+                    None if nulls => ctx.add_variable_from_value(var.clone(), null_of(col.data_type(), &f.fields)),
+                    None => {}
                 }
             }
         }
-        match f.program.execute(&ctx) {
+        match Value::resolve(&f.ast, &ctx) {
             Ok(Value::Bool(true)) => Verdict::Pass,
             Ok(Value::Bool(false)) => Verdict::Reject,
             Ok(other) => Verdict::Error(format!("returned {other:?}, not a boolean")),
@@ -288,6 +312,28 @@ impl FilterSet {
 
 /// One Arrow value as a CEL value; `None` for null (absent to `has()`).
 pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option<Value> {
+    to_cel_with(array, row, fields, false)
+}
+
+/// A null as a filter with `on_null = "false"` sees it: a struct is a map
+/// of null fields (so `diaObject.nDiaSources >= 2` is false when
+/// `diaObject` is null, as in pandas), anything else is `null`.
+fn null_of(dt: &DataType, fields: &BTreeSet<String>) -> Value {
+    match dt {
+        DataType::Struct(children) => {
+            let m: HashMap<Key, Value> = children
+                .iter()
+                .filter(|c| fields.contains(c.name()))
+                .map(|c| (Key::String(Arc::new(c.name().clone())), null_of(c.data_type(), fields)))
+                .collect();
+            Value::Map(Map { map: Arc::new(m) })
+        }
+        _ => Value::Null,
+    }
+}
+
+/// [`to_cel`]; with `nulls`, null struct fields are present as nulls.
+fn to_cel_with(array: &ArrayRef, row: usize, fields: &BTreeSet<String>, nulls: bool) -> Option<Value> {
     if array.is_null(row) {
         return None;
     }
@@ -326,8 +372,14 @@ pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option
             let mut m: HashMap<Key, Value> = HashMap::new();
             for (name, col) in s.column_names().iter().zip(s.columns()) {
                 if fields.contains(*name) {
-                    if let Some(v) = to_cel(col, row, fields) {
-                        m.insert(Key::String(Arc::new(name.to_string())), v);
+                    match to_cel_with(col, row, fields, nulls) {
+                        Some(v) => {
+                            m.insert(Key::String(Arc::new(name.to_string())), v);
+                        }
+                        None if nulls => {
+                            m.insert(Key::String(Arc::new(name.to_string())), null_of(col.data_type(), fields));
+                        }
+                        None => {}
                     }
                 }
             }
@@ -337,14 +389,14 @@ pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option
             let l = a.as_list::<i32>();
             let values = l.value(row);
             Value::List(Arc::new(
-                (0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect(),
+                (0..values.len()).map(|i| to_cel_with(&values, i, fields, nulls).unwrap_or(Value::Null)).collect(),
             ))
         }
         DataType::LargeList(_) => {
             let l = a.as_list::<i64>();
             let values = l.value(row);
             Value::List(Arc::new(
-                (0..values.len()).map(|i| to_cel(&values, i, fields).unwrap_or(Value::Null)).collect(),
+                (0..values.len()).map(|i| to_cel_with(&values, i, fields, nulls).unwrap_or(Value::Null)).collect(),
             ))
         }
         DataType::Map(_, _) => {
@@ -472,5 +524,80 @@ mod tests {
         assert_eq!(f.variables, vec!["candidate".to_string()]);
         assert!(f.field_names().contains("magpsf"));
         assert!(!f.field_names().contains("rb"));
+    }
+
+    fn lib() -> Library {
+        use crate::config::{ConstScalar, ConstValue};
+        let mut l = Library::default();
+        l.consts.insert(
+            "NAMES".into(),
+            ConstValue::List(vec![ConstScalar::Text("A".into()), ConstScalar::Text("B".into())]),
+        );
+        l.consts.insert("BRIGHT".into(), ConstValue::Float(18.5));
+        l.filters.insert("bright".into(), ("candidate.magpsf < BRIGHT".into(), OnNull::Error));
+        l.filters.insert("named".into(), ("objectId in NAMES".into(), OnNull::Error));
+        l.filters.insert("loop_a".into(), ("filter('loop_b')".into(), OnNull::Error));
+        l.filters.insert("loop_b".into(), ("filter('loop_a')".into(), OnNull::Error));
+        l
+    }
+
+    fn kept_in(expr: &str, on_null: OnNull) -> (Vec<bool>, usize) {
+        let set = FilterSet::new(vec![Filter::compile_in("t", expr, on_null, &lib()).unwrap()]);
+        let (mask, errors) = set.evaluate(&batch());
+        (mask.iter().map(|b| b.unwrap()).collect(), errors.len())
+    }
+
+    #[test]
+    fn constants_and_filter_references() {
+        assert_eq!(kept_in("objectId in NAMES", OnNull::Error).0, vec![true, true, false]);
+        assert_eq!(kept_in("filter('bright') && !filter('named')", OnNull::Error).0, vec![false, false, true]);
+        let f = Filter::compile_in("t", "filter('bright')", OnNull::Error, &lib()).unwrap();
+        assert_eq!(f.uses.iter().cloned().collect::<Vec<_>>(), vec!["BRIGHT".to_string(), "bright".to_string()]);
+        let e = Filter::compile_in("t", "objectId in NAMEZ", OnNull::Error, &lib()).unwrap_err();
+        assert!(e.message.contains("unknown constant NAMEZ") && e.column == 13, "{e}");
+        let e = Filter::compile_in("t", "filter('nope')", OnNull::Error, &lib()).unwrap_err();
+        assert!(e.message.contains("unknown filter \"nope\""), "{e}");
+        let e = Filter::compile_in("loop_a", "filter('loop_b')", OnNull::Error, &lib()).unwrap_err();
+        assert!(e.message.contains("loop_a -> loop_b -> loop_a"), "{e}");
+    }
+
+    #[test]
+    fn unknown_functions_and_wrong_arity_are_compile_errors() {
+        let e = Filter::compile("t", "nosuchfunc(candidate.magpsf) > 1").unwrap_err();
+        assert!(e.message.contains("unknown function nosuchfunc()") && e.column == 1, "{e}");
+        let e = Filter::compile("t", "candidate.rb > 0.5 && pow(candidate.magpsf) > 1").unwrap_err();
+        assert!(e.message.contains("pow() takes 2 argument(s), not 1"), "{e}");
+        let e = Filter::compile("t", "objectId.nosuch('x')").unwrap_err();
+        assert!(e.message.contains("unknown function x.nosuch()"), "{e}");
+    }
+
+    #[test]
+    fn numbers_mix_and_functions_evaluate() {
+        assert_eq!(kept("ndet <= 1.0 || ndet > 2"), vec![true, false, true]);
+        assert_eq!(kept_in("candidate.magpsf - 1 < 17", OnNull::Error).0, vec![true, false, false]);
+        assert_eq!(
+            kept_in("abs(candidate.magpsf - 18) < 0.5 && sqrt(4) == 2.0 && pow(2, 3) == 8", OnNull::Error).0,
+            vec![false, false, true]
+        );
+        assert_eq!(
+            kept_in("log10(100) == 2.0 && galactic_b(0.0, 0.0) < -60.0", OnNull::Error).0,
+            vec![true, true, true]
+        );
+    }
+
+    #[test]
+    fn on_null_false_reads_nulls_as_pandas_does() {
+        // ndet is null in row 1: an error by default, false with "false".
+        assert_eq!(kept_in("ndet > 0", OnNull::Error), (vec![true, false, true], 1));
+        assert_eq!(kept_in("ndet > 0", OnNull::False), (vec![true, false, true], 0));
+        // ... so its negation keeps the null row, as `~(x > 0)` in pandas.
+        assert_eq!(kept_in("!(ndet > 0)", OnNull::False), (vec![false, true, false], 0));
+        // Arithmetic with a null gives null, and the comparison is false.
+        assert_eq!(kept_in("ndet + 1 >= 2", OnNull::False), (vec![true, false, true], 0));
+        // A null nested field: has() is false, comparisons false.
+        assert_eq!(kept_in("has(candidate.sgscore1)", OnNull::False), (vec![true, false, true], 0));
+        assert_eq!(kept_in("candidate.sgscore1 < 0.5", OnNull::False), (vec![true, false, false], 0));
+        // == and != with a null: as pandas, not equal.
+        assert_eq!(kept_in("ndet != 3", OnNull::False), (vec![true, true, false], 0));
     }
 }
