@@ -5,6 +5,14 @@ use common::Workspace;
 
 const HEAD: &str = "[cluster]\nbootstrap = [\"127.0.0.1:9092\"]\n[cluster.admin]\nuser = \"admin\"\npassword = { file = \"admin.pw\" }\n";
 
+/// A workspace whose fink.toml starts with `top` (keys before any table).
+fn ws_top(top: &str, body: &str) -> Workspace {
+    let w = Workspace::new();
+    w.write("admin.pw", "secret\n");
+    w.write("fink.toml", &format!("{top}{HEAD}{body}"));
+    w
+}
+
 fn ws(body: &str) -> Workspace {
     let w = Workspace::new();
     w.write("admin.pw", "secret\n");
@@ -214,4 +222,64 @@ fn validate_data_checks_fields_and_types_against_a_sample() {
     );
     let r = w.fink(&["validate", "--data", data.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.all());
+}
+
+#[test]
+fn includes_add_items_and_errors_name_the_included_file() {
+    let w = ws_top("include = [\"conf/*.toml\"]\n", "[[topic]]\nname = \"t\"\n");
+    w.write("conf/a.toml", "[[topic]]\nname = \"a\"\n\n[[topic]]\nname = \"t\"\n");
+    // Duplicates are named at both places, each in its own file.
+    fails_with(&w, &["validate"], "conf/a.toml:5:8: topic \"t\": declared twice: here and at fink.toml:8");
+    w.write("conf/a.toml", "[[topic]]\nname = \"a\"\n[filter.f]\nexpr = \"objectId in NAMEZ\"\n");
+    fails_with(&w, &["validate"], "conf/a.toml:4:8: filter \"f\": unknown constant NAMEZ");
+    // An included file may not declare the deployment's own parts.
+    w.write("conf/a.toml", "[run]\nbatch_size = 3\n");
+    fails_with(&w, &["validate"], "conf/a.toml:1:2: an included file may not declare `run`");
+    // Missing and cyclic includes.
+    w.write("conf/a.toml", "include = [\"b.toml\"]\n");
+    fails_with(&w, &["validate"], "conf/a.toml:1:12: included file \"b.toml\" not found");
+    w.write("conf/b.toml", "include = [\"a.toml\"]\n");
+    fails_with(&w, &["validate"], "include cycle:");
+    std::fs::remove_file(w.path().join("conf/b.toml")).unwrap();
+    w.write(
+        "conf/a.toml",
+        "[const]\nNAMES = [\"x\"]\n[[topic]]\nname = \"a\"\n[filter.f]\nexpr = \"objectId in NAMES\"\n",
+    );
+    let r = w.fink(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("valid (2 topics"), "{}", r.stdout);
+}
+
+#[test]
+fn filter_language_errors_have_positions() {
+    let w = ws("[filter.a]\nexpr = \"filter('b')\"\n[filter.b]\nexpr = \"filter('a')\"\n");
+    fails_with(&w, &["validate"], "filters refer to each other in a cycle");
+    let w = ws("[filter.a]\nexpr = \"nosuchfunc(candidate.magpsf) > 1\"\n");
+    fails_with(&w, &["validate"], "fink.toml:7:8: filter \"a\": unknown function nosuchfunc()");
+    let w = ws("[filter.a]\nexpr = \"pow(candidate.magpsf) > 1\"\n");
+    fails_with(&w, &["validate"], "pow() takes 2 argument(s), not 1");
+}
+
+/// The shipped ZTF catalogue validates, and on fink-filters' own test
+/// alerts keeps what fink-filters' docstrings say (early SN Ia: the two
+/// young SNe of that night).
+#[test]
+fn the_ztf_catalogue_loads_and_filters_fink_filters_test_alerts() {
+    let w = ws_top(&format!("include = [\"{}\"]\n", common::repo().join("conf/fink/ztf.toml").display()), "");
+    let r = w.fink(&["validate"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("13 streams"), "{}", r.stdout);
+    let data = common::shared_data().join("ztf/filters_test");
+    let r = w.fink(&["filter", "test", "--data", data.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let kept = |name: &str| -> Vec<String> {
+        let f = report.as_array().unwrap().iter().find(|f| f["filter"] == name).expect(name);
+        assert_eq!(f["on_null"], "false");
+        assert_eq!(f["errors"], 0, "{f}");
+        f["kept_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(kept("early_sn_candidates"), vec!["ZTF21acobels", "ZTF21acoshvy"]);
+    assert_eq!(kept("simbad_grav_candidates"), vec!["ZTF18abtmtpq"]);
+    assert_eq!(kept("sso_ztf_candidates"), vec!["ZTF21acqdcyb"]);
 }
