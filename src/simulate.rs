@@ -17,7 +17,51 @@ use parquet::file::properties::WriterProperties;
 const CANDIDATE: &str = "jd:d,fid:i,pid:l,diffmaglim:f,pdiffimfilename:s,programpi:s,programid:i,candid:l,isdiffpos:s,tblid:l,nid:i,rcid:i,field:i,xpos:f,ypos:f,ra:d,dec:d,magpsf:f,sigmapsf:f,chipsf:f,magap:f,sigmagap:f,distnr:f,magnr:f,sigmagnr:f,chinr:f,sharpnr:f,sky:f,magdiff:f,fwhm:f,classtar:f,mindtoedge:f,magfromlim:f,seeratio:f,aimage:f,bimage:f,aimagerat:f,bimagerat:f,elong:f,nneg:i,nbad:i,rb:f,ssdistnr:f,ssmagnr:f,ssnamenr:s,sumrat:f,magapbig:f,sigmagapbig:f,ranr:d,decnr:d,sgmag1:f,srmag1:f,simag1:f,szmag1:f,sgscore1:f,distpsnr1:f,ndethist:i,ncovhist:i,jdstarthist:d,jdendhist:d,scorr:d,tooflag:i,objectidps1:l,objectidps2:l,sgmag2:f,srmag2:f,simag2:f,szmag2:f,sgscore2:f,distpsnr2:f,objectidps3:l,sgmag3:f,srmag3:f,simag3:f,szmag3:f,sgscore3:f,distpsnr3:f,nmtchps:i,rfid:l,jdstartref:d,jdendref:d,nframesref:i,rbversion:s,dsnrms:f,ssnrms:f,dsdiff:f,magzpsci:f,magzpsciunc:f,magzpscirms:f,nmatches:i,clrcoeff:f,clrcounc:f,zpclrcov:f,zpmed:f,clrmed:f,clrrms:f,neargaia:f,neargaiabright:f,maggaia:f,maggaiabright:f,exptime:f,drb:f,drbversion:s";
 /// `prv_candidates` item fields.
 const PRV: &str = "jd:d,fid:i,pid:l,diffmaglim:f,pdiffimfilename:s,programpi:s,programid:i,candid:l,isdiffpos:s,tblid:l,nid:i,rcid:i,field:i,xpos:f,ypos:f,ra:d,dec:d,magpsf:f,sigmapsf:f,chipsf:f,magap:f,sigmagap:f,distnr:f,magnr:f,sigmagnr:f,chinr:f,sharpnr:f,sky:f,magdiff:f,fwhm:f,classtar:f,mindtoedge:f,magfromlim:f,seeratio:f,aimage:f,bimage:f,aimagerat:f,bimagerat:f,elong:f,nneg:i,nbad:i,rb:f,ssdistnr:f,ssmagnr:f,ssnamenr:s,sumrat:f,magapbig:f,sigmagapbig:f,ranr:d,decnr:d,scorr:d,magzpsci:f,magzpsciunc:f,magzpscirms:f,clrcoeff:f,clrcounc:f,rbversion:s";
-const XMATCH: &[&str] = &["Unknown", "Unknown", "Unknown", "Star", "RRLyr", "EB*", "QSO", "Galaxy", "YSO", "SN"];
+/// Fink's cross-match labels (SIMBAD classes and Fink's own), weighted as
+/// (label, weight): every catalogue topic finds some, and most alerts are
+/// stars or unknown, as on a real night.
+const XMATCH: &[(&str, u32)] = &[
+    ("Unknown", 300),
+    ("Star", 60),
+    ("RRLyr", 40),
+    ("EB*", 40),
+    ("EclBin", 20),
+    ("delSctV*", 10),
+    ("LongPeriodV*", 10),
+    ("QSO", 25),
+    ("AGN", 10),
+    ("Galaxy", 30),
+    ("GinPair", 5),
+    ("Seyfert_1", 5),
+    ("EmG", 5),
+    ("Candidate_SN*", 10),
+    ("SN*_Candidate", 5),
+    ("SN", 10),
+    ("Transient", 5),
+    ("YSO_Candidate", 5),
+    ("Candidate_YSO", 3),
+    ("TTau*_Candidate", 3),
+    ("Blazar", 3),
+    ("BLLac", 2),
+    ("Blazar_Candidate", 2),
+    ("LensedImage", 2),
+    ("GravLens", 1),
+    ("BlackHole", 1),
+    ("Fail", 5),
+    ("Fail 504", 2),
+];
+
+fn pick<'a>(rng: &mut Rng, choices: &[(&'a str, u32)]) -> &'a str {
+    let total: u32 = choices.iter().map(|(_, w)| w).sum();
+    let mut at = rng.below(total as u64) as u32;
+    for (c, w) in choices {
+        if at < *w {
+            return c;
+        }
+        at -= w;
+    }
+    choices[0].0
+}
 
 /// SplitMix64: small, fast, and the same sequence on every platform.
 pub struct Rng(u64);
@@ -99,6 +143,7 @@ pub fn schema() -> Schema {
     }
     fields.push(Field::new("nalerthist", DataType::Int32, true));
     fields.push(Field::new("fink_broker_version", DataType::Utf8, true));
+    fields.push(Field::new("tns", DataType::Utf8, true));
     Schema::new(fields)
 }
 
@@ -132,8 +177,11 @@ fn value(rng: &mut Rng, name: &str, a: &Alert, jd: f64, mag: f64) -> Option<f64>
         }
         "distpsnr1" | "distpsnr2" | "distpsnr3" => rng.range(0.0, 30.0),
         "ndethist" => 1.0 + rng.below(60) as f64,
+        // Sextractor's star/galaxy score: most sources are point-like.
+        "classtar" => rng.f64().sqrt(),
         "ncovhist" => 1.0 + rng.below(400) as f64,
-        "jdstarthist" => jd - rng.range(0.0, 300.0),
+        // New objects (a few days) next to long-known ones.
+        "jdstarthist" => jd - if rng.below(5) == 0 { rng.range(0.0, 6.0) } else { rng.range(0.0, 300.0) },
         "jdendhist" => jd,
         "nid" => 1000.0 + rng.below(500) as f64,
         "rcid" => rng.below(64) as f64,
@@ -290,6 +338,7 @@ fn make_batch(
     let mut scores: Vec<Float64Builder> = (0..6).map(|_| Float64Builder::new()).collect();
     let mut nalert = Int32Builder::new();
     let mut version = StringBuilder::new();
+    let mut tns = StringBuilder::new();
     for _ in 0..n {
         *candid += 1 + rng.below(1000) as i64;
         let jd = 2458849.5 + night as f64 + rng.range(0.1, 0.45);
@@ -328,11 +377,35 @@ fn make_batch(
             c.append(true);
         }
         ts.append_value(((a.jd - 2440587.5) * 86_400_000_000.0) as i64);
-        xmatch.append_value(XMATCH[rng.below(XMATCH.len() as u64) as usize]);
-        roid.append_value(if rng.below(50) == 0 { 3 } else { 0 });
-        for s in scores.iter_mut() {
-            s.append_value(rng.f64());
+        xmatch.append_value(pick(rng, XMATCH));
+        // Asteroid flags: 3 known (MPC), 2 Fink's candidate, 1 first pass.
+        roid.append_value(match rng.below(100) {
+            0..=5 => 3,
+            6..=8 => 2,
+            9..=13 => 1,
+            _ => 0,
+        });
+        // rf_snia_vs_nonia, snn_snia_vs_nonia, snn_sn_vs_all, mulens,
+        // rf_kn_vs_nonkn, anomaly_score: classifier scores are mostly low,
+        // missing when a module could not run; mulens is 0 but for a few.
+        for (k, s) in scores.iter_mut().enumerate() {
+            let v = match k {
+                3 => match rng.below(100) {
+                    0..=9 => None,
+                    10..=13 => Some(rng.range(0.01, 1.0)),
+                    _ => Some(0.0),
+                },
+                _ if rng.below(20) == 0 => None,
+                _ => Some(rng.f64().powf(1.5)),
+            };
+            s.append_option(v);
         }
+        // TNS name: empty for most, missing for some.
+        tns.append_option(match rng.below(100) {
+            0..=4 => None,
+            5..=9 => Some(format!("SN 2020{}", object_id(rng, 20).trim_start_matches("ZTF20"))),
+            _ => Some(String::new()),
+        });
         nalert.append_value(1 + hist as i32);
         version.append_value("3.1.0-sim");
     }
@@ -355,6 +428,7 @@ fn make_batch(
     }
     cols.push(Arc::new(nalert.finish()));
     cols.push(Arc::new(version.finish()));
+    cols.push(Arc::new(tns.finish()));
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
