@@ -134,6 +134,9 @@ enum Cmd {
         /// Number of night folders.
         #[arg(long, default_value_t = 1)]
         nights: usize,
+        /// Survey whose alerts to simulate.
+        #[arg(long, value_enum, default_value_t = fink::simulate::Survey::Ztf)]
+        survey: fink::simulate::Survey,
     },
     /// Translate Fink's legacy distribution-rules.xml into a [[stream]] and CEL filter (TOML on stdout).
     ImportRules {
@@ -262,8 +265,8 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
             let opts = fink::stream::consume::ConsumeOptions { topic, max, from_beginning, group, schema, follow };
             cli::consume::consume(ctx, user.as_deref(), &opts, &columns)
         }
-        Cmd::Simulate { out, alerts, seed, per_file, nights } => {
-            cli::tools::simulate(fink::simulate::SimulateOptions { out, alerts, seed, per_file, nights })
+        Cmd::Simulate { out, alerts, seed, per_file, nights, survey } => {
+            cli::tools::simulate(fink::simulate::SimulateOptions { out, alerts, seed, per_file, nights, survey })
         }
     }
 }

@@ -123,3 +123,28 @@ fn ztf_catalogue_equals_fink_filters_on_ten_thousand_simulated_alerts() {
         assert!(n > 0 && (n as u64) < alerts, "{name} keeps {n} of {alerts}: the simulation should exercise it");
     }
 }
+
+#[test]
+fn lsst_catalogue_equals_fink_filters_on_ten_thousand_simulated_alerts() {
+    let w = workspace();
+    let r = w.fink(&[
+        "simulate",
+        "--survey",
+        "lsst",
+        "--out",
+        "sim",
+        "--alerts",
+        "10000",
+        "--per-file",
+        "2000",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let kept = same(&w, "lsst", &w.path().join("sim"));
+    assert_eq!(kept.len(), 7);
+    for (name, n, alerts) in kept {
+        assert_eq!(alerts, 10_000);
+        assert!(n > 0 && (n as u64) < alerts, "{name} keeps {n} of {alerts}: the simulation should exercise it");
+    }
+}

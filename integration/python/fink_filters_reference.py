@@ -103,8 +103,14 @@ def read(paths):
     for p in paths:
         files += sorted(glob.glob(os.path.join(p, "**", "*.parquet"), recursive=True)) if os.path.isdir(p) else [p]
     # Object columns, None for nulls: what Spark hands pandas UDFs.
-    frames = [pq.read_table(f).to_pandas(types_mapper=None) for f in files]
-    return pd.concat(frames, ignore_index=True)
+    frames = [pq.read_table(f).to_pandas() for f in files]
+    pdf = pd.concat(frames, ignore_index=True)
+    for c in pdf.columns:
+        if pd.api.types.is_string_dtype(pdf[c]) and pdf[c].dtype != object:
+            # pandas 3 reads strings as its str dtype (NaN for null); Spark
+            # hands pandas UDFs objects, None for null.
+            pdf[c] = pd.Series([None if pd.isna(v) else v for v in pdf[c]], dtype=object)
+    return pdf
 
 
 def flatten(pdf):
@@ -130,7 +136,15 @@ def column(pdf, path):
     parts = path.split(".")
     s = pdf[parts[0]]
     for p in parts[1:]:
-        s = s.apply(lambda x, p=p: x.get(p) if isinstance(x, dict) else None)
+        values = [x.get(p) if isinstance(x, dict) else None for x in s]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+            # Numbers: float64 with NaN for null, as Arrow gives pandas.
+            nulls = len(present) < len(values)
+            s = pd.Series([np.nan if v is None else v for v in values], dtype=float if nulls else None)
+        else:
+            # Strings, booleans, structs: objects, None for null.
+            s = pd.Series(values, dtype=object)
     return s
 
 

@@ -1,6 +1,9 @@
 //! `fink simulate`: seeded synthetic alerts shaped like Fink's ZTF science
 //! alerts (nested `candidate`, `prv_candidates`, three gzip'd FITS cutouts of
-//! ~13 KB, science columns), written as Parquet files in night folders.
+//! ~13 KB, science columns), or Rubin's (`lsst`), written as Parquet files
+//! in night folders.
+
+mod lsst;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -271,6 +274,17 @@ pub struct SimulateOptions {
     pub seed: u64,
     pub per_file: usize,
     pub nights: usize,
+    pub survey: Survey,
+}
+
+/// Which alerts to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Survey {
+    /// ZTF science alerts (candidate, prv_candidates, Fink's columns).
+    #[default]
+    Ztf,
+    /// Rubin alerts (diaSource, diaObject, prvDiaSources, xm/clf/pred/misc).
+    Lsst,
 }
 
 /// Write the alerts; returns the files written.
@@ -289,16 +303,25 @@ pub fn simulate(opts: &SimulateOptions, progress: &dyn Fn(usize)) -> anyhow::Res
     let per_file = opts.per_file.max(1);
     let mut files = Vec::new();
     let mut written = 0usize;
-    let mut candid = 1_100_000_000_000_000_000i64 + (rng.below(1 << 30) as i64) * 1000;
+    let mut candid = match opts.survey {
+        Survey::Ztf => 1_100_000_000_000_000_000i64 + (rng.below(1 << 30) as i64) * 1000,
+        Survey::Lsst => 0,
+    };
     for night in 0..nights {
         let day = 1 + night as u32;
-        let dir = opts.out.join(format!("202001{day:02}"));
+        let dir = match opts.survey {
+            Survey::Ztf => opts.out.join(format!("202001{day:02}")),
+            Survey::Lsst => opts.out.join(format!("202601{day:02}")),
+        };
         std::fs::create_dir_all(&dir)?;
         let mut in_night = 0;
         let mut part = 0;
         while in_night < per_night && written < opts.alerts {
             let n = per_file.min(per_night - in_night).min(opts.alerts - written);
-            let batch = make_batch(&schema, &mut rng, n, &mut candid, night, &cand_spec, &prv_spec, &pools)?;
+            let batch = match opts.survey {
+                Survey::Ztf => make_batch(&schema, &mut rng, n, &mut candid, night, &cand_spec, &prv_spec, &pools)?,
+                Survey::Lsst => lsst::batch(&mut rng, n, &mut candid, night, &pools),
+            };
             let path = dir.join(format!("part-{part:05}-sim-{:08x}.parquet", opts.seed));
             write_parquet(&path, &batch)?;
             files.push(path);
@@ -453,7 +476,14 @@ mod tests {
     fn seeded_output_is_reproducible_and_alert_sized() {
         let d1 = tempfile::tempdir().unwrap();
         let d2 = tempfile::tempdir().unwrap();
-        let o = |d: &Path| SimulateOptions { out: d.to_path_buf(), alerts: 30, seed: 7, per_file: 20, nights: 2 };
+        let o = |d: &Path| SimulateOptions {
+            out: d.to_path_buf(),
+            alerts: 30,
+            seed: 7,
+            per_file: 20,
+            nights: 2,
+            survey: Survey::Ztf,
+        };
         let f1 = simulate(&o(d1.path()), &|_| {}).unwrap();
         let f2 = simulate(&o(d2.path()), &|_| {}).unwrap();
         assert_eq!(f1.len(), 2);
