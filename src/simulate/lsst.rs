@@ -94,7 +94,7 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
         sso.push(rng.below(10) == 0);
         mjd.push(61041.0 + night as f64 + rng.range(0.0, 0.4));
         // Uniform on the sphere.
-        radec.push((rng.range(0.0, 360.0), (rng.range(-1.0, 1.0) as f64).asin().to_degrees()));
+        radec.push((rng.range(0.0, 360.0), rng.range(-1.0, 1.0).asin().to_degrees()));
     }
     let object_ids: Vec<i64> = (0..n).map(|_| rng.below(1 << 50) as i64).collect();
 
