@@ -10,7 +10,16 @@ use crate::output;
 use crate::stream::runner::State;
 use crate::supervisor::{self, Status};
 
-pub fn run(ctx: &Ctx, only: Option<String>, until_idle: bool, apply: bool, no_progress: bool) -> Result<ExitCode> {
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    ctx: &Ctx,
+    only: Option<String>,
+    until_idle: bool,
+    apply: bool,
+    no_progress: bool,
+    night: crate::stream::night::Night,
+    exit_after: Option<std::time::Duration>,
+) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let loaded = crate::loaded_or_return!(ctx);
     let opts = supervisor::RunOptions {
@@ -20,6 +29,8 @@ pub fn run(ctx: &Ctx, only: Option<String>, until_idle: bool, apply: bool, no_pr
         apply,
         progress: !no_progress && std::io::stderr().is_terminal(),
         watch_config: !until_idle,
+        night,
+        exit_after,
     };
     crate::sys::limit_malloc_arenas();
     let started = std::time::Instant::now();

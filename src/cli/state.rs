@@ -39,8 +39,8 @@ struct View {
     partitions: i32,
 }
 
-fn view(l: &Loaded, only: Option<&str>) -> Result<View> {
-    let specs = stream::specs(l, only)?;
+fn view(l: &Loaded, only: Option<&str>, night: &stream::night::Night) -> Result<View> {
+    let specs = stream::specs(l, only, night)?;
     let run = &l.config.run;
     if !run.exactly_once() {
         let progress = specs
@@ -88,9 +88,9 @@ fn owner(v: &View, l: &Loaded, stream: &str) -> Option<String> {
     v.members.iter().find(|m| m.partitions.contains(&p)).map(|m| m.instance.clone())
 }
 
-pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
+pub fn show(ctx: &Ctx, only: Option<String>, night: stream::night::Night) -> Result<ExitCode> {
     let l = crate::loaded_or_return!(ctx);
-    let v = view(&l, only.as_deref())?;
+    let v = view(&l, only.as_deref(), &night)?;
     let store = if v.exactly_once {
         format!("state topic {}", l.config.run.state_topic)
     } else {
@@ -161,12 +161,12 @@ pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
     Ok(code)
 }
 
-pub fn reset(ctx: &Ctx, name: String, to_start: bool, to_end: bool) -> Result<ExitCode> {
+pub fn reset(ctx: &Ctx, name: String, night: stream::night::Night, to_start: bool, to_end: bool) -> Result<ExitCode> {
     let l = crate::loaded_or_return!(ctx);
     if to_start == to_end {
         bail!("say where to: --to-start (publish everything again) or --to-end (skip what is there now)");
     }
-    let v = view(&l, Some(&name))?;
+    let v = view(&l, Some(&name), &night)?;
     if let Some(on) = owner(&v, &l, &name) {
         eprintln!(
             "stream {name:?} is running on instance {on}: stop every `fink run` of group {:?} first (or remove the stream \

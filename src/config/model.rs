@@ -47,6 +47,50 @@ pub struct Config {
     /// Names are upper case: `EG_HOST`, `MAX_AGE_DAYS`.
     #[serde(default, rename = "const")]
     pub consts: BTreeMap<String, ConstValue>,
+    /// Chat or webhook messages for a stream's alerts.
+    #[serde(default, rename = "notify")]
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// `[[notify]]`: a short message per published alert of a stream, posted
+/// to a webhook (Slack), the Telegram Bot API, or any JSON endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub stream: String,
+    /// The endpoint; a secret (it carries the token): `{ env = "SLACK_WEBHOOK" }`.
+    pub url: Secret,
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// Telegram's `chat_id` (`@channel` or a number).
+    #[serde(default)]
+    pub chat_id: Option<String>,
+    /// The text, with `{field}` and `{struct.field}` replaced by the alert's values.
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// Messages beyond this in a minute are dropped (and counted).
+    #[serde(default = "default_max_per_minute")]
+    pub max_per_minute: u32,
+}
+
+fn default_template() -> String {
+    "{objectId}".into()
+}
+
+fn default_max_per_minute() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `{"text": ...}`
+    #[default]
+    Slack,
+    /// `{"chat_id": ..., "text": ...}` (Bot API sendMessage)
+    Telegram,
+    /// `{"stream": ..., "topic": ..., "text": ...}`
+    Json,
 }
 
 /// What an included file may declare: everything but `[cluster]`,

@@ -63,6 +63,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         check(&mut c, cfg, base, &n);
     }
     check_consts(&mut c, cfg);
+    check_notify(&mut c, cfg, base);
     c.out
 }
 
@@ -300,6 +301,29 @@ fn check_filters(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     }
 }
 
+/// [[notify]]
+fn check_notify(c: &mut Checker, cfg: &Config, base: &Path) {
+    for (i, n) in cfg.notify.iter().enumerate() {
+        let at = |k: &str| vec![key("notify"), Seg::Index(i), key(k)];
+        let ctx = format!("notify[{i}]");
+        if !cfg.streams.iter().any(|s| s.name == n.stream) {
+            c.err(at("stream"), format!("{ctx}: stream {:?} is not declared in [[stream]]", n.stream));
+        }
+        if n.max_per_minute == 0 {
+            c.err(at("max_per_minute"), format!("{ctx}: max_per_minute must be at least 1"));
+        }
+        if n.format == NotifyFormat::Telegram && n.chat_id.is_none() {
+            c.err(at("format"), format!("{ctx}: format = \"telegram\" needs chat_id"));
+        }
+        if n.template.matches('{').count() != n.template.matches('}').count() {
+            c.err(at("template"), format!("{ctx}: unbalanced braces in the template"));
+        }
+        if let Err(e) = n.url.check(base) {
+            c.err(at("url"), format!("{ctx}: url: {e}"));
+        }
+    }
+}
+
 /// [const]
 fn check_consts(c: &mut Checker, cfg: &Config) {
     for name in cfg.consts.keys() {
@@ -329,6 +353,12 @@ fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
         }
         if !n.topics.contains(s.topic.as_str()) {
             c.err(at("topic"), format!("{ctx}: topic {:?} is not declared in [[topic]]", s.topic));
+        }
+        for p in unknown_placeholders(&s.source.path) {
+            c.err(
+                vec![key("stream"), Seg::Index(i), key("source"), key("path")],
+                format!("{ctx}: unknown placeholder {p} in the source path (known: {{night}}, {{year}}, {{month}}, {{day}})"),
+            );
         }
         for (j, f) in s.filters.iter().enumerate() {
             if !cfg.filters.contains_key(f) {
@@ -412,4 +442,27 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
             "run: session_timeout_ms must be between 6000 and 300000 (the brokers' group session bounds)",
         );
     }
+}
+
+/// The placeholders a source path may use (`science/{night}`).
+pub const PLACEHOLDERS: &[&str] = &["night", "year", "month", "day"];
+
+/// Whether a source path depends on the night.
+pub fn is_templated(path: &str) -> bool {
+    PLACEHOLDERS.iter().any(|p| path.contains(&format!("{{{p}}}")))
+}
+
+/// Placeholders of `path` that are not known (`{nigth}`).
+pub fn unknown_placeholders(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else { break };
+        let name = &rest[start + 1..start + len];
+        if !PLACEHOLDERS.contains(&name) {
+            out.push(format!("{{{name}}}"));
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out
 }

@@ -8,6 +8,8 @@ pub mod encode;
 pub mod error;
 pub mod filter;
 pub mod filter_test;
+pub mod night;
+pub mod notify;
 pub mod prefetch;
 pub mod project;
 pub mod runner;
@@ -32,6 +34,10 @@ use filter::{Filter, Library, OnNull};
 pub struct StreamSpec {
     pub name: String,
     pub source_root: PathBuf,
+    /// The night a `{night}` source path was expanded for.
+    pub night: Option<String>,
+    /// `[[notify]]` entries for this stream.
+    pub notify: Vec<notify::NotifySpec>,
     pub format: SourceFormat,
     pub topic: String,
     /// (filter name, CEL expression, null reading); inline filters are
@@ -97,6 +103,15 @@ impl StreamSpec {
     }
 }
 
+/// What names a stream's progress: `STREAM`, or `STREAM@NIGHT` for a
+/// night-scoped source.
+pub fn progress_name(stream: &str, night: &Option<String>) -> String {
+    match night {
+        Some(n) => format!("{stream}@{n}"),
+        None => stream.to_string(),
+    }
+}
+
 /// The constants and named filters of a config, for compiling filters.
 pub fn library(cfg: &crate::config::Config) -> Library {
     Library {
@@ -106,7 +121,7 @@ pub fn library(cfg: &crate::config::Config) -> Library {
 }
 
 /// Build the specs of the declared streams (or only `only`).
-pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
+pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Result<Vec<StreamSpec>> {
     let cfg = &loaded.config;
     let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.clone()).unwrap_or_default();
     let state = loaded.path(&cfg.run.state_dir);
@@ -128,12 +143,21 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             }
         }
         let library = lib.restricted(&uses);
+        // A night-scoped source keeps its progress per night.
+        let stream_night = night::is_templated(&s.source.path).then(|| night.to_string());
         let user = s.user.clone().unwrap_or_else(|| admin_user.clone());
         let mechanism =
             cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
         out.push(StreamSpec {
             name: s.name.clone(),
-            source_root: loaded.path(&s.source.path),
+            source_root: loaded.path(&night.expand(&s.source.path)),
+            night: stream_night.clone(),
+            notify: cfg
+                .notify
+                .iter()
+                .filter(|n| n.stream == s.name)
+                .map(|n| notify::NotifySpec::new(n, loaded.base_dir.clone()))
+                .collect(),
             format: s.source.format,
             topic: s.topic.clone(),
             filters,
@@ -144,7 +168,7 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
             mechanism,
             schema_path: s.schema_path.as_ref().map(|p| loaded.path(p)),
             producer: s.producer.clone(),
-            checkpoint_path: state.join(format!("{}.checkpoint.json", s.name)),
+            checkpoint_path: state.join(format!("{}.checkpoint.json", progress_name(&s.name, &stream_night))),
             quarantine_log: state.join(format!("{}.quarantine.jsonl", s.name)),
             batch_size: cfg.run.batch_size.max(1),
             max_in_flight: cfg.run.max_in_flight.max(1),
@@ -153,7 +177,7 @@ pub fn specs(loaded: &Loaded, only: Option<&str>) -> Result<Vec<StreamSpec>> {
                 id: cfg.run.transactional_id(&s.name),
                 group: cfg.run.group.clone(),
                 state_topic: cfg.run.state_topic.clone(),
-                state_key: cfg.run.state_key(&s.name),
+                state_key: cfg.run.state_key(&progress_name(&s.name, &stream_night)),
                 commit_interval: std::time::Duration::from_millis(cfg.run.commit_interval_ms),
             }),
             credential: Fingerprint::default(),
@@ -199,6 +223,11 @@ pub struct Stats {
     pub last_progress_ms: AtomicU64,
     /// The Kafka client's latest error (broker down, no leader, ...).
     pub last_client_error: std::sync::Mutex<Option<String>>,
+    /// `[[notify]]` messages posted, given up after retries, and dropped
+    /// (over `max_per_minute`, or the queue full).
+    pub notified: AtomicU64,
+    pub notify_failed: AtomicU64,
+    pub notify_dropped: AtomicU64,
 }
 
 pub fn now_ms() -> u64 {
@@ -219,6 +248,9 @@ pub struct StatsSnapshot {
     pub files_done: u64,
     pub in_flight: u64,
     pub unconfirmed: u64,
+    pub notified: u64,
+    pub notify_failed: u64,
+    pub notify_dropped: u64,
 }
 
 impl Stats {
@@ -236,6 +268,9 @@ impl Stats {
             files_done: g(&self.files_done),
             in_flight: g(&self.in_flight),
             unconfirmed: g(&self.unconfirmed),
+            notified: g(&self.notified),
+            notify_failed: g(&self.notify_failed),
+            notify_dropped: g(&self.notify_dropped),
         }
     }
 

@@ -286,6 +286,8 @@ struct Ctx<'a> {
     /// Where this stream reads, for the streams sharing its source.
     follower: shared::Follower,
     pipeline: Option<Pipeline>,
+    /// `[[notify]]` of this stream: offered each alert handed to Kafka.
+    notifiers: Vec<super::notify::Notifier>,
     filter_errors_logged: u32,
     /// (file, row) sent at or after its file's saved `rows_done`, in order:
     /// what a crash could send again. Kept below `max_in_flight`, which
@@ -357,6 +359,17 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         open: BTreeMap::new(),
         follower: shared::Follower::new(),
         pipeline: None,
+        notifiers: spec
+            .notify
+            .iter()
+            .filter_map(|n| match super::notify::Notifier::start(n, &spec.name, &spec.topic, stats.clone()) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    tracing::warn!(stream = %spec.name, "{e}; this stream publishes without it");
+                    None
+                }
+            })
+            .collect(),
         filter_errors_logged: 0,
         unsaved: Default::default(),
     };
@@ -382,7 +395,19 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             }
             Err(e) => {
                 if !missing_logged {
-                    tracing::warn!(stream = %spec.name, "source {} is not readable yet: {e}", spec.source_root.display());
+                    match &spec.night {
+                        // As Fink's service does: the night's folder appears when its first alerts do.
+                        Some(night) => tracing::warn!(
+                            stream = %spec.name,
+                            "the folder of night {night}, {}, is not there yet ({e}); waiting for it",
+                            spec.source_root.display()
+                        ),
+                        None => tracing::warn!(
+                            stream = %spec.name,
+                            "source {} is not readable yet: {e}",
+                            spec.source_root.display()
+                        ),
+                    }
                     missing_logged = true;
                 }
                 Vec::new()
@@ -449,21 +474,32 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
     if !control.stopping() {
         control.request_stop(Instant::now() + opts.shutdown_timeout);
     }
-    if cx.txn.is_some() {
-        return finish_transactions(&mut cx, result);
+    // Kafka first; then queued notifications get their short drain.
+    let notifiers = std::mem::take(&mut cx.notifiers);
+    let out = finish_kafka(&mut cx, result);
+    for n in notifiers {
+        n.finish();
     }
-    let drained = drain(&mut cx).map_err(Outcome::into_error);
+    out
+}
+
+/// Deliver or commit what is in flight, within the stop deadline.
+fn finish_kafka(cx: &mut Ctx<'_>, result: Result<(), StreamError>) -> Result<(), StreamError> {
+    if cx.txn.is_some() {
+        return finish_transactions(cx, result);
+    }
+    let drained = drain(cx).map_err(Outcome::into_error);
     let unconfirmed = cx.sink.control.deliveries().pending.len() as u64;
     if unconfirmed > 0 {
         cx.sink.purge();
         tracing::warn!(
-            stream = %spec.name,
+            stream = %cx.spec.name,
             unconfirmed,
             "stopped with alerts unconfirmed after the shutdown deadline; the checkpoint stays before them, so they are sent again on the next start"
         );
     }
-    stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
-    settle(&mut cx, true).map_err(Outcome::into_error)?;
+    cx.stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
+    settle(cx, true).map_err(Outcome::into_error)?;
     result.and(drained)
 }
 
@@ -987,6 +1023,11 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         let rows = pipeline.encoder.encode(&projected).map_err(StreamError::Setup)?;
         if send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count])? == Flow::Stopped {
             return Ok(Flow::Stopped);
+        }
+        for n in &cx.notifiers {
+            for row in 0..kept.num_rows() {
+                n.offer(&kept, row);
+            }
         }
         next_kept += count;
     }

@@ -42,6 +42,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Follow config edits (off with --until-idle).
     pub watch_config: bool,
+    /// The night `{night}` source paths are expanded for.
+    pub night: stream::night::Night,
+    /// End the run cleanly after this long (a night's run).
+    pub exit_after: Option<Duration>,
 }
 
 /// A declared stream and what the supervisor knows of its failures.
@@ -250,7 +254,7 @@ pub fn stop_all(streams: Vec<RunningStream>, deadline: Instant, stall_after: Dur
 /// Run until idle (`until_idle`) or until SIGINT/SIGTERM. A second SIGINT
 /// or SIGTERM exits at once (code 1).
 pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
-    let specs = stream::specs(&initial, opts.only.as_deref())?;
+    let specs = stream::specs(&initial, opts.only.as_deref(), &opts.night)?;
     if specs.is_empty() {
         return Err(anyhow!("fink.toml declares no [[stream]]"));
     }
@@ -392,6 +396,10 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let bar = opts.progress.then(progress_bar);
     let started = Instant::now();
     loop {
+        if opts.exit_after.is_some_and(|d| started.elapsed() >= d) && !stop.load(Ordering::SeqCst) {
+            tracing::info!("--exit-after reached: ending the run");
+            stop.store(true, Ordering::SeqCst);
+        }
         if stop.load(Ordering::SeqCst) {
             tracing::info!(
                 "stopping: in-flight alerts get {} s to be delivered, then checkpoints are written",
@@ -532,7 +540,7 @@ fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeS
             tracing::info!(stream = %s.name, unconfirmed = s.stats.unconfirmed, "stopped: now owned by another instance");
         }
     }
-    let specs = match stream::specs(current, opts.only.as_deref()) {
+    let specs = match stream::specs(current, opts.only.as_deref(), &opts.night) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e:#}");

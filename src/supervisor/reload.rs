@@ -86,7 +86,7 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
         let new = crate::check::load(&opts.load).map_err(|e| anyhow!("{e}"))?;
         // Bound even when the file is unchanged: a SIGHUP after a password
         // rotation changes only the credentials' fingerprint.
-        let bound = stream::specs(&new, opts.only.as_deref())?
+        let bound = stream::specs(&new, opts.only.as_deref(), &opts.night)?
             .into_iter()
             .map(|s| stream::bind(&new, s))
             .collect::<Result<Vec<_>>>()?;

@@ -108,6 +108,9 @@ pub fn export_metrics(status: &Status) {
         metrics::counter!("fink_stream_errors_total", &l).absolute(s.stats.errors);
         metrics::counter!("fink_stream_quarantined_total", &l).absolute(s.stats.quarantined);
         metrics::counter!("fink_stream_restarts_total", &l).absolute(s.restarts as u64);
+        metrics::counter!("fink_stream_notifications_sent_total", &l).absolute(s.stats.notified);
+        metrics::counter!("fink_stream_notifications_failed_total", &l).absolute(s.stats.notify_failed);
+        metrics::counter!("fink_stream_notifications_dropped_total", &l).absolute(s.stats.notify_dropped);
         metrics::gauge!("fink_stream_lag_files", &l).set(s.stats.backlog_files as f64);
         metrics::gauge!("fink_stream_up", &l).set(if s.failed() { 0.0 } else { 1.0 });
         metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);
