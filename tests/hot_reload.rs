@@ -263,3 +263,44 @@ fn an_edit_saved_while_run_starts_is_not_lost() {
     });
     assert!(status(&r)["config"]["last_reload_error"].is_null());
 }
+
+/// Included files are watched like fink.toml: editing a filter declared in
+/// one restarts exactly the stream that uses it, and a new file matching an
+/// include glob adds its stream.
+#[test]
+fn edits_of_included_files_reload() {
+    let w = Workspace::new();
+    let (t1, t2) = (unique("inc1"), unique("inc2"));
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--seed", "6"]).code, 0);
+    let stream = |name: &str, topic: &str, expr: &str| {
+        format!(
+            "[[topic]]\nname = \"{topic}\"\n\n[filter.{name}]\nexpr = \"{expr}\"\n\n[[stream]]\nname = \"{name}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nfilters = [\"{name}\"]\n"
+        )
+    };
+    w.write("conf/a.toml", &stream("a", &t1, "candidate.fid == 1"));
+    w.write(
+        "fink.toml",
+        &format!(
+            "include = [\"conf/*.toml\"]\n{}\n[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\n",
+            Workspace::cluster_header()
+        ),
+    );
+    assert_eq!(w.fink(&["validate"]).code, 0, "{}", w.fink(&["validate"]).all());
+    // Both topics exist up front: the second stream arrives with its file.
+    w.write("conf/b.toml.later", &stream("b", &t2, "candidate.fid == 2"));
+    std::fs::copy(w.path().join("conf/b.toml.later"), w.path().join("conf/b.toml")).unwrap();
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    std::fs::remove_file(w.path().join("conf/b.toml")).unwrap();
+    let r = FinkRun::start(&w, &[]);
+    wait_logged(&w, "stream a idle", || stream_status(&status(&r), "a").is_some_and(|s| s["state"]["state"] == "idle"));
+    // Edit the included file (write and rename, as editors do).
+    std::fs::write(w.path().join("conf/.a.toml.swp"), stream("a", &t1, "candidate.fid == 2")).unwrap();
+    std::fs::rename(w.path().join("conf/.a.toml.swp"), w.path().join("conf/a.toml")).unwrap();
+    wait_logged(&w, "the reload of conf/a.toml", || status(&r)["config"]["reloads"] == 1);
+    assert_eq!(status(&r)["config"]["last_reload_changes"], serde_json::json!(["~ stream a"]));
+    // A new file in the included folder.
+    std::fs::rename(w.path().join("conf/b.toml.later"), w.path().join("conf/b.toml")).unwrap();
+    wait_logged(&w, "the reload adding conf/b.toml", || status(&r)["config"]["reloads"] == 2);
+    assert_eq!(status(&r)["config"]["last_reload_changes"], serde_json::json!(["+ stream b"]));
+    wait_logged(&w, "stream b idle", || stream_status(&status(&r), "b").is_some_and(|s| s["state"]["state"] == "idle"));
+}
