@@ -16,6 +16,7 @@ ALERTS=${ALERTS:-20000}
 RUNS=${RUNS:-2}
 cargo build --release -q || exit 1
 FINK=$PWD/target/release/fink
+REPO=$PWD
 work=$(mktemp -d)
 trap '"$FINK" --config "$work/fink.toml" cluster stop --grace 10 >/dev/null 2>&1; rm -rf "$work"' EXIT
 cd "$work"
@@ -106,6 +107,25 @@ for r in $(seq 1 "$RUNS"); do
   echo "run $r, 1 stream, 5,000 files: ${t}s, published $pub alerts"
 done
 
+# Fink's ZTF catalogue: its 13 streams (conf/fink/ztf.toml) on the same
+# source, as the default fink.toml runs them.
+run_catalogue() { # $1 tag
+  mkdir -p .fink/demo && ln -sfn "$PWD/alerts" .fink/demo/science
+  # include comes before the first table
+  { echo "include = [\"$REPO/conf/fink/ztf.toml\"]"; GROUP="b$1" header | sed 's/^scope = .*/scope = ["bench_*", "fink_*"]/'; } > fink.toml
+  "$FINK" apply --auto-approve >/dev/null 2>&1 || { echo "apply failed" >&2; return 1; }
+  /usr/bin/time -f "%e %M" -o time.txt timeout 900 "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err || { tail -20 run.err >&2; return 1; }
+  python3 -c "
+import json; d=json.load(open('run.json')); s=d['streams']
+print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), len(s))"
+}
+declare -a cat_t cat_rss
+for r in $(seq 1 "$RUNS"); do
+  read -r t rss pub n < <(run_catalogue "cat$r") || exit 1
+  cat_t+=("$t"); cat_rss+=("$rss")
+  echo "run $r, ZTF catalogue ($n streams): ${t}s, published $pub alerts, peak RSS $((rss / 1024)) MB"
+done
+
 # Baseline 1: the broker's ceiling with Kafka's producer performance tool.
 KAFKA_HOME=$(bash "$OLDPWD/conf/install_kafka.sh" 2>/dev/null | tail -1)
 pw=$(cat secrets/admin.pw)
@@ -177,10 +197,11 @@ ot=$(printf '%s\n' "${one_t[@]}" | median); tt=$(printf '%s\n' "${ten_t[@]}" | m
 orss=$(printf '%s\n' "${one_rss[@]}" | sort -n | tail -1); trss=$(printf '%s\n' "${ten_rss[@]}" | sort -n | tail -1)
 pr=$(printf '%s\n' "${perf_rate[@]}" | median); pyt=$(printf '%s\n' "${py_t[@]:-0}" | median)
 at=$(printf '%s\n' "${alo_t[@]}" | median); st=$(printf '%s\n' "${small_t[@]}" | median)
-python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" <<'PY'
+ct=$(printf '%s\n' "${cat_t[@]}" | median); crss=$(printf '%s\n' "${cat_rss[@]}" | sort -n | tail -1)
+python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" "$ct" "$crss" <<'PY'
 import sys
 n, ot, tt, orss, trss, pr, pyt, size = int(sys.argv[1]), *map(float, sys.argv[2:8]), int(sys.argv[8])
-at, st = float(sys.argv[9]), float(sys.argv[10])
+at, st, ct, crss = float(sys.argv[9]), float(sys.argv[10]), float(sys.argv[11]), float(sys.argv[12])
 one = n / ot; ten = n / tt; py = n / pyt if pyt else float("nan")
 mb = lambda r: r * size / 1e6
 print(f"\nmedian of runs, {n} alerts of ~{size // 1000} KB:")
@@ -188,8 +209,11 @@ print(f"  fink, 1 stream       {one:8.0f} alerts/s {mb(one):7.1f} MB/s  peak RSS
 print(f"  fink, 10 streams     {ten:8.0f} alerts/s {mb(ten):7.1f} MB/s  peak RSS {trss/1024:5.0f} MB  (source alerts read by every stream)")
 print(f"  Kafka ProducerPerf   {pr:8.0f} records/s {mb(pr):6.1f} MB/s")
 print(f"  Python pipeline      {py:8.0f} alerts/s {mb(py):7.1f} MB/s")
+print(f"  fink, ZTF catalogue  {n/ct:8.0f} alerts/s   peak RSS {crss/1024:5.0f} MB  (13 catalogue streams, source alerts/s)")
 print(f"  fink, at-least-once  {n/at:8.0f} alerts/s   (1 stream; the figures above are exactly-once)")
 print(f"  fink, 5,000 files    {st:8.1f} s   against {ot:.1f} s in 20 files")
+print(f"ZTF catalogue: {n/ct:.0f} source alerts/s against {ten:.0f} for 10 streams (goal >= 1.0x: {n/ct/ten:.2f}x), "
+      f"RSS < 300 MB: {'met' if crss/1024 < 300 else 'MISSED'}")
 print(f"exactly-once / at-least-once throughput = {at/ot:.2f} (goal >= 0.90); 5,000 files / 20 files time = {st/ot:.2f}x (goal <= 1.5)")
 print(f"ratios: fink/broker ceiling = {one/pr:.2f} (goal >= 0.8); fink/Python = {one/py:.1f}x (goal >= 5); "
       f"1 stream >= 2000 alerts/s: {'met' if one >= 2000 else 'MISSED'}; RSS < 300 MB with 10 streams: {'met' if trss/1024 < 300 else 'MISSED'}")
