@@ -32,6 +32,10 @@ struct Cli {
     /// More logging (-v info, -vv debug); FINK_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// The night (YYYYMMDD) that `{night}`, `{year}`, `{month}`, `{day}` in source
+    /// paths and topic names stand for. Default: the current UTC night.
+    #[arg(long, global = true, env = "FINK_NIGHT", value_parser = parse_night)]
+    night: Option<fink::stream::night::Night>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -87,10 +91,6 @@ enum Cmd {
         /// No progress bar even on a terminal.
         #[arg(long)]
         no_progress: bool,
-        /// The night `{night}`, `{year}`, `{month}`, `{day}` in source paths stand for
-        /// (YYYYMMDD; default: the current UTC night).
-        #[arg(long, value_parser = parse_night)]
-        night: Option<fink::stream::night::Night>,
         /// End the run cleanly after this long (90s, 30m, 8h, 1h30m), delivering what is in flight.
         #[arg(long, value_parser = fink::stream::night::parse_duration)]
         exit_after: Option<std::time::Duration>,
@@ -186,17 +186,11 @@ enum StateCmd {
     Show {
         /// Only this stream.
         stream: Option<String>,
-        /// The night of night-scoped sources (YYYYMMDD; default: the current UTC night).
-        #[arg(long, value_parser = parse_night)]
-        night: Option<fink::stream::night::Night>,
     },
     /// Move a stream's progress to the start or the end of its source.
     /// Refused while the stream runs anywhere.
     Reset {
         stream: String,
-        /// The night of a night-scoped source (YYYYMMDD; default: the current UTC night).
-        #[arg(long, value_parser = parse_night)]
-        night: Option<fink::stream::night::Night>,
         /// Publish everything again.
         #[arg(long)]
         to_start: bool,
@@ -241,7 +235,8 @@ fn main() -> ExitCode {
     fink::sys::default_sigpipe();
     let args = Cli::parse();
     init_logging(args.verbose);
-    let ctx = Ctx { config: args.config, profile: args.profile, output: args.output };
+    let night = args.night.unwrap_or_else(fink::stream::night::Night::today);
+    let ctx = Ctx { config: args.config, profile: args.profile, output: args.output, night };
     match dispatch(&ctx, args.command) {
         Ok(code) => code,
         Err(e) => {
@@ -266,16 +261,13 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         Cmd::Filter { action: FilterCmd::Test { data, stream, expr } } => {
             cli::filter_test::filter_test(ctx, &data, stream.as_deref(), expr.as_deref())
         }
-        Cmd::Run { stream, until_idle, apply, no_progress, night, exit_after } => {
-            let night = night.unwrap_or_else(fink::stream::night::Night::today);
-            cli::run::run(ctx, stream, until_idle, apply, no_progress, night, exit_after)
+        Cmd::Run { stream, until_idle, apply, no_progress, exit_after } => {
+            cli::run::run(ctx, stream, until_idle, apply, no_progress, exit_after)
         }
         Cmd::Status { addr } => cli::run::status(ctx, addr),
-        Cmd::State { action: StateCmd::Show { stream, night } } => {
-            cli::state::show(ctx, stream, night.unwrap_or_else(fink::stream::night::Night::today))
-        }
-        Cmd::State { action: StateCmd::Reset { stream, night, to_start, to_end } } => {
-            cli::state::reset(ctx, stream, night.unwrap_or_else(fink::stream::night::Night::today), to_start, to_end)
+        Cmd::State { action: StateCmd::Show { stream } } => cli::state::show(ctx, stream),
+        Cmd::State { action: StateCmd::Reset { stream, to_start, to_end } } => {
+            cli::state::reset(ctx, stream, to_start, to_end)
         }
         Cmd::Consume { topic, max, from_beginning, group, user, schema, columns, follow } => {
             let opts = fink::stream::consume::ConsumeOptions { topic, max, from_beginning, group, schema, follow };

@@ -94,3 +94,31 @@ fn a_night_not_there_yet_is_waited_for_until_exit_after() {
     let r = w.fink(&["run", "--exit-after", "soon"]);
     assert_eq!(r.code, 2, "{}", r.all());
 }
+
+/// A topic per night (`fink_ztf_{night}` in Fink): `fink apply --night`
+/// creates that night's, and the night's alerts land there with only the
+/// selected `objectId`.
+#[test]
+fn a_topic_per_night_with_only_object_ids() {
+    let w = Workspace::new();
+    let prefix = unique("count");
+    let r =
+        w.fink(&["simulate", "--out", "src", "--alerts", "40", "--per-file", "20", "--nights", "2", "--seed", "23"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{prefix}_{{night}}\"\n\n[[stream]]\nname = \"count\"\nsource = {{ format = \"parquet\", path = \"src/{{night}}\" }}\ntopic = \"{prefix}_{{night}}\"\nselect = [\"objectId\"]\n"
+    ));
+    let r = w.fink(&["apply", "--auto-approve", "--night", "20200102"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.all().contains(&format!("{prefix}_20200102")), "{}", r.all());
+    assert_eq!(run_night(&w, "20200102"), 20);
+    let got = consume_all_decoded(&format!("{prefix}_20200102"), 1);
+    assert_eq!(got.len(), 20);
+    let want: BTreeSet<String> = source_records(&w.path().join("src/20200102"))
+        .iter()
+        .map(|r| r["objectId"].as_str().unwrap().to_string())
+        .collect();
+    let ids: BTreeSet<String> = got.iter().map(|(_, v)| v["objectId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, want);
+    assert!(got.iter().all(|(_, v)| v.as_object().unwrap().len() == 1), "only objectId: {:?}", got[0].1);
+}

@@ -17,10 +17,7 @@ pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Opti
         None => {
             let loaded = crate::loaded_or_return!(ctx);
             match stream_name {
-                Some(s) => {
-                    let night = crate::stream::night::Night::today();
-                    crate::stream::specs(&loaded, Some(s), &night)?.remove(0).compile_filters()?
-                }
+                Some(s) => crate::stream::specs(&loaded, Some(s), &ctx.night)?.remove(0).compile_filters()?,
                 None => {
                     let lib = crate::stream::library(&loaded.config);
                     loaded

@@ -23,12 +23,15 @@ pub struct Ctx {
     pub config: PathBuf,
     pub profile: Option<String>,
     pub output: Format,
+    /// What `{night}` in source paths and topic names stands for.
+    pub night: crate::stream::night::Night,
 }
 
 impl Ctx {
     pub fn load_options(&self) -> LoadOptions {
         let mut opts = LoadOptions::new(&self.config);
         opts.profile = self.profile.clone();
+        opts.night = Some(self.night.to_string());
         opts
     }
 

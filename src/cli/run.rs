@@ -17,7 +17,6 @@ pub fn run(
     until_idle: bool,
     apply: bool,
     no_progress: bool,
-    night: crate::stream::night::Night,
     exit_after: Option<std::time::Duration>,
 ) -> Result<ExitCode> {
     use std::io::IsTerminal;
@@ -29,7 +28,7 @@ pub fn run(
         apply,
         progress: !no_progress && std::io::stderr().is_terminal(),
         watch_config: !until_idle,
-        night,
+        night: ctx.night.clone(),
         exit_after,
     };
     crate::sys::limit_malloc_arenas();

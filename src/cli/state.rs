@@ -88,7 +88,8 @@ fn owner(v: &View, l: &Loaded, stream: &str) -> Option<String> {
     v.members.iter().find(|m| m.partitions.contains(&p)).map(|m| m.instance.clone())
 }
 
-pub fn show(ctx: &Ctx, only: Option<String>, night: stream::night::Night) -> Result<ExitCode> {
+pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
+    let night = ctx.night.clone();
     let l = crate::loaded_or_return!(ctx);
     let v = view(&l, only.as_deref(), &night)?;
     let store = if v.exactly_once {
@@ -161,7 +162,8 @@ pub fn show(ctx: &Ctx, only: Option<String>, night: stream::night::Night) -> Res
     Ok(code)
 }
 
-pub fn reset(ctx: &Ctx, name: String, night: stream::night::Night, to_start: bool, to_end: bool) -> Result<ExitCode> {
+pub fn reset(ctx: &Ctx, name: String, to_start: bool, to_end: bool) -> Result<ExitCode> {
+    let night = ctx.night.clone();
     let l = crate::loaded_or_return!(ctx);
     if to_start == to_end {
         bail!("say where to: --to-start (publish everything again) or --to-end (skip what is there now)");

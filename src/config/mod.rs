@@ -81,11 +81,14 @@ pub struct LoadOptions {
     pub profile: Option<String>,
     /// Take `FINK_SECTION__KEY` overrides from the environment.
     pub env_overrides: bool,
+    /// The night (`YYYYMMDD`) topic names with `{night}` are for
+    /// (`fink_ztf_{night}`); `None`: they stay as written.
+    pub night: Option<String>,
 }
 
 impl LoadOptions {
     pub fn new(config: impl Into<PathBuf>) -> Self {
-        LoadOptions { config: config.into(), profile: None, env_overrides: true }
+        LoadOptions { config: config.into(), profile: None, env_overrides: true, night: None }
     }
 }
 
@@ -237,6 +240,15 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         }
     };
     let includes = include::load(&mut config, &config_path, &mut sources).map_err(ConfigErrors)?;
+    if let Some(night) = &opts.night {
+        // A topic per night (`fink_ztf_{night}`): named for this night
+        // everywhere a topic name appears. Source paths are expanded per
+        // stream, which also keeps their progress per night.
+        let x = |s: &mut String| *s = validate::expand_night(s, night);
+        config.topics.iter_mut().for_each(|t| x(&mut t.name));
+        config.streams.iter_mut().for_each(|s| x(&mut s.topic));
+        config.acls.iter_mut().for_each(|a| a.topic.iter_mut().for_each(x));
+    }
 
     let located = validate::validate(&config, &base_dir);
     let mut errs = Vec::new();

@@ -444,8 +444,19 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
     }
 }
 
-/// The placeholders a source path may use (`science/{night}`).
+/// The placeholders a source path or a topic name may use (`science/{night}`).
 pub const PLACEHOLDERS: &[&str] = &["night", "year", "month", "day"];
+
+/// `text` with the placeholders of `night` (`YYYYMMDD`) replaced.
+pub fn expand_night(text: &str, night: &str) -> String {
+    if night.len() != 8 {
+        return text.to_string();
+    }
+    text.replace("{night}", night)
+        .replace("{year}", &night[..4])
+        .replace("{month}", &night[4..6])
+        .replace("{day}", &night[6..])
+}
 
 /// Whether a source path depends on the night.
 pub fn is_templated(path: &str) -> bool {

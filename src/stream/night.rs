@@ -50,10 +50,7 @@ impl Night {
 
     /// `path` with its placeholders replaced.
     pub fn expand(&self, path: &str) -> String {
-        path.replace("{night}", &self.to_string())
-            .replace("{year}", &format!("{:04}", self.year))
-            .replace("{month}", &format!("{:02}", self.month))
-            .replace("{day}", &format!("{:02}", self.day))
+        crate::config::validate::expand_night(path, &self.to_string())
     }
 }
 

@@ -293,12 +293,15 @@ impl FilterSet {
         let mut ctx = self.root.new_inner_scope();
         let nulls = f.on_null == OnNull::False;
         for var in &f.variables {
-            if let Some(col) = batch.column_by_name(var) {
-                match to_cel_with(col, row, &f.fields, nulls) {
+            match batch.column_by_name(var) {
+                Some(col) => match to_cel_with(col, row, &f.fields, nulls) {
                     Some(v) => ctx.add_variable_from_value(var.clone(), v),
                     None if nulls => ctx.add_variable_from_value(var.clone(), null_of(col.data_type(), &f.fields)),
                     None => {}
-                }
+                },
+                // A column the data does not have is missing: null too.
+                None if nulls => ctx.add_variable_from_value(var.clone(), Value::Null),
+                None => {}
             }
         }
         match Value::resolve(&f.ast, &ctx) {
@@ -321,11 +324,14 @@ pub fn to_cel(array: &ArrayRef, row: usize, fields: &BTreeSet<String>) -> Option
 fn null_of(dt: &DataType, fields: &BTreeSet<String>) -> Value {
     match dt {
         DataType::Struct(children) => {
-            let m: HashMap<Key, Value> = children
+            let mut m: HashMap<Key, Value> = children
                 .iter()
                 .filter(|c| fields.contains(c.name()))
                 .map(|c| (Key::String(Arc::new(c.name().clone())), null_of(c.data_type(), fields)))
                 .collect();
+            for name in fields {
+                m.entry(Key::String(Arc::new(name.clone()))).or_insert(Value::Null);
+            }
             Value::Map(Map { map: Arc::new(m) })
         }
         _ => Value::Null,
@@ -381,6 +387,13 @@ fn to_cel_with(array: &ArrayRef, row: usize, fields: &BTreeSet<String>, nulls: b
                         }
                         None => {}
                     }
+                }
+            }
+            if nulls {
+                // Fields named in the expression that this struct lacks are
+                // missing: null too (extra keys elsewhere are never read).
+                for name in fields {
+                    m.entry(Key::String(Arc::new(name.clone()))).or_insert(Value::Null);
                 }
             }
             Value::Map(Map { map: Arc::new(m) })
@@ -597,6 +610,9 @@ mod tests {
         // A null nested field: has() is false, comparisons false.
         assert_eq!(kept_in("has(candidate.sgscore1)", OnNull::False), (vec![true, false, true], 0));
         assert_eq!(kept_in("candidate.sgscore1 < 0.5", OnNull::False), (vec![true, false, false], 0));
+        // A missing column or struct field reads as null.
+        assert_eq!(kept_in("nosuch > 1 || candidate.nosuch < 1", OnNull::False), (vec![false, false, false], 0));
+        assert_eq!(kept_in("!(nosuch > 1)", OnNull::False), (vec![true, true, true], 0));
         // == and != with a null: as pandas, not equal.
         assert_eq!(kept_in("ndet != 3", OnNull::False), (vec![true, true, false], 0));
     }
