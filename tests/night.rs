@@ -78,15 +78,20 @@ fn a_night_not_there_yet_is_waited_for_until_exit_after() {
     let w = Workspace::new();
     let topic = unique("wait");
     w.config(&format!(
-        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"n\"\nsource = {{ format = \"parquet\", path = \"src/{{night}}\" }}\ntopic = \"{topic}\"\n"
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"n\"\nsource = {{ format = \"parquet\", path = \"src/{{night}}\" }}\ntopic = \"{topic}\"\n"
     ));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
     let started = std::time::Instant::now();
-    let r = w.fink(&["run", "--no-progress", "--night", "20300101", "--exit-after", "3s"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "ended before --exit-after");
-    assert!(r.stderr.contains("the folder of night 20300101"), "{}", r.stderr);
-    assert!(r.stderr.contains("waiting for it"), "{}", r.stderr);
+    let mut run = FinkRun::spawn(&w, &["--night", "20300101", "--exit-after", "8s"]);
+    run.wait("the waiting message", || {
+        let log = run.log_text();
+        log.contains("the folder of night 20300101") && log.contains("waiting for it")
+    });
+    // It ends by itself, cleanly, once --exit-after has passed.
+    let status = run.child.wait().unwrap();
+    assert!(status.success(), "{}", run.log_text());
+    assert!(started.elapsed() >= std::time::Duration::from_secs(8), "ended before --exit-after");
+    assert!(run.log_text().contains("--exit-after reached"), "{}", run.log_text());
     // Bad values are refused before anything runs.
     let r = w.fink(&["run", "--night", "20300231"]);
     assert_eq!(r.code, 2, "{}", r.all());

@@ -69,7 +69,7 @@ fn view(l: &Loaded, only: Option<&str>, night: &stream::night::Night) -> Result<
     let progress = specs
         .into_iter()
         .map(|s| {
-            let p = match state::progress_of(&records, &run.state_key(&s.name)) {
+            let p = match state::progress_of(&records, &run.state_key(&stream::progress_name(&s.name, &s.night))) {
                 state::Found::Nothing => Ok(None),
                 state::Found::Progress(p) => Ok(Some(*p)),
                 state::Found::Corrupt(e) => Err(e),
@@ -80,11 +80,12 @@ fn view(l: &Loaded, only: Option<&str>, night: &stream::night::Night) -> Result<
     Ok(View { exactly_once: true, progress, members, partitions })
 }
 
-fn owner(v: &View, l: &Loaded, stream: &str) -> Option<String> {
+fn owner(v: &View, l: &Loaded, spec: &StreamSpec) -> Option<String> {
     if !v.exactly_once {
         return None;
     }
-    let p = state::partition_for(&l.config.run.state_key(stream), v.partitions);
+    let key = l.config.run.state_key(&stream::progress_name(&spec.name, &spec.night));
+    let p = state::partition_for(&key, v.partitions);
     v.members.iter().find(|m| m.partitions.contains(&p)).map(|m| m.instance.clone())
 }
 
@@ -100,7 +101,7 @@ pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut bad = false;
     for (s, p) in &v.progress {
-        let running_on = owner(&v, &l, &s.name);
+        let running_on = owner(&v, &l, s);
         let mut row = Row {
             stream: s.name.clone(),
             files_done: None,
@@ -169,7 +170,8 @@ pub fn reset(ctx: &Ctx, name: String, to_start: bool, to_end: bool) -> Result<Ex
         bail!("say where to: --to-start (publish everything again) or --to-end (skip what is there now)");
     }
     let v = view(&l, Some(&name), &night)?;
-    if let Some(on) = owner(&v, &l, &name) {
+    let spec = v.progress.first().map(|(s, _)| s.clone());
+    if let Some(on) = spec.as_ref().and_then(|s| owner(&v, &l, s)) {
         eprintln!(
             "stream {name:?} is running on instance {on}: stop every `fink run` of group {:?} first (or remove the stream \
              from their fink.toml), then reset it",
