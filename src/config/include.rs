@@ -196,26 +196,8 @@ fn walk(
             config.acls.extend(inc.acls);
             config.streams.extend(inc.streams);
             let mut dup = Vec::new();
-            for (k, v) in inc.filters {
-                match config.filters.entry(k) {
-                    std::collections::btree_map::Entry::Occupied(e) => {
-                        dup.push(vec![Seg::Key("filter".into()), Seg::Key(e.key().clone())])
-                    }
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(v);
-                    }
-                }
-            }
-            for (k, v) in inc.consts {
-                match config.consts.entry(k) {
-                    std::collections::btree_map::Entry::Occupied(e) => {
-                        dup.push(vec![Seg::Key("const".into()), Seg::Key(e.key().clone())])
-                    }
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(v);
-                    }
-                }
-            }
+            merge_named(&mut config.filters, inc.filters, "filter", &mut dup);
+            merge_named(&mut config.consts, inc.consts, "const", &mut dup);
             let mut src = src;
             src.slots = Some(slots);
             for path in dup {
@@ -238,6 +220,20 @@ fn walk(
             stack.push(canonical);
             walk(config, &nested_dir, &nested, stack, sources, files, errors, &shown);
             stack.pop();
+        }
+    }
+}
+
+/// Add `from`'s named items to `into`; names already there are duplicates.
+fn merge_named<V>(into: &mut BTreeMap<String, V>, from: BTreeMap<String, V>, kind: &str, dup: &mut Vec<KeyPath>) {
+    for (k, v) in from {
+        match into.entry(k) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                dup.push(vec![Seg::Key(kind.into()), Seg::Key(e.key().clone())])
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
         }
     }
 }

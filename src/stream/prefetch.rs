@@ -15,7 +15,6 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::SystemTime;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -28,22 +27,8 @@ pub const PREFETCH_MAX: u64 = 1 << 20;
 /// Files decoded ahead of the streams, at most.
 pub const AHEAD: usize = 8;
 
-/// A file as it was when hinted: a file replaced since is read again.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-struct Key {
-    path: PathBuf,
-    format: SourceFormat,
-    batch_size: usize,
-    len: u64,
-    modified: Option<SystemTime>,
-}
-
-impl Key {
-    fn of(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Key> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() })
-    }
-}
+// A file as it was when hinted: a file replaced since is read again.
+use super::shared::Key;
 
 /// What opening the file gave: its schema and batches (a corrupt part as
 /// the last item, as when read directly), or why it could not be opened.
@@ -107,8 +92,8 @@ pub fn ahead(paths: &[PathBuf], format: SourceFormat, batch_size: usize) {
     let p = prefetcher();
     let mut c = p.cache.lock().unwrap();
     for path in paths.iter().take(AHEAD) {
-        let Some(key) = Key::of(path, format, batch_size) else { continue };
-        if key.len > PREFETCH_MAX || c.entries.contains_key(&key) {
+        let Ok(key) = Key::of(path, format, batch_size) else { continue };
+        if key.len() > PREFETCH_MAX || c.entries.contains_key(&key) {
             continue;
         }
         while c.order.len() >= AHEAD {
@@ -133,7 +118,7 @@ pub fn take(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Deco
     if c.entries.is_empty() {
         return None;
     }
-    let key = Key::of(path, format, batch_size)?;
+    let key = Key::of(path, format, batch_size).ok()?;
     loop {
         match c.entries.get(&key) {
             None => return None,

@@ -29,14 +29,24 @@ pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
 
 type Item = Result<RecordBatch, String>;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
-    path: PathBuf,
-    format: SourceFormat,
-    batch_size: usize,
-    // A file replaced under the same name is a different file.
+/// A file as it is now: one replaced under the same name is another file.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(super) struct Key {
+    pub path: PathBuf,
+    pub format: SourceFormat,
+    pub batch_size: usize,
     len: u64,
     modified: Option<SystemTime>,
+}
+
+impl Key {
+    pub fn of(path: &Path, format: SourceFormat, batch_size: usize) -> std::io::Result<Key> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() })
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 struct Window {
@@ -159,8 +169,7 @@ fn open_expecting(
     expected: usize,
     lagging: Option<Arc<AtomicBool>>,
 ) -> Result<SharedReader, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {e}"))?;
-    let key = Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() };
+    let key = Key::of(path, format, batch_size).map_err(|e| format!("cannot open: {e}"))?;
     let file = {
         let mut reg = registry().lock().unwrap();
         reg.retain(|_, w| w.strong_count() > 0);

@@ -31,20 +31,10 @@ impl Library {
     /// Only what `uses` names: two streams' libraries compare equal when
     /// what their filters use is the same.
     pub fn restricted(&self, uses: &BTreeSet<String>) -> Library {
-        Library {
-            consts: self
-                .consts
-                .iter()
-                .filter(|(k, _)| uses.contains(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            filters: self
-                .filters
-                .iter()
-                .filter(|(k, _)| uses.contains(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+        fn only<V: Clone>(m: &BTreeMap<String, V>, uses: &BTreeSet<String>) -> BTreeMap<String, V> {
+            m.iter().filter(|(k, _)| uses.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()
         }
+        Library { consts: only(&self.consts, uses), filters: only(&self.filters, uses) }
     }
 }
 
