@@ -103,7 +103,7 @@ fn kill_9_of_one_broker_of_three_mid_stream_fails_no_stream_and_loses_nothing() 
     assert!(out.status.success(), "restart of the killed node: {}", String::from_utf8_lossy(&out.stderr));
     run.wait("the stream to finish", || run.stream("t")["state"]["state"] == "idle");
     let s = run.stream("t");
-    assert_eq!(s["restarts"], 0, "no stream failed: {s}");
+    assert_eq!(s["restarts"], 0, "no stream failed: {s}\n{}", run.log_text());
     let all = candids3(&topic, 3);
     let distinct: BTreeSet<i64> = all.iter().copied().collect();
     assert_eq!(distinct.len(), alerts, "every alert");

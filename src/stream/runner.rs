@@ -861,6 +861,10 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
             Err(e) => {
                 let (retriable, abort) = match &e {
                     rdkafka::error::KafkaError::Transaction(re) => (re.is_retriable(), re.txn_requires_abort()),
+                    // rdkafka flushes before committing: a step that ends
+                    // with batches still in flight (a broker away, a leader
+                    // moving) is a timeout to ask again, not a failure.
+                    e if step_timed_out(e) => (true, false),
                     _ => (false, false),
                 };
                 if abort {
@@ -901,6 +905,11 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
     Ok(true)
 }
 
+/// A transactional call's step ran out while rdkafka was flushing.
+fn step_timed_out(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(e, rdkafka::error::KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+}
+
 /// How long one call of a transactional API may block.
 const TXN_STEP: Duration = Duration::from_millis(500);
 
@@ -917,6 +926,7 @@ fn stepped(
         match f(step) {
             Err(rdkafka::error::KafkaError::Transaction(e))
                 if e.is_retriable() && Instant::now() < until && !control.past_deadline() => {}
+            Err(e) if step_timed_out(&e) && Instant::now() < until && !control.past_deadline() => {}
             r => return r,
         }
     }
