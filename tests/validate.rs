@@ -114,7 +114,7 @@ fn inline_password_is_a_warning_and_never_printed() {
     let w = ws("[[user]]\nname = \"u\"\npassword = \"hunter2-inline\"\n");
     let r = w.fink(&["validate"]);
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stderr.contains("fink.toml:8:12: warning: user \"u\": inline password"), "{}", r.stderr);
+    assert!(r.stderr.contains("fink.toml:8:12: warning: user \"u\": inline secret"), "{}", r.stderr);
     assert!(!r.all().contains("hunter2-inline"));
 }
 

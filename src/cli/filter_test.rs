@@ -35,7 +35,9 @@ pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Opti
     if filters.is_empty() {
         anyhow::bail!("no filters to test: declare [filter.NAME] or pass --expr");
     }
-    let report = crate::stream::filter_test::run(&filters, data)?;
+    // A remote --data URL uses the config's store settings when there is one.
+    let loaded = ctx.load().ok();
+    let report = crate::stream::filter_test::run_in(loaded.as_ref(), &filters, data)?;
     if ctx.json() {
         output::print_json(&report)?;
     } else {

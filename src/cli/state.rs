@@ -192,14 +192,10 @@ pub fn reset(ctx: &Ctx, name: String, to_start: bool, to_end: bool) -> Result<Ex
     let mut p = Progress::new(&name);
     let listed_at = stream::now_ms();
     if to_end {
-        let files = stream::source::list_files_changed(&spec.source_root, spec.format).unwrap_or_default();
-        let mut listing: Vec<Listed> = files
-            .iter()
-            .map(|(f, changed_ms)| Listed {
-                rel: f.strip_prefix(&spec.source_root).unwrap_or(f).to_string_lossy().into_owned(),
-                changed_ms: *changed_ms,
-            })
-            .collect();
+        let store = stream::store::Store::open(&spec.source).map_err(|e| anyhow!("{e}"))?;
+        let files = store.list(spec.format).map_err(|e| anyhow!("listing {}: {e}", spec.source.display()))?;
+        let mut listing: Vec<Listed> =
+            files.into_iter().map(|f| Listed { rel: f.rel, changed_ms: f.changed_ms }).collect();
         listing.sort();
         for f in &listing {
             p.mark_done(&f.rel);

@@ -11,11 +11,12 @@ use crate::stream;
 pub fn validate(ctx: &Ctx, data: Option<&std::path::Path>) -> Result<ExitCode> {
     let mut result = ctx.load();
     if let (Ok(l), Some(d)) = (&result, data) {
-        let format = stream::source::detect_format(d)
-            .ok_or_else(|| anyhow::anyhow!("{}: no Parquet or Avro alert files", d.display()))?;
-        let file = if d.is_file() { d.to_path_buf() } else { stream::source::list_files(d, format)?.remove(0) };
-        let reader = stream::source::open(&file, format, 16).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let errs = crate::check::against_schema(l, &reader.schema, &format!("sample {}", file.display()));
+        let (store, format, inputs) = stream::data_inputs(Some(l), d)?;
+        let input = inputs.first().ok_or_else(|| anyhow::anyhow!("{}: no alert files", d.display()))?;
+        let how = stream::source::How::all(format, 16);
+        let reader = stream::source::open_file(&store, input, &how)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", store.url_of(&input.rel)))?;
+        let errs = crate::check::against_schema(l, &reader.schema, &format!("sample {}", store.url_of(&input.rel)));
         if !errs.is_empty() {
             result = Err(crate::config::ConfigErrors(errs));
         }

@@ -50,6 +50,9 @@ pub struct Config {
     /// Chat or webhook messages for a stream's alerts.
     #[serde(default, rename = "notify")]
     pub notify: Vec<NotifyConfig>,
+    /// Object stores and HDFS clusters that sources name.
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageConfig>,
 }
 
 /// `[[notify]]`: a short message per published alert of a stream, posted
@@ -607,11 +610,91 @@ pub enum SourceFormat {
     Avro,
 }
 
+/// Where a stream reads alerts.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub format: SourceFormat,
+    /// A directory (relative to fink.toml), `file:///dir`,
+    /// `s3://bucket/prefix` or `hdfs://namenode:port/path`; `{night}`
+    /// and the other night fields are expanded.
     pub path: String,
+    /// A `[storage.NAME]` table with the store's settings.
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// Time between two listings of a remote source (default 2000 ms).
+    #[serde(default)]
+    pub poll_interval_ms: Option<u64>,
+    // Store settings given here override the named storage's (see
+    // [`StorageConfig`] for each).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key: Option<Secret>,
+    #[serde(default)]
+    pub secret_key: Option<Secret>,
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl SourceConfig {
+    /// The store settings given on the source itself.
+    pub fn settings(&self) -> StorageConfig {
+        StorageConfig {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            allow_http: self.allow_http,
+            user: self.user.clone(),
+        }
+    }
+}
+
+/// Settings of an object store or HDFS, shared by sources as
+/// `[storage.NAME]` or given on a source.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// S3: the endpoint URL of an S3-compatible server
+    /// (`http://127.0.0.1:9000`); AWS when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// S3: the region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// S3: the access key id (a secret: a string, `{ env = "VAR" }` or
+    /// `{ file = "path" }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<Secret>,
+    /// S3: the secret access key (same forms as `access_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<Secret>,
+    /// S3: allow plain `http://` endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<bool>,
+    /// HDFS: the user to act as (default: `HADOOP_USER_NAME`, then the
+    /// system user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl StorageConfig {
+    /// These settings, with `base`'s where these have none.
+    pub fn over(&self, base: &StorageConfig) -> StorageConfig {
+        StorageConfig {
+            endpoint: self.endpoint.clone().or_else(|| base.endpoint.clone()),
+            region: self.region.clone().or_else(|| base.region.clone()),
+            access_key: self.access_key.clone().or_else(|| base.access_key.clone()),
+            secret_key: self.secret_key.clone().or_else(|| base.secret_key.clone()),
+            allow_http: self.allow_http.or(base.allow_http),
+            user: self.user.clone().or_else(|| base.user.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

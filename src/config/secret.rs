@@ -46,7 +46,7 @@ impl Serialize for Secret {
 }
 
 /// A resolved secret value. Debug and Display print `(sensitive)`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SecretValue(String);
 
 impl SecretValue {

@@ -339,7 +339,15 @@ fn check_consts(c: &mut Checker, cfg: &Config) {
 }
 
 /// [[stream]]
-fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
+fn check_streams(c: &mut Checker, cfg: &Config, base: &Path, n: &Names) {
+    for (name, st) in &cfg.storage {
+        let ctx = format!("storage {name:?}");
+        for (k, secret) in [("access_key", &st.access_key), ("secret_key", &st.secret_key)] {
+            if let Some(secret) = secret {
+                check_secret(c, vec![key("storage"), key(name), key(k)], secret, base, &ctx);
+            }
+        }
+    }
     let mut streams = BTreeMap::new();
     for (i, s) in cfg.streams.iter().enumerate() {
         let at = |k: &str| vec![key("stream"), Seg::Index(i), key(k)];
@@ -379,6 +387,43 @@ fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
                 format!("{ctx}: source path is empty"),
             );
         }
+        let src_at = |k: &str| vec![key("stream"), Seg::Index(i), key("source"), key(k)];
+        for (k, secret) in [("access_key", &s.source.access_key), ("secret_key", &s.source.secret_key)] {
+            if let Some(secret) = secret {
+                check_secret(c, src_at(k), secret, base, &ctx);
+            }
+        }
+        if let Err(e) = crate::stream::store::check_url(&s.source.path) {
+            c.err(src_at("path"), format!("{ctx}: {e}"));
+        }
+        if let Some(name) = &s.source.storage {
+            if !cfg.storage.contains_key(name) {
+                c.err(src_at("storage"), format!("{ctx}: storage {name:?} is not declared (no [storage.{name}])"));
+            }
+        }
+        if s.source.poll_interval_ms == Some(0) {
+            c.err(src_at("poll_interval_ms"), format!("{ctx}: poll_interval_ms must be at least 1"));
+        }
+        let settings = match s.source.storage.as_ref().and_then(|n| cfg.storage.get(n)) {
+            Some(base) => s.source.settings().over(base),
+            None => s.source.settings(),
+        };
+        if settings.access_key.is_some() != settings.secret_key.is_some() {
+            c.err(
+                src_at("path"),
+                format!("{ctx}: give both access_key and secret_key (or neither, for a public bucket)"),
+            );
+        }
+        if let Some(e) = &settings.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                c.err(src_at("path"), format!("{ctx}: storage endpoint {e:?} is not an http:// or https:// URL"));
+            } else if e.starts_with("http://") && settings.allow_http != Some(true) {
+                c.err(
+                    src_at("path"),
+                    format!("{ctx}: endpoint {e:?} is plain http: set allow_http = true to allow it"),
+                );
+            }
+        }
         if !s.select.is_empty() && !s.drop.is_empty() {
             for (j, d) in s.drop.iter().enumerate() {
                 let top = d.split('.').next().unwrap_or(d);
@@ -395,7 +440,7 @@ fn check_streams(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
 
 fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, ctx: &str) {
     if s.is_inline() {
-        c.warn(path.clone(), format!("{ctx}: inline password; prefer {{ env = \"VAR\" }} or {{ file = \"path\" }}"));
+        c.warn(path.clone(), format!("{ctx}: inline secret; prefer {{ env = \"VAR\" }} or {{ file = \"path\" }}"));
     }
     if let Err(e) = s.check(base) {
         c.err(path, format!("{ctx}: {e}"));

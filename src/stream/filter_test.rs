@@ -119,12 +119,15 @@ fn short_type(dt: &DataType) -> String {
 }
 
 pub fn run(filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
-    let format =
-        source::detect_format(data).ok_or_else(|| anyhow!("{}: no Parquet or Avro alert files", data.display()))?;
-    let files = if data.is_file() { vec![data.to_path_buf()] } else { source::list_files(data, format)? };
+    run_in(None, filters, data)
+}
+
+/// [`run`], with the config whose store settings a remote `data` URL uses.
+pub fn run_in(loaded: Option<&crate::config::Loaded>, filters: &[Filter], data: &Path) -> Result<Vec<FilterReport>> {
+    let (store, format, inputs) = super::data_inputs(loaded, data)?;
     let mut batches = Vec::new();
-    for f in &files {
-        let (_, b) = source::read_all(f, format).map_err(|e| anyhow!("{}: {e}", f.display()))?;
+    for i in &inputs {
+        let (_, b) = source::read_input(&store, i, format).map_err(|e| anyhow!("{}: {e}", store.url_of(&i.rel)))?;
         batches.extend(b);
     }
     let mut reports = Vec::new();

@@ -3,6 +3,7 @@
 //! [`StreamSpec`] is the configuration that builds a running stream.
 
 pub mod checkpoint;
+pub mod columns;
 pub mod consume;
 pub mod encode;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod shared;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +35,14 @@ use filter::{Filter, Library, OnNull};
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamSpec {
     pub name: String,
-    pub source_root: PathBuf,
+    /// Where its files are: a local directory, S3 or HDFS.
+    pub source: store::Root,
+    /// The columns read from its source's Parquet files: what every stream
+    /// on that source needs (the same for all of them, so they share
+    /// decoded files).
+    pub columns: source::Columns,
+    /// Between two listings of a remote source.
+    pub poll_interval: std::time::Duration,
     /// The night a `{night}` source path was expanded for.
     pub night: Option<String>,
     /// `[[notify]]` entries for this stream.
@@ -126,7 +135,7 @@ pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Resul
     let admin_user = cfg.cluster.admin.as_ref().map(|a| a.user.clone()).unwrap_or_default();
     let state = loaded.path(&cfg.run.state_dir);
     let lib = library(cfg);
-    let mut out = Vec::new();
+    let mut out: Vec<StreamSpec> = Vec::new();
     for s in &cfg.streams {
         if only.is_some_and(|o| o != s.name) {
             continue;
@@ -150,7 +159,13 @@ pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Resul
             cfg.users.iter().find(|u| u.name == user).map(|u| u.mechanism).unwrap_or(cfg.cluster.sasl_mechanism);
         out.push(StreamSpec {
             name: s.name.clone(),
-            source_root: loaded.path(&night.expand(&s.source.path)),
+            source: source_root(loaded, &s.source, night).map_err(|e| anyhow!("stream {:?}: {e}", s.name))?,
+            columns: source::Columns::All,
+            poll_interval: s
+                .source
+                .poll_interval_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(store::DEFAULT_POLL_INTERVAL),
             night: stream_night.clone(),
             notify: cfg
                 .notify
@@ -188,7 +203,178 @@ pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Resul
             return Err(anyhow!("no stream named {o:?} in fink.toml"));
         }
     }
+    // Streams on one source read the union of their columns (the same
+    // whether one of them or all run, so they share decoded files).
+    let all_needs = all_needs(loaded, night);
+    for spec in &mut out {
+        spec.columns = all_needs
+            .iter()
+            .filter(|(root, format, _)| root == &spec.source && *format == spec.format)
+            .fold(None::<source::Columns>, |acc, (_, _, c)| Some(acc.map_or(c.clone(), |a| a.union(c))))
+            .unwrap_or_default();
+    }
     Ok(out)
+}
+
+/// (source, format, columns needed) of every declared stream.
+fn all_needs(loaded: &Loaded, night: &night::Night) -> Vec<(store::Root, SourceFormat, source::Columns)> {
+    let cfg = &loaded.config;
+    let lib = library(cfg);
+    cfg.streams
+        .iter()
+        .filter_map(|s| {
+            let mut reads = std::collections::BTreeSet::new();
+            let exprs = s
+                .filters
+                .iter()
+                .filter_map(|f| cfg.filters.get(f).map(|c| (f.as_str(), c.expr.as_str(), c.on_null)))
+                .chain(s.filter.as_deref().map(|e| ("inline", e, OnNull::Error)));
+            for (name, expr, on_null) in exprs {
+                match Filter::compile_in(name, expr, on_null, &lib) {
+                    Ok(f) => reads.extend(f.variables),
+                    // Not compiled: read everything rather than guess.
+                    Err(_) => {
+                        return Some((
+                            source_root(loaded, &s.source, night).ok()?,
+                            s.source.format,
+                            source::Columns::All,
+                        ))
+                    }
+                }
+            }
+            let root = source_root(loaded, &s.source, night).ok()?;
+            Some((root, s.source.format, source::Columns::of_stream(&s.select, &s.drop, &reads)))
+        })
+        .collect()
+}
+
+/// The alert files a `--data` argument names: a local file or directory,
+/// or a `file://`, `s3://` or `hdfs://` URL of a prefix or one object. A
+/// remote URL uses the store settings of a source of the config on the
+/// same bucket or namenode (or the only `[storage]`), credentials included.
+pub fn data_inputs(
+    loaded: Option<&Loaded>,
+    data: &std::path::Path,
+) -> Result<(std::sync::Arc<store::Store>, SourceFormat, Vec<store::Input>)> {
+    let text = data.to_string_lossy();
+    let Some((_, rest)) = store::scheme_of(&text) else {
+        let format =
+            source::detect_format(data).ok_or_else(|| anyhow!("{}: no Parquet or Avro alert files", data.display()))?;
+        if data.is_file() {
+            let (st, input) = store::local_file(data)?;
+            return Ok((st, format, vec![input]));
+        }
+        let st = store::Store::open(&store::Root::Local(data.to_path_buf())).map_err(|e| anyhow!("{e}"))?;
+        let inputs = st.list(format).map_err(|e| anyhow!("{}: {e}", data.display()))?;
+        return Ok((st, format, inputs));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let same_place = |p: &str| store::scheme_of(p).is_some_and(|(_, r)| r.split('/').next() == Some(authority));
+    let template = loaded.and_then(|l| {
+        l.config.streams.iter().map(|s| &s.source).find(|s| same_place(&s.path)).cloned().or_else(|| {
+            let mut storages = l.config.storage.keys();
+            match (storages.next(), storages.next()) {
+                (Some(only), None) => l
+                    .config
+                    .streams
+                    .first()
+                    .map(|s| crate::config::SourceConfig { storage: Some(only.clone()), ..s.source.clone() }),
+                _ => None,
+            }
+        })
+    });
+    // One object: list its folder and keep it.
+    let one = [".parquet", ".avro", ".avro.gz"].iter().any(|e| text.ends_with(e));
+    let (dir, name) = if one {
+        text.rsplit_once('/').map(|(d, n)| (d.to_string(), Some(n))).unwrap_or((text.to_string(), None))
+    } else {
+        (text.to_string(), None)
+    };
+    let mut src = template.unwrap_or(crate::config::SourceConfig {
+        format: SourceFormat::Parquet,
+        path: String::new(),
+        storage: None,
+        poll_interval_ms: None,
+        endpoint: None,
+        region: None,
+        access_key: None,
+        secret_key: None,
+        allow_http: None,
+        user: None,
+    });
+    src.path = dir;
+    let no_storage = Default::default();
+    let (base, storage) = match loaded {
+        Some(l) => (l.base_dir.clone(), &l.config.storage),
+        None => (PathBuf::from("."), &no_storage),
+    };
+    let root = resolve_root(&base, storage, &src, &night::Night::today())?;
+    let st = store::Store::open(&root).map_err(|e| anyhow!("{e}"))?;
+    for format in [SourceFormat::Parquet, SourceFormat::Avro] {
+        let mut inputs = st.list(format).map_err(|e| anyhow!("{}: {e}", root.display()))?;
+        if let Some(n) = name {
+            inputs.retain(|i| i.rel == n);
+        }
+        if !inputs.is_empty() {
+            return Ok((st, format, inputs));
+        }
+    }
+    Err(anyhow!("{text}: no Parquet or Avro alert files"))
+}
+
+/// Where a source's files are: its path (night fields expanded) and its
+/// store settings, secrets resolved.
+pub fn source_root(loaded: &Loaded, src: &crate::config::SourceConfig, night: &night::Night) -> Result<store::Root> {
+    resolve_root(&loaded.base_dir, &loaded.config.storage, src, night)
+}
+
+fn resolve_root(
+    base_dir: &std::path::Path,
+    storage: &std::collections::BTreeMap<String, crate::config::StorageConfig>,
+    src: &crate::config::SourceConfig,
+    night: &night::Night,
+) -> Result<store::Root> {
+    let path = night.expand(&src.path);
+    store::check_url(&path).map_err(|e| anyhow!("{e}"))?;
+    let settings = match &src.storage {
+        Some(name) => {
+            let base = storage
+                .get(name)
+                .ok_or_else(|| anyhow!("source names storage {name:?}, which no [storage.{name}] declares"))?;
+            src.settings().over(base)
+        }
+        None => src.settings(),
+    };
+    let secret = |s: &Option<crate::config::Secret>, what: &str| -> Result<Option<crate::config::SecretValue>> {
+        s.as_ref().map(|s| s.resolve(base_dir).map_err(|e| anyhow!("source {what}: {e}"))).transpose()
+    };
+    let Some((scheme, rest)) = store::scheme_of(&path) else {
+        return Ok(store::Root::Local(base_dir.join(&path)));
+    };
+    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/').to_string();
+    let url = format!("{scheme}://{authority}/{prefix}");
+    Ok(match scheme {
+        "file" => store::Root::Local(PathBuf::from(format!("/{}", rest.trim_start_matches('/')))),
+        "s3" => store::Root::Remote(store::Remote {
+            url,
+            prefix,
+            kind: store::RemoteKind::S3 {
+                bucket: authority.to_string(),
+                endpoint: settings.endpoint.clone(),
+                region: settings.region.clone(),
+                access_key: secret(&settings.access_key, "access_key")?,
+                secret_key: secret(&settings.secret_key, "secret_key")?,
+                allow_http: settings.allow_http.unwrap_or(false),
+            },
+        }),
+        "hdfs" => store::Root::Remote(store::Remote {
+            url,
+            prefix,
+            kind: store::RemoteKind::Hdfs { namenode: format!("hdfs://{authority}"), user: settings.user.clone() },
+        }),
+        other => return Err(anyhow!("unknown scheme {other:?}")),
+    })
 }
 
 /// The connection a stream publishes with (its user's SCRAM credentials,
@@ -228,6 +414,13 @@ pub struct Stats {
     pub notified: AtomicU64,
     pub notify_failed: AtomicU64,
     pub notify_dropped: AtomicU64,
+    /// Bytes fetched from the source for the files this stream read (a
+    /// file decoded once for several streams counts for each).
+    pub source_bytes: AtomicU64,
+    /// Since when (ms since the epoch) the source has been unreachable, 0
+    /// while it answers; and its latest error.
+    pub source_down_since_ms: AtomicU64,
+    pub source_error: std::sync::Mutex<Option<String>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -251,6 +444,7 @@ pub struct StatsSnapshot {
     pub notified: u64,
     pub notify_failed: u64,
     pub notify_dropped: u64,
+    pub source_bytes: u64,
 }
 
 impl Stats {
@@ -271,6 +465,7 @@ impl Stats {
             notified: g(&self.notified),
             notify_failed: g(&self.notify_failed),
             notify_dropped: g(&self.notify_dropped),
+            source_bytes: g(&self.source_bytes),
         }
     }
 
@@ -278,12 +473,34 @@ impl Stats {
     /// flight, if that is `after` or more: the broker is away, the topic has
     /// no leader, or the cluster is too slow to answer.
     pub fn stalled_for(&self, now_ms: u64, after: std::time::Duration) -> Option<std::time::Duration> {
+        // An unreachable source stalls the stream as a broker away does.
+        let down = self.source_down_since_ms.load(Ordering::SeqCst);
+        if down > 0 {
+            let waited = std::time::Duration::from_millis(now_ms.saturating_sub(down));
+            if waited >= after {
+                return Some(waited);
+            }
+        }
         if self.in_flight.load(Ordering::SeqCst) == 0 {
             return None;
         }
         let waited =
             std::time::Duration::from_millis(now_ms.saturating_sub(self.last_progress_ms.load(Ordering::SeqCst)));
         (waited >= after).then_some(waited)
+    }
+
+    /// The source failed to answer (`Some`) or answered again (`None`).
+    pub fn source_down(&self, error: Option<String>) {
+        match error {
+            Some(e) => {
+                let _ = self.source_down_since_ms.compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
+                *self.source_error.lock().unwrap() = Some(e);
+            }
+            None => {
+                self.source_down_since_ms.store(0, Ordering::SeqCst);
+                *self.source_error.lock().unwrap() = None;
+            }
+        }
     }
 
     /// The producer accepted one alert.

@@ -12,15 +12,15 @@
 //! their opening anyway.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::source;
-use crate::config::SourceFormat;
+use super::source::{self, How};
+use super::store::{Input, Store};
 
 /// Files read ahead are at most this large on disk.
 pub const PREFETCH_MAX: u64 = 1 << 20;
@@ -30,9 +30,10 @@ pub const AHEAD: usize = 8;
 // A file as it was when hinted: a file replaced since is read again.
 use super::shared::Key;
 
-/// What opening the file gave: its schema and batches (a corrupt part as
-/// the last item, as when read directly), or why it could not be opened.
-pub type Decoded = Result<(SchemaRef, Vec<Result<RecordBatch, String>>), String>;
+/// What opening the file gave: its schema (as read, and whole), the bytes
+/// fetched and its batches (a corrupt part as the last item, as when read
+/// directly), or why it could not be opened.
+pub type Decoded = Result<(SchemaRef, SchemaRef, u64, Vec<Result<RecordBatch, String>>), String>;
 
 enum Entry {
     Decoding,
@@ -49,22 +50,22 @@ struct Cache {
 struct Prefetcher {
     cache: Mutex<Cache>,
     done: Condvar,
-    tx: Mutex<Sender<Key>>,
+    tx: Mutex<Sender<(Arc<Store>, Key)>>,
 }
 
 fn prefetcher() -> &'static Prefetcher {
     static P: OnceLock<Prefetcher> = OnceLock::new();
     P.get_or_init(|| {
-        let (tx, rx) = channel::<Key>();
+        let (tx, rx) = channel::<(Arc<Store>, Key)>();
         std::thread::Builder::new()
             .name("prefetch".into())
             .spawn(move || {
-                while let Ok(key) = rx.recv() {
+                while let Ok((store, key)) = rx.recv() {
                     let p = prefetcher();
                     if !p.cache.lock().unwrap().entries.contains_key(&key) {
                         continue; // evicted before its turn
                     }
-                    let decoded = decode(&key);
+                    let decoded = decode(&store, &key);
                     let mut c = p.cache.lock().unwrap();
                     // Taken meanwhile (by a stream that could not wait) or
                     // evicted: the result is not wanted any more.
@@ -80,20 +81,21 @@ fn prefetcher() -> &'static Prefetcher {
     })
 }
 
-fn decode(key: &Key) -> Decoded {
-    let reader = source::open_file(&key.path, key.format, key.batch_size)?;
-    let schema = reader.schema.clone();
-    Ok((schema, reader.collect()))
+fn decode(store: &Arc<Store>, key: &Key) -> Decoded {
+    let reader = source::open_file(store, &key.input, &key.how)?;
+    let (schema, full, bytes) = (reader.schema.clone(), reader.full_schema.clone(), reader.bytes.clone());
+    let batches = reader.collect();
+    Ok((schema, full, bytes.load(Ordering::Relaxed), batches))
 }
 
 /// Files a stream will open next, in order: the small ones not yet read
 /// ahead are queued for decoding.
-pub fn ahead(paths: &[PathBuf], format: SourceFormat, batch_size: usize) {
+pub fn ahead(store: &Arc<Store>, inputs: &[Input], how: &How) {
     let p = prefetcher();
     let mut c = p.cache.lock().unwrap();
-    for path in paths.iter().take(AHEAD) {
-        let Ok(key) = Key::of(path, format, batch_size) else { continue };
-        if key.len() > PREFETCH_MAX || c.entries.contains_key(&key) {
+    for input in inputs.iter().take(AHEAD) {
+        let key = Key::of(store, input, how);
+        if input.len > PREFETCH_MAX || c.entries.contains_key(&key) {
             continue;
         }
         while c.order.len() >= AHEAD {
@@ -104,7 +106,7 @@ pub fn ahead(paths: &[PathBuf], format: SourceFormat, batch_size: usize) {
         }
         c.entries.insert(key.clone(), Entry::Decoding);
         c.order.push_back(key.clone());
-        if p.tx.lock().unwrap().send(key).is_err() {
+        if p.tx.lock().unwrap().send((store.clone(), key)).is_err() {
             return;
         }
     }
@@ -112,13 +114,13 @@ pub fn ahead(paths: &[PathBuf], format: SourceFormat, batch_size: usize) {
 
 /// The decoded file if it was read ahead (waiting while it is being
 /// decoded); `None`: open it directly.
-pub fn take(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Decoded> {
+pub fn take(store: &Store, input: &Input, how: &How) -> Option<Decoded> {
     let p = prefetcher();
     let mut c = p.cache.lock().unwrap();
     if c.entries.is_empty() {
         return None;
     }
-    let key = Key::of(path, format, batch_size).ok()?;
+    let key = Key::of(store, input, how);
     loop {
         match c.entries.get(&key) {
             None => return None,
@@ -137,8 +139,11 @@ pub fn take(path: &Path, format: SourceFormat, batch_size: usize) -> Option<Deco
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SourceFormat;
+    use crate::stream::store::local_file;
     use arrow_array::Int64Array;
     use arrow_schema::{DataType, Field, Schema};
+    use std::path::Path;
     use std::sync::Arc;
 
     fn write(path: &Path, values: &[i64]) {
@@ -150,7 +155,7 @@ mod tests {
     }
 
     fn values(d: Decoded) -> Vec<i64> {
-        let (_, batches) = d.unwrap();
+        let (_, _, _, batches) = d.unwrap();
         batches
             .into_iter()
             .flat_map(|b| {
@@ -166,13 +171,18 @@ mod tests {
         let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
         write(&a, &[1, 2, 3]);
         write(&b, &[4, 5]);
-        ahead(&[a.clone(), b.clone()], SourceFormat::Parquet, 100);
-        assert_eq!(values(take(&a, SourceFormat::Parquet, 100).expect("read ahead")), vec![1, 2, 3]);
+        let how = How::all(SourceFormat::Parquet, 100);
+        let (store, ia) = local_file(&a).unwrap();
+        let (_, ib) = local_file(&b).unwrap();
+        ahead(&store, &[ia.clone(), ib.clone()], &how);
+        assert_eq!(values(take(&store, &ia, &how).expect("read ahead")), vec![1, 2, 3]);
         // Taken once: a second open reads the file itself.
-        assert!(take(&a, SourceFormat::Parquet, 100).is_none());
+        assert!(take(&store, &ia, &how).is_none());
         // Replaced after the hint: not the file that was read ahead.
+        std::thread::sleep(std::time::Duration::from_millis(5));
         write(&b, &[6, 7, 8, 9]);
-        assert!(take(&b, SourceFormat::Parquet, 100).is_none());
+        let (_, ib2) = local_file(&b).unwrap();
+        assert!(take(&store, &ib2, &how).is_none());
     }
 
     #[test]
@@ -180,8 +190,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad.parquet");
         std::fs::write(&bad, b"not parquet at all").unwrap();
-        ahead(std::slice::from_ref(&bad), SourceFormat::Parquet, 100);
-        let err = take(&bad, SourceFormat::Parquet, 100).expect("read ahead").unwrap_err();
-        assert_eq!(err, source::open_file(&bad, SourceFormat::Parquet, 100).err().unwrap());
+        let how = How::all(SourceFormat::Parquet, 100);
+        let (store, input) = local_file(&bad).unwrap();
+        ahead(&store, std::slice::from_ref(&input), &how);
+        let err = take(&store, &input, &how).expect("read ahead").unwrap_err();
+        assert_eq!(err, source::open_file(&store, &input, &how).err().unwrap());
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,9 @@ use super::error::StreamError;
 use super::filter::FilterSet;
 use super::project::Projection;
 use super::sink::{Control, SendError, Sink};
-use super::{shared, source, state, Stats, StreamSpec, TxnSpec};
+use super::source::How;
+use super::store::{self, Input, Store};
+use super::{shared, state, Stats, StreamSpec, TxnSpec};
 use crate::cluster::Connection;
 use arrow_array::RecordBatch;
 use arrow_avro::writer::EncodedRows;
@@ -285,6 +286,8 @@ struct Ctx<'a> {
     open: BTreeMap<u64, OpenFile>,
     /// Where this stream reads, for the streams sharing its source.
     follower: shared::Follower,
+    store: Arc<Store>,
+    how: How,
     pipeline: Option<Pipeline>,
     /// `[[notify]]` of this stream: offered each alert handed to Kafka.
     notifiers: Vec<super::notify::Notifier>,
@@ -315,6 +318,9 @@ struct OpenFile {
 enum Flow {
     Go,
     Stopped,
+    /// The source did not answer; the file is read again later from what
+    /// was delivered (or committed).
+    Unavailable(String),
 }
 
 /// An exactly-once stream's transaction state.
@@ -343,7 +349,11 @@ struct Aborted(String);
 fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOptions) -> Result<(), StreamError> {
     let Prepared { spec, conn, state: state_reader, filters, sink, stats, control } = p;
     let spec = &spec;
+    let store =
+        Store::open(&spec.source).map_err(|e| StreamError::Setup(format!("source {}: {e}", spec.source.display())))?;
     let mut cx = Ctx {
+        store,
+        how: How { format: spec.format, batch_size: spec.batch_size, columns: spec.columns.clone() },
         spec,
         stats: &stats,
         control: &control,
@@ -383,15 +393,24 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         }
     }
     let mut missing_logged = false;
+    let mut unavailable = Backoff::default();
+    let idle_wait = if spec.source.local().is_some() { Duration::from_secs(1) } else { spec.poll_interval };
     let result = loop {
         if control.stopping() {
             break Ok(());
         }
+        if !unavailable.wait(&control) {
+            break Ok(());
+        }
         let listed_at_ms = super::now_ms();
-        let files = match source::list_files_changed(&spec.source_root, spec.format) {
+        let files = match cx.store.list(spec.format) {
             Ok(f) => {
                 missing_logged = false;
                 f
+            }
+            Err(e) if e.starts_with(store::UNAVAILABLE) => {
+                source_unavailable(&mut cx, &mut unavailable, &e, "listing");
+                continue;
             }
             Err(e) => {
                 if !missing_logged {
@@ -400,12 +419,12 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
                         Some(night) => tracing::warn!(
                             stream = %spec.name,
                             "the folder of night {night}, {}, is not there yet ({e}); waiting for it",
-                            spec.source_root.display()
+                            spec.source.display()
                         ),
                         None => tracing::warn!(
                             stream = %spec.name,
                             "source {} is not readable yet: {e}",
-                            spec.source_root.display()
+                            spec.source.display()
                         ),
                     }
                     missing_logged = true;
@@ -413,16 +432,17 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
                 Vec::new()
             }
         };
-        let mut listing: Vec<(Listed, std::path::PathBuf)> = files
-            .into_iter()
-            .map(|(path, changed_ms)| (Listed { rel: rel(&spec.source_root, &path), changed_ms }, path))
-            .collect();
+        let mut listing: Vec<(Listed, Input)> =
+            files.into_iter().map(|i| (Listed { rel: i.rel.clone(), changed_ms: i.changed_ms }, i)).collect();
         listing.sort();
-        let todo: Vec<_> = listing.iter().filter(|(l, _)| !cx.ckpt.is_done(l)).map(|(_, p)| p.clone()).collect();
+        let todo: Vec<Input> = listing.iter().filter(|(l, _)| !cx.ckpt.is_done(l)).map(|(_, i)| i.clone()).collect();
         cx.listing = listing.into_iter().map(|(l, _)| l).collect();
         cx.listed_at_ms = listed_at_ms;
         stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
         if todo.is_empty() {
+            if unavailable.failures == 0 {
+                stats.source_down(None);
+            }
             // Finished files and imports are committed before idling.
             if let Err(e) = save_point(&mut cx, true) {
                 match e {
@@ -437,20 +457,26 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             if opts.until_idle {
                 break Ok(());
             }
-            match wake.recv_timeout(Duration::from_secs(1)) {
+            match wake.recv_timeout(idle_wait) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break Ok(()),
             }
         }
         set(state, State::Running);
         let mut failed = None;
+        let mut source_failed = false;
         for (i, f) in todo.iter().enumerate() {
             // This file and the next ones (this one first: it is the one
             // taken now, never evicted by the hint for a later one).
-            super::prefetch::ahead(&todo[i..], spec.format, spec.batch_size);
+            super::prefetch::ahead(&cx.store, &todo[i..], &cx.how);
             match process_file(&mut cx, f) {
-                Ok(Flow::Go) => {}
+                Ok(Flow::Go) => unavailable.failures = 0,
                 Ok(Flow::Stopped) => break,
+                Ok(Flow::Unavailable(e)) => {
+                    source_unavailable(&mut cx, &mut unavailable, &e, "reading");
+                    source_failed = true;
+                    break;
+                }
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -462,6 +488,11 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         // before idling.
         if failed.is_none() {
             failed = drain(&mut cx).err();
+        }
+        if source_failed && failed.is_none() {
+            // What was read of the file is delivered (or committed) and
+            // recorded; the next pass reads it again from there.
+            cx.open.retain(|_, o| !o.reading);
         }
         match failed {
             None => {}
@@ -649,8 +680,47 @@ fn rewind(cx: &mut Ctx<'_>, a: Aborted) {
     }
 }
 
-fn rel(root: &Path, f: &Path) -> String {
-    f.strip_prefix(root).unwrap_or(f).to_string_lossy().into_owned()
+/// Waits between retries of an unreachable source: 0.5 s, doubling up to
+/// 10 s, cut short by a stop.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    /// Wait out the backoff; `false` if a stop came meanwhile.
+    fn wait(&self, control: &super::sink::Control) -> bool {
+        if self.failures == 0 {
+            return true;
+        }
+        let total = Duration::from_millis(500u64.saturating_mul(1 << self.failures.min(5).saturating_sub(1)))
+            .min(Duration::from_secs(10));
+        let until = Instant::now() + total;
+        while Instant::now() < until {
+            if control.stopping() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+        }
+        !control.stopping()
+    }
+}
+
+/// The source did not answer: nothing is quarantined or lost; the stream
+/// is reported stalled and tries again after its backoff.
+fn source_unavailable(cx: &mut Ctx<'_>, backoff: &mut Backoff, error: &str, doing: &str) {
+    let error = error.strip_prefix(store::UNAVAILABLE).unwrap_or(error);
+    if backoff.failures == 0 {
+        tracing::warn!(
+            stream = %cx.spec.name,
+            source = %cx.spec.source.display(),
+            "the source did not answer while {doing}; retrying with backoff: {error}"
+        );
+    } else {
+        tracing::debug!(stream = %cx.spec.name, "source still unavailable: {error}");
+    }
+    cx.stats.source_down(Some(error.to_string()));
+    backoff.failures += 1;
 }
 
 fn now_secs() -> u64 {
@@ -769,11 +839,19 @@ fn definitive(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef) -> Result<(), String> {
+/// `full`: the file's whole schema when only some columns were read
+/// (select and drop paths are checked against it; dropping a column that
+/// no stream reads is then a no-op).
+fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef, full: Option<&SchemaRef>) -> Result<(), String> {
     if cx.pipeline.as_ref().map(|p| &p.source_schema == schema).unwrap_or(false) {
         return Ok(());
     }
-    let projection = Projection::new(&cx.spec.select, &cx.spec.drop, schema)?;
+    if let Some(full) = full.filter(|f| f.fields().len() != schema.fields().len()) {
+        Projection::new(&cx.spec.select, &cx.spec.drop, full)?;
+    }
+    let present: Vec<String> =
+        cx.spec.drop.iter().filter(|d| super::project::type_at(schema.fields(), d).is_ok()).cloned().collect();
+    let projection = Projection::new(&cx.spec.select, &present, schema)?;
     let out = projection.output_schema(schema).map_err(|e| e.to_string())?;
     let encoder = AvroEncoder::new(&out)?;
     if let Some(path) = &cx.spec.schema_path {
@@ -932,11 +1010,12 @@ fn stepped(
     }
 }
 
-fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
-    let name = rel(&cx.spec.source_root, path);
+fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
+    let name = input.rel.clone();
     let start_row = cx.ckpt.rows_done(&name);
-    let reader = match cx.follower.open(path, cx.spec.format, cx.spec.batch_size) {
+    let mut reader = match cx.follower.open(&cx.store, input, &cx.how) {
         Ok(r) => r,
+        Err(reason) if reason.starts_with(store::UNAVAILABLE) => return Ok(Flow::Unavailable(reason)),
         Err(reason) => {
             quarantine(cx, &name, None, &reason);
             cx.ckpt.mark_done(&name);
@@ -944,22 +1023,30 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
             return Ok(Flow::Go);
         }
     };
+    cx.stats.source_down(None);
+    let full_schema = reader.full_schema();
     cx.file_no += 1;
     let f = cx.file_no;
     cx.open.insert(f, OpenFile { name: name.clone(), handed: start_row, reading: true, quarantined: None });
     let mut row_base = 0u64;
-    for batch in reader {
+    let mut counted = 0u64;
+    let flow = loop {
+        let Some(batch) = reader.next() else { break Flow::Go };
+        let now = reader.bytes_read();
+        cx.stats.source_bytes.fetch_add(now.saturating_sub(counted), Ordering::Relaxed);
+        counted = counted.max(now);
         if cx.control.stopping() {
             // Not done: the next run goes on from the recorded position.
             return Ok(Flow::Stopped);
         }
         let batch = match batch {
             Ok(b) => b,
+            Err(reason) if reason.starts_with(store::UNAVAILABLE) => return Ok(Flow::Unavailable(reason)),
             Err(reason) => {
                 // A corrupt part: what was read so far stands, the rest is quarantined.
                 quarantine(cx, &name, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
                 cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break;
+                break Flow::Go;
             }
         };
         let n = batch.num_rows() as u64;
@@ -970,10 +1057,10 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
         let skip = start_row.saturating_sub(row_base);
         let batch = if skip > 0 { batch.slice(skip as usize, (n - skip) as usize) } else { batch };
         let first = row_base + skip;
-        if let Err(reason) = ensure_pipeline(cx, &batch.schema()) {
+        if let Err(reason) = ensure_pipeline(cx, &batch.schema(), full_schema.as_ref()) {
             quarantine(cx, &name, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
             cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-            break;
+            break Flow::Go;
         }
         if send_batch(cx, f, &name, &batch, first)? == Flow::Stopped {
             // `handed` stays at the first row not sent.
@@ -985,10 +1072,11 @@ fn process_file(cx: &mut Ctx<'_>, path: &Path) -> Result<Flow, Outcome> {
         if let Some(o) = fatal(cx) {
             return Err(o);
         }
-    }
+    };
+    cx.stats.source_bytes.fetch_add(reader.bytes_read().saturating_sub(counted), Ordering::Relaxed);
     cx.open.get_mut(&f).expect("open file").reading = false;
     save_point(cx, false)?;
-    Ok(Flow::Go)
+    Ok(flow)
 }
 
 fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, Outcome> {

@@ -12,15 +12,15 @@
 //! same for every reader of a file.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 
-use super::source::{self, FileReader};
-use crate::config::SourceFormat;
+use super::source::{self, FileReader, How};
+use super::store::{Input, Store};
 
 /// Decoded batches kept per open file.
 pub const WINDOW: usize = 2;
@@ -29,23 +29,18 @@ pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
 
 type Item = Result<RecordBatch, String>;
 
-/// A file as it is now: one replaced under the same name is another file.
+/// A file as listed, read a given way: one replaced under the same name
+/// (another size or time) is another file.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub(super) struct Key {
-    pub path: PathBuf,
-    pub format: SourceFormat,
-    pub batch_size: usize,
-    len: u64,
-    modified: Option<SystemTime>,
+    pub store: String,
+    pub input: Input,
+    pub how: How,
 }
 
 impl Key {
-    pub fn of(path: &Path, format: SourceFormat, batch_size: usize) -> std::io::Result<Key> {
-        let meta = std::fs::metadata(path)?;
-        Ok(Key { path: path.to_path_buf(), format, batch_size, len: meta.len(), modified: meta.modified().ok() })
-    }
-    pub fn len(&self) -> u64 {
-        self.len
+    pub fn of(store: &Store, input: &Input, how: &How) -> Key {
+        Key { store: store.id(), input: input.clone(), how: how.clone() }
     }
 }
 
@@ -78,7 +73,11 @@ impl Window {
 }
 
 struct SharedFile {
+    store: Arc<Store>,
     key: Key,
+    /// The file's whole schema and the bytes fetched for it so far.
+    full_schema: SchemaRef,
+    bytes: Arc<AtomicU64>,
     decoder: Mutex<Option<FileReader>>,
     window: Mutex<Window>,
     moved: Condvar,
@@ -91,7 +90,7 @@ fn registry() -> &'static Mutex<HashMap<Key, Weak<SharedFile>>> {
 }
 
 /// The file each running stream reads (or last read), by stream.
-type Position = (PathBuf, SourceFormat, usize);
+type Position = Key;
 
 struct Slot {
     pos: Option<Position>,
@@ -130,12 +129,12 @@ impl Follower {
     /// Open `path` for this stream, sharing decoded batches with the other
     /// streams reading it now. Errors are quarantine reasons, as from
     /// [`source::open`].
-    pub fn open(&self, path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
+    pub fn open(&self, store: &Arc<Store>, input: &Input, how: &How) -> Result<SharedReader, String> {
         // Streams on the file this one comes from are in step with it and
-        // will open `path` next; streams further behind are not waited for.
+        // will open `input` next; streams further behind are not waited for.
         let expected = {
             let mut slots = positions().lock().unwrap();
-            let here = Some((path.to_path_buf(), format, batch_size));
+            let here = Some(Key::of(store, input, how));
             self.lagging.store(false, Ordering::SeqCst);
             let slot = slots.get_mut(&self.id).expect("registered follower");
             let prev = std::mem::replace(&mut slot.pos, here.clone());
@@ -145,7 +144,7 @@ impl Follower {
                 .filter(|s| s.pos == here || (prev.is_some() && s.pos == prev))
                 .count()
         };
-        open_expecting(path, format, batch_size, expected, Some(self.lagging.clone()))
+        open_expecting(store, input, how, expected, Some(self.lagging.clone()))
     }
 }
 
@@ -158,27 +157,35 @@ impl Drop for Follower {
 /// Open `path` for one reader with no other stream to wait for (streams
 /// open through their [`Follower`]).
 #[cfg(test)]
-pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
-    open_expecting(path, format, batch_size, 1, None)
+pub fn open(
+    path: &std::path::Path,
+    format: crate::config::SourceFormat,
+    batch_size: usize,
+) -> Result<SharedReader, String> {
+    let (store, input) = super::store::local_file(path).map_err(|e| format!("cannot open: {e}"))?;
+    open_expecting(&store, &input, &How::all(format, batch_size), 1, None)
 }
 
 fn open_expecting(
-    path: &Path,
-    format: SourceFormat,
-    batch_size: usize,
+    store: &Arc<Store>,
+    input: &Input,
+    how: &How,
     expected: usize,
     lagging: Option<Arc<AtomicBool>>,
 ) -> Result<SharedReader, String> {
-    let key = Key::of(path, format, batch_size).map_err(|e| format!("cannot open: {e}"))?;
+    let key = Key::of(store, input, how);
     let file = {
         let mut reg = registry().lock().unwrap();
         reg.retain(|_, w| w.strong_count() > 0);
         match reg.get(&key).and_then(Weak::upgrade) {
             Some(f) => f,
             None => {
-                let reader = source::open(path, format, batch_size)?;
+                let reader = source::open(store, input, how)?;
                 let f = Arc::new(SharedFile {
+                    store: store.clone(),
                     key: key.clone(),
+                    full_schema: reader.full_schema.clone(),
+                    bytes: reader.bytes.clone(),
                     decoder: Mutex::new(Some(reader)),
                     window: Mutex::new(Window {
                         first: 0,
@@ -192,7 +199,7 @@ fn open_expecting(
                     moved: Condvar::new(),
                     next_reader: AtomicU64::new(0),
                 });
-                reg.insert(key, Arc::downgrade(&f));
+                reg.insert(key.clone(), Arc::downgrade(&f));
                 f
             }
         }
@@ -209,7 +216,7 @@ fn open_expecting(
             return Ok(SharedReader {
                 id,
                 shared: None,
-                private: Some(Private::open(path, format, batch_size)?),
+                private: Some(Private::open(store, &key)?),
                 left_behind: false,
                 lagging,
             });
@@ -229,8 +236,8 @@ struct Private {
 }
 
 impl Private {
-    fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<Private, String> {
-        Ok(Private { reader: source::open(path, format, batch_size)?, skip: 0 })
+    fn open(store: &Arc<Store>, key: &Key) -> Result<Private, String> {
+        Ok(Private { reader: source::open(store, &key.input, &key.how)?, skip: 0 })
     }
 }
 
@@ -249,6 +256,22 @@ impl SharedReader {
     /// Whether this reader takes batches from the shared window.
     pub fn is_shared(&self) -> bool {
         self.shared.is_some()
+    }
+
+    /// The file's whole schema (select and drop paths are checked on it).
+    pub fn full_schema(&self) -> Option<SchemaRef> {
+        match (&self.shared, &self.private) {
+            (Some(f), _) => Some(f.full_schema.clone()),
+            (None, Some(p)) => Some(p.reader.full_schema.clone()),
+            _ => None,
+        }
+    }
+
+    /// Bytes fetched from the store for this file so far (by whichever
+    /// reader decoded it; a private re-read counts too).
+    pub fn bytes_read(&self) -> u64 {
+        let shared = self.shared.as_ref().map(|f| f.bytes.load(Ordering::Relaxed)).unwrap_or(0);
+        shared + self.private.as_ref().map(|p| p.reader.bytes.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// Whether it had to leave the shared window and decode on its own.
@@ -337,8 +360,7 @@ impl Iterator for SharedReader {
                     if let Some(l) = &self.lagging {
                         l.store(true, Ordering::SeqCst);
                     }
-                    let k = &f.key;
-                    match Private::open(&k.path, k.format, k.batch_size) {
+                    match Private::open(&f.store, &f.key) {
                         Ok(mut p) => {
                             p.skip = idx;
                             self.private = Some(p);
@@ -366,6 +388,15 @@ impl Drop for SharedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SourceFormat;
+    use std::path::Path;
+
+    impl Follower {
+        fn open_path(&self, path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
+            let (store, input) = crate::stream::store::local_file(path).map_err(|e| e.to_string())?;
+            self.open(&store, &input, &How::all(format, batch_size))
+        }
+    }
     use arrow_array::{ArrayRef, Int64Array};
     use std::sync::Arc;
 
@@ -420,14 +451,14 @@ mod tests {
         write_parquet(&p2, 300);
         let (fa, fb) = (Follower::new(), Follower::new());
         // Both streams read file 1; stream a moves on to file 2 first.
-        drop(values(fa.open(&p1, SourceFormat::Parquet, 10).unwrap()));
-        let b1 = fb.open(&p1, SourceFormat::Parquet, 10).unwrap();
-        let a2 = fa.open(&p2, SourceFormat::Parquet, 10).unwrap();
+        drop(values(fa.open_path(&p1, SourceFormat::Parquet, 10).unwrap()));
+        let b1 = fb.open_path(&p1, SourceFormat::Parquet, 10).unwrap();
+        let a2 = fa.open_path(&p2, SourceFormat::Parquet, 10).unwrap();
         let ta = std::thread::spawn(move || values_and_behind(a2));
         // Stream b is still on file 1: a keeps file 2's first batches for it.
         std::thread::sleep(Duration::from_millis(300));
         drop(values(b1));
-        let b2 = fb.open(&p2, SourceFormat::Parquet, 10).unwrap();
+        let b2 = fb.open_path(&p2, SourceFormat::Parquet, 10).unwrap();
         assert!(b2.is_shared(), "b joins the shared window of file 2");
         let (vb, behind_b) = values_and_behind(b2);
         let (va, behind_a) = ta.join().unwrap();

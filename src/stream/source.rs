@@ -1,91 +1,65 @@
 //! Sources: directory trees of Parquet files (Fink's science database, one
 //! folder per night) or Avro object container files (`.avro`, `.avro.gz`),
-//! read as Arrow record batches.
+//! on local disk, S3 or HDFS ([`super::store`]), read as Arrow record
+//! batches. Parquet files are read for the columns the streams need only
+//! ([`Columns`]): the cutouts most streams drop are never fetched.
 
-use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
+pub use super::columns::Columns;
+use super::store::{self, Input, Store};
 use crate::config::SourceFormat;
 
-/// Files younger than this may still be being written; they wait a moment.
-pub const SETTLE: Duration = Duration::from_millis(300);
+pub use super::store::SETTLE;
 
 /// Does `path` look like an input file of `format`? Hidden files, temporary
 /// files and Spark's markers (`_SUCCESS`, `.crc`) are not.
 pub fn is_input(path: &Path, format: SourceFormat) -> bool {
-    let name = match path.file_name().and_then(|n| n.to_str()) {
-        Some(n) => n,
-        None => return false,
-    };
-    if name.starts_with('.') || name.starts_with('_') || name.ends_with(".tmp") || name.ends_with(".crc") {
-        return false;
-    }
-    match format {
-        SourceFormat::Parquet => name.ends_with(".parquet"),
-        SourceFormat::Avro => name.ends_with(".avro") || name.ends_with(".avro.gz"),
-    }
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| store::is_input_name(n, format))
 }
 
-/// Every input file under `root`, sorted (nights in order), skipping
-/// hidden directories and files that have not settled yet.
-pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<PathBuf>> {
-    Ok(list_files_changed(root, format)?.into_iter().map(|(p, _)| p).collect())
+/// Every input file under a local `root`, sorted (nights in order).
+pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let store = Store::open(&store::Root::Local(root.to_path_buf())).expect("local stores always open");
+    let inputs = store.list(format).map_err(std::io::Error::other)?;
+    Ok(inputs.into_iter().map(|i| root.join(i.rel)).collect())
 }
 
-/// [`list_files`], with when each file's inode last changed (its content
-/// written, or the file renamed into place), in ms since the epoch.
-pub fn list_files_changed(root: &Path, format: SourceFormat) -> std::io::Result<Vec<(PathBuf, u64)>> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let now = SystemTime::now();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if dir == root => return Err(e),
-            Err(_) => continue,
-        };
-        for entry in rd.flatten() {
-            let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                let hidden = path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .map(|n| n.starts_with('.') || n.starts_with('_'))
-                    .unwrap_or(true);
-                if !hidden {
-                    stack.push(path);
-                }
-            } else if is_input(&path, format) {
-                let Ok(meta) = entry.metadata() else { continue };
-                let settled =
-                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
-                let mtime_ms = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
-                if settled {
-                    out.push((path, mtime_ms.max(ctime_ms)));
-                }
-            }
-        }
+/// How a stream reads its files: the same for streams that share decoding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct How {
+    pub format: SourceFormat,
+    pub batch_size: usize,
+    /// Parquet columns to read.
+    pub columns: Columns,
+}
+
+impl How {
+    pub fn all(format: SourceFormat, batch_size: usize) -> How {
+        How { format, batch_size, columns: Columns::All }
     }
-    out.sort();
-    Ok(out)
 }
 
 /// A file opened for reading: its schema and an iterator of batches.
 pub struct FileReader {
+    /// The schema of the batches (only the columns read).
     pub schema: SchemaRef,
+    /// The file's whole schema: select and drop paths are checked on it.
+    pub full_schema: SchemaRef,
+    /// Bytes fetched from the store so far for this file.
+    pub bytes: Arc<AtomicU64>,
     inner: Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>,
 }
 
@@ -98,97 +72,245 @@ impl Iterator for FileReader {
 
 /// Parquet files up to this size are read into memory in one call.
 pub const WHOLE_FILE_MAX: u64 = 4 << 20;
+/// Remote Parquet files up to this size are fetched whole even when only
+/// some columns are read: one request costs more than the bytes saved.
+pub const REMOTE_WHOLE_MAX: u64 = 256 << 10;
+/// First guess at a Parquet footer's size: one request usually gets it.
+const FOOTER_HINT: usize = 256 << 10;
 
 /// The batch size for a Parquet file: never more rows than it holds. Each
 /// column reader reserves room for a whole batch, so a file of 4 alerts read
 /// with batches of 1,000 would allocate (and free) 250 times what it needs,
 /// for each of its ~180 columns.
-fn fitted(batch_size: usize, meta: &parquet::file::metadata::ParquetMetaData) -> usize {
+fn fitted(batch_size: usize, meta: &ParquetMetaData) -> usize {
     let rows = meta.file_metadata().num_rows().max(1) as usize;
     batch_size.min(rows).max(1)
 }
 
 /// Open one file, taking it from the read-ahead if it was decoded there.
-/// Errors are strings fit for a quarantine reason.
-pub fn open(path: &Path, format: SourceFormat, batch_size: usize) -> Result<FileReader, String> {
-    match super::prefetch::take(path, format, batch_size) {
+/// Errors are strings fit for a quarantine reason; those starting with
+/// [`store::UNAVAILABLE`] are worth retrying.
+pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, String> {
+    match super::prefetch::take(store, input, how) {
         Some(decoded) => {
-            let (schema, batches) = decoded?;
-            Ok(FileReader { schema, inner: Box::new(batches.into_iter()) })
-        }
-        None => open_file(path, format, batch_size),
-    }
-}
-
-/// Open one file from disk.
-pub fn open_file(path: &Path, format: SourceFormat, batch_size: usize) -> Result<FileReader, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    match format {
-        SourceFormat::Parquet => {
-            let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-            // A small file is read whole in one call: parquet's reader on a
-            // `File` dups the descriptor, seeks and reads page headers a few
-            // bytes at a time per column chunk (hundreds of syscalls per
-            // file for Fink's ~300 columns), which dominated many small files.
-            let reader = if len <= WHOLE_FILE_MAX {
-                let mut buf = Vec::with_capacity(len as usize);
-                std::io::Read::read_to_end(&mut { file }, &mut buf).map_err(|e| format!("cannot read: {e}"))?;
-                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(buf))
-                    .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-                let rows = fitted(batch_size, b.metadata());
-                b.with_batch_size(rows).build()
-            } else {
-                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-                let rows = fitted(batch_size, b.metadata());
-                b.with_batch_size(rows).build()
-            };
-            let reader = reader.map_err(|e| format!("cannot read Parquet: {e}"))?;
-            let schema = arrow_array::RecordBatchReader::schema(&reader);
+            let (schema, full_schema, bytes, batches) = decoded?;
             Ok(FileReader {
                 schema,
-                inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))),
+                full_schema,
+                bytes: Arc::new(AtomicU64::new(bytes)),
+                inner: Box::new(batches.into_iter()),
             })
         }
+        None => open_file(store, input, how),
+    }
+}
+
+/// Open one file from its store.
+pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, String> {
+    let bytes = Arc::new(AtomicU64::new(0));
+    match how.format {
+        SourceFormat::Parquet => open_parquet(store, input, how, bytes),
         SourceFormat::Avro => {
-            let gz = path.to_string_lossy().ends_with(".gz");
-            let mut bytes = Vec::new();
-            let res = if gz {
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut bytes)
-            } else {
-                std::io::Read::read_to_end(&mut BufReader::new(file), &mut bytes)
-            };
-            res.map_err(|e| format!("cannot read{}: {e}", if gz { " (gzip)" } else { "" }))?;
-            let mut bytes = normalize_ocf_header(bytes);
-            // A truncated tail is read up to its last whole block, then reported.
-            let trailing = match complete_ocf_len(&bytes) {
-                Some((len, missing)) if len < bytes.len() => {
-                    bytes.truncate(len);
-                    Some(format!("truncated Avro file: the last block is incomplete ({missing})"))
-                }
-                _ => None,
-            };
-            let read: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
-            let reader = arrow_avro::reader::ReaderBuilder::new()
-                .with_batch_size(batch_size)
-                .build(read)
-                .map_err(|e| format!("not a readable Avro container file: {e}"))?;
-            let schema = reader.schema();
-            let batches = reader.map(|r| r.map_err(|e| format!("corrupt Avro data: {e}")));
-            Ok(FileReader { schema, inner: Box::new(batches.chain(trailing.map(Err))) })
+            let raw = store.read(input, &bytes)?;
+            decode_avro(&input.rel, raw, how.batch_size, bytes)
         }
     }
 }
 
-/// Read a whole file (tests, `filter test`, `validate --data`).
+fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU64>) -> Result<FileReader, String> {
+    let bad = |e: parquet::errors::ParquetError| format!("not a readable Parquet file: {e}");
+    // A small file is read whole in one call: parquet's reader on a
+    // `File` dups the descriptor, seeks and reads page headers a few bytes
+    // at a time per column chunk (hundreds of syscalls per file for Fink's
+    // ~300 columns), and on a remote store a request costs more than bytes.
+    let whole = match store.local_path(&input.rel) {
+        Some(_) => input.len <= WHOLE_FILE_MAX,
+        None => input.len <= REMOTE_WHOLE_MAX || how.columns == Columns::All && input.len <= WHOLE_FILE_MAX,
+    };
+    if whole {
+        let data = store.read(input, &bytes)?;
+        let meta = ArrowReaderMetadata::load(&data, Default::default()).map_err(bad)?;
+        let full_schema = meta.schema().clone();
+        let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
+        let rows = fitted(how.batch_size, meta.metadata());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
+            .with_projection(mask)
+            .with_batch_size(rows)
+            .build()
+            .map_err(|e| format!("cannot read Parquet: {e}"))?;
+        return Ok(sync_reader(reader, full_schema, bytes));
+    }
+    // Larger files: the footer, then the column chunks of the columns
+    // read, one row group at a time (parquet's async reader).
+    let mut reader = Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone() };
+    let build = async {
+        let metadata = reader.get_metadata(None).await?;
+        let meta = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::default())?;
+        let full_schema = meta.schema().clone();
+        let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
+        let rows = fitted(how.batch_size, meta.metadata());
+        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+            .with_projection(mask)
+            .with_batch_size(rows)
+            .build()?;
+        Ok::<_, parquet::errors::ParquetError>((full_schema, stream))
+    };
+    let (full_schema, stream) = store::runtime().block_on(build).map_err(|e| parquet_error(&e))?;
+    let schema = stream.schema().clone();
+    let mut stream = Some(stream);
+    let inner = std::iter::from_fn(move || {
+        use futures::StreamExt;
+        let s = stream.as_mut()?;
+        match store::runtime().block_on(s.next()) {
+            Some(Ok(b)) => Some(Ok(b)),
+            Some(Err(e)) => {
+                stream = None;
+                Some(Err(parquet_error(&e)))
+            }
+            None => {
+                stream = None;
+                None
+            }
+        }
+    });
+    Ok(FileReader { schema, full_schema, bytes, inner: Box::new(inner) })
+}
+
+/// A Parquet error as a reason: fetching errors (the store) keep their
+/// retryable prefix, the rest say the data is corrupt.
+fn parquet_error(e: &parquet::errors::ParquetError) -> String {
+    let m = e.to_string();
+    match m.find(store::UNAVAILABLE) {
+        Some(at) => m[at..].to_string(),
+        None if m.contains("not found") => m,
+        None => format!("corrupt Parquet data: {m}"),
+    }
+}
+
+fn sync_reader(
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    full_schema: SchemaRef,
+    bytes: Arc<AtomicU64>,
+) -> FileReader {
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    FileReader {
+        schema,
+        full_schema,
+        bytes,
+        inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))),
+    }
+}
+
+/// Parquet's async reader over any store: byte ranges come from
+/// [`Store::read_ranges`] (object stores coalesce them into few requests),
+/// run on the I/O runtime's blocking pool so the async side never blocks.
+struct Ranged {
+    store: Arc<Store>,
+    input: Input,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Ranged {
+    fn fetch(&self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'static, parquet::errors::Result<Vec<Bytes>>> {
+        let (store, input, bytes) = (self.store.clone(), self.input.clone(), self.bytes.clone());
+        async move {
+            let got = match store.object_path(&input.rel) {
+                Some((os, path)) => {
+                    let got = os.get_ranges(&path, &ranges).await.map_err(|e| store.error_of(&input.rel, e))?;
+                    bytes.fetch_add(got.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
+                    got
+                }
+                None => tokio::task::spawn_blocking(move || store.read_ranges(&input, &ranges, &bytes))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            };
+            Ok(got)
+        }
+        .map(|r: Result<Vec<Bytes>, String>| r.map_err(parquet::errors::ParquetError::General))
+        .boxed()
+    }
+}
+
+impl AsyncFileReader for Ranged {
+    fn get_bytes(&mut self, range: std::ops::Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        let f = self.fetch(vec![range]);
+        async move { Ok(f.await?.pop().unwrap_or_default()) }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.fetch(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        let len = self.input.len;
+        async move {
+            let meta =
+                ParquetMetaDataReader::new().with_prefetch_hint(Some(FOOTER_HINT)).load_and_finish(self, len).await?;
+            Ok(Arc::new(meta))
+        }
+        .boxed()
+    }
+}
+
+fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>) -> Result<FileReader, String> {
+    let gz = rel.ends_with(".gz");
+    let bytes = if gz {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(BufReader::new(&raw[..])), &mut out)
+            .map_err(|e| format!("cannot read (gzip): {e}"))?;
+        out
+    } else {
+        raw.to_vec()
+    };
+    let mut bytes = normalize_ocf_header(bytes);
+    // A truncated tail is read up to its last whole block, then reported.
+    let trailing = match complete_ocf_len(&bytes) {
+        Some((len, missing)) if len < bytes.len() => {
+            bytes.truncate(len);
+            Some(format!("truncated Avro file: the last block is incomplete ({missing})"))
+        }
+        _ => None,
+    };
+    let read: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(bytes));
+    let reader = arrow_avro::reader::ReaderBuilder::new()
+        .with_batch_size(batch_size)
+        .build(read)
+        .map_err(|e| format!("not a readable Avro container file: {e}"))?;
+    let schema = reader.schema();
+    let batches = reader.map(|r| r.map_err(|e| format!("corrupt Avro data: {e}")));
+    Ok(FileReader {
+        schema: schema.clone(),
+        full_schema: schema,
+        bytes: counter,
+        inner: Box::new(batches.chain(trailing.map(Err))),
+    })
+}
+
+/// Read a whole local file (tests).
 pub fn read_all(path: &Path, format: SourceFormat) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let r = open(path, format, 1024)?;
+    let (store, input) = store::local_file(path).map_err(|e| format!("cannot open: {e}"))?;
+    read_input(&store, &input, format)
+}
+
+/// Read a whole file of a store (`filter test`, `validate --data`).
+pub fn read_input(
+    store: &Arc<Store>,
+    input: &Input,
+    format: SourceFormat,
+) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+    let r = open_file(store, input, &How::all(format, 1024))?;
     let schema = r.schema.clone();
     let batches = r.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
 }
 
-/// Guess the format from a path (file or directory of files).
+/// Guess the format from a local path (file or directory of files).
 pub fn detect_format(path: &Path) -> Option<SourceFormat> {
     if path.is_file() {
         return [SourceFormat::Parquet, SourceFormat::Avro].into_iter().find(|f| is_input(path, *f));

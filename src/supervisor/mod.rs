@@ -160,6 +160,16 @@ fn report_stalls(shared: &Shared, stalled: &mut BTreeSet<String>) {
         let s = &slot.stream;
         match s.stats.stalled_for(now, after) {
             Some(d) if !stalled.contains(name) => {
+                if let Some(e) = s.stats.source_error.lock().unwrap().clone() {
+                    tracing::warn!(
+                        stream = %name,
+                        source = %s.spec.source.display(),
+                        "stalled: the source has not answered for {} s; retrying with backoff: {e}",
+                        d.as_secs()
+                    );
+                    stalled.insert(name.clone());
+                    continue;
+                }
                 let why = s.stats.last_client_error.lock().unwrap().clone().unwrap_or_else(|| "none reported".into());
                 tracing::warn!(
                     stream = %name,
@@ -380,7 +390,8 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let watch_roots =
         |w: &mut notify_debouncer_full::Debouncer<_, _>, watched: &mut BTreeSet<PathBuf>, shared: &Shared| {
             for s in shared.streams.lock().unwrap().values() {
-                let root = s.stream.spec.source_root.clone();
+                // Remote sources are listed every poll interval instead.
+                let Some(root) = s.stream.spec.source.local().map(Path::to_path_buf) else { continue };
                 if !watched.contains(&root) && root.is_dir() {
                     if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
                         tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
@@ -412,7 +423,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             if let Ok(events) = ev {
                 let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.clone()).collect();
                 for s in shared.streams.lock().unwrap().values() {
-                    if paths.iter().any(|p| p.starts_with(&s.stream.spec.source_root)) {
+                    if s.stream.spec.source.local().is_some_and(|root| paths.iter().any(|p| p.starts_with(root))) {
                         s.stream.wake();
                     }
                 }

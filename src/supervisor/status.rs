@@ -55,7 +55,10 @@ impl StreamStatus {
             started_at_ms: s.started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0),
             stats: s.stats.snapshot(),
             stalled_secs: stalled.map(|d| d.as_secs()),
-            client_error: stalled.and_then(|_| s.stats.last_client_error.lock().unwrap().clone()),
+            client_error: stalled.and_then(|_| {
+                let source = s.stats.source_error.lock().unwrap().clone();
+                source.or_else(|| s.stats.last_client_error.lock().unwrap().clone())
+            }),
             restarts: 0,
             restart_in_secs: None,
         }
@@ -111,6 +114,7 @@ pub fn export_metrics(status: &Status) {
         metrics::counter!("fink_stream_notifications_sent_total", &l).absolute(s.stats.notified);
         metrics::counter!("fink_stream_notifications_failed_total", &l).absolute(s.stats.notify_failed);
         metrics::counter!("fink_stream_notifications_dropped_total", &l).absolute(s.stats.notify_dropped);
+        metrics::counter!("fink_source_bytes_read_total", &l).absolute(s.stats.source_bytes);
         metrics::gauge!("fink_stream_lag_files", &l).set(s.stats.backlog_files as f64);
         metrics::gauge!("fink_stream_up", &l).set(if s.failed() { 0.0 } else { 1.0 });
         metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);

@@ -1,0 +1,527 @@
+//! Where source files live: a local directory, an S3-compatible bucket or
+//! HDFS. Local files are read with plain file I/O; object stores through
+//! the `object_store` crate (`hdfs-native-object-store` for HDFS, a
+//! pure-Rust client: no JVM in fink), driven from the stream's own thread
+//! on one small shared async runtime.
+//!
+//! Every store is listed the same way (sorted paths relative to the root,
+//! the checkpoint keys) and read the same way (whole small files, byte
+//! ranges of large ones), so local, S3 and HDFS copies of a night share
+//! their progress.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::config::{SecretValue, SourceFormat};
+
+/// Files younger than this may still be being written; they wait a moment.
+/// On object stores: a new or changed object is listed again after this
+/// long and read only if its size and time did not change in between.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
+/// Default time between two listings of a remote source (local sources
+/// are also told of new files by the filesystem).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(2000);
+
+/// A source root as configured: what a stream reads. Two equal roots read
+/// the same files with the same credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Root {
+    Local(PathBuf),
+    Remote(Remote),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Remote {
+    /// `s3://bucket/prefix` or `hdfs://host:port/path`: what messages name.
+    /// It never holds a secret.
+    pub url: String,
+    pub kind: RemoteKind,
+    /// The prefix under the bucket or the namenode, without slashes around.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RemoteKind {
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        access_key: Option<SecretValue>,
+        secret_key: Option<SecretValue>,
+        allow_http: bool,
+    },
+    Hdfs {
+        /// `hdfs://host:port`
+        namenode: String,
+        user: Option<String>,
+    },
+}
+
+impl Root {
+    /// What messages and status show: the directory or the URL.
+    pub fn display(&self) -> String {
+        match self {
+            Root::Local(p) => p.display().to_string(),
+            Root::Remote(r) => r.url.clone(),
+        }
+    }
+
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            Root::Local(p) => Some(p),
+            Root::Remote(_) => None,
+        }
+    }
+}
+
+/// Split a source path into a scheme and the rest: `s3://b/p` gives
+/// `Some(("s3", "b/p"))`, a plain path `None`.
+pub fn scheme_of(path: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = path.split_once("://")?;
+    let ok = !scheme.is_empty()
+        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    ok.then_some((scheme, rest))
+}
+
+/// The schemes a source path may use.
+pub const SCHEMES: &[&str] = &["file", "s3", "hdfs"];
+
+/// Check a source URL's shape without connecting: `Err` says what is wrong.
+pub fn check_url(path: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = scheme_of(path) else { return Ok(()) };
+    match scheme {
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(format!("{path:?}: a file:// URL needs an absolute path (file:///data/science)"));
+            }
+        }
+        "s3" => {
+            let bucket = rest.split('/').next().unwrap_or("");
+            if bucket.is_empty() {
+                return Err(format!("{path:?}: an s3:// URL needs a bucket (s3://bucket/prefix)"));
+            }
+            if !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')) {
+                return Err(format!("{path:?}: {bucket:?} is not a valid bucket name"));
+            }
+        }
+        "hdfs" => {
+            let authority = rest.split('/').next().unwrap_or("");
+            if authority.is_empty() {
+                return Err(format!("{path:?}: an hdfs:// URL needs the namenode (hdfs://namenode:8020/path)"));
+            }
+            if let Some((_, port)) = authority.rsplit_once(':') {
+                if port.parse::<u16>().is_err() {
+                    return Err(format!("{path:?}: {port:?} is not a port number"));
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "{path:?}: unknown scheme {other:?}; a source path is a directory, file://, s3:// or hdfs://"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The async runtime object stores run on, shared by every stream: two
+/// workers, as the I/O waits and the decoding runs on the streams' threads.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fink-io")
+            .enable_all()
+            .build()
+            .expect("start the I/O runtime")
+    })
+}
+
+/// One input file as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Input {
+    /// Path relative to the source root, with `/` separators: the
+    /// checkpoint key.
+    pub rel: String,
+    pub len: u64,
+    /// When it last changed (ms since the epoch): a file replaced under
+    /// the same name is another file.
+    pub changed_ms: u64,
+}
+
+/// A source root opened for listing and reading.
+pub struct Store {
+    root: Root,
+    kind: Kind,
+    /// Remote listings: size and time of each object at the last listing,
+    /// to read only objects that stopped changing.
+    seen: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+enum Kind {
+    Local(PathBuf),
+    Object { os: Arc<dyn ObjectStore>, prefix: ObjPath },
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.root.display())
+    }
+}
+
+/// Reading failed for a reason that may pass (the store is unreachable, a
+/// request timed out): the stream retries, it does not quarantine.
+pub const UNAVAILABLE: &str = "source unavailable: ";
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{UNAVAILABLE}{what}: {e}")
+}
+
+/// An object store error worth retrying (everything but a missing object,
+/// which a quarantine reason names).
+fn store_error(what: &str, e: object_store::Error) -> String {
+    match e {
+        object_store::Error::NotFound { .. } => format!("{what}: not found"),
+        e => unavailable(what, flatten(&e)),
+    }
+}
+
+/// An error with its sources, on one line: object_store's top-level
+/// messages say only "Generic S3 error".
+fn flatten(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        src = s.source();
+    }
+    out
+}
+
+impl Store {
+    pub fn open(root: &Root) -> Result<Arc<Store>, String> {
+        let kind = match root {
+            Root::Local(p) => Kind::Local(p.clone()),
+            Root::Remote(r) => Kind::Object { os: object_store_for(r)?, prefix: ObjPath::from(r.prefix.as_str()) },
+        };
+        Ok(Arc::new(Store { root: root.clone(), kind, seen: Mutex::new(HashMap::new()) }))
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// An identity for sharing decoded files between streams: equal for
+    /// streams reading the same root.
+    pub fn id(&self) -> String {
+        self.root.display()
+    }
+
+    /// Every input file, sorted by path (nights in order), without hidden
+    /// or temporary files, Spark's markers, or files still being written.
+    pub fn list(&self, format: SourceFormat) -> Result<Vec<Input>, String> {
+        match &self.kind {
+            Kind::Local(root) => list_local(root, format).map_err(|e| e.to_string()),
+            Kind::Object { os, prefix } => {
+                let first = list_objects(os, prefix, format)?;
+                let changed = {
+                    let seen = self.seen.lock().unwrap();
+                    first.iter().any(|i| seen.get(&i.rel) != Some(&(i.len, i.changed_ms)))
+                };
+                // New or changed objects: read only once two listings agree.
+                let settled = if changed {
+                    std::thread::sleep(SETTLE);
+                    let second = list_objects(os, prefix, format)?;
+                    let again: HashMap<&str, (u64, u64)> =
+                        second.iter().map(|i| (i.rel.as_str(), (i.len, i.changed_ms))).collect();
+                    first.into_iter().filter(|i| again.get(i.rel.as_str()) == Some(&(i.len, i.changed_ms))).collect()
+                } else {
+                    first
+                };
+                *self.seen.lock().unwrap() = settled.iter().map(|i| (i.rel.clone(), (i.len, i.changed_ms))).collect();
+                Ok(settled)
+            }
+        }
+    }
+
+    /// A whole file.
+    pub fn read(&self, input: &Input, counter: &AtomicU64) -> Result<Bytes, String> {
+        match &self.kind {
+            Kind::Local(root) => {
+                let b = std::fs::read(root.join(&input.rel)).map_err(|e| format!("cannot read: {e}"))?;
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Ok(Bytes::from(b))
+            }
+            Kind::Object { os, prefix } => {
+                let path = child(prefix, &input.rel);
+                let b = runtime()
+                    .block_on(async { os.get(&path).await?.bytes().await })
+                    .map_err(|e| store_error(&format!("GET {}", self.url_of(&input.rel)), e))?;
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Ok(b)
+            }
+        }
+    }
+
+    /// Byte ranges of a file (a Parquet footer, column chunks).
+    pub fn read_ranges(&self, input: &Input, ranges: &[Range<u64>], counter: &AtomicU64) -> Result<Vec<Bytes>, String> {
+        let out = match &self.kind {
+            Kind::Local(root) => {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::open(root.join(&input.rel)).map_err(|e| format!("cannot open: {e}"))?;
+                ranges
+                    .iter()
+                    .map(|r| {
+                        let mut buf = vec![0u8; (r.end - r.start) as usize];
+                        f.read_exact_at(&mut buf, r.start).map(|_| Bytes::from(buf))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("cannot read: {e}"))?
+            }
+            Kind::Object { os, prefix } => {
+                let path = child(prefix, &input.rel);
+                runtime()
+                    .block_on(os.get_ranges(&path, ranges))
+                    .map_err(|e| store_error(&format!("GET {} (ranges)", self.url_of(&input.rel)), e))?
+            }
+        };
+        counter.fetch_add(out.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Where a file is, for messages.
+    pub fn url_of(&self, rel: &str) -> String {
+        match &self.root {
+            Root::Local(p) => p.join(rel).display().to_string(),
+            Root::Remote(r) => format!("{}/{rel}", r.url.trim_end_matches('/')),
+        }
+    }
+
+    /// The object store and the object's path, for remote stores.
+    pub fn object_path(&self, rel: &str) -> Option<(Arc<dyn ObjectStore>, ObjPath)> {
+        match &self.kind {
+            Kind::Local(_) => None,
+            Kind::Object { os, prefix } => Some((os.clone(), child(prefix, rel))),
+        }
+    }
+
+    /// A failed read of `rel` as a reason.
+    pub fn error_of(&self, rel: &str, e: object_store::Error) -> String {
+        store_error(&format!("GET {}", self.url_of(rel)), e)
+    }
+
+    /// The local path of a file, for local stores.
+    pub fn local_path(&self, rel: &str) -> Option<PathBuf> {
+        match &self.kind {
+            Kind::Local(root) => Some(root.join(rel)),
+            Kind::Object { .. } => None,
+        }
+    }
+}
+
+fn child(prefix: &ObjPath, rel: &str) -> ObjPath {
+    let mut p = prefix.clone();
+    for part in rel.split('/').filter(|s| !s.is_empty()) {
+        p = p.join(part);
+    }
+    p
+}
+
+fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, String> {
+    // Our own loop retries with backoff and reports the stall; the
+    // client's retries stay short so a stop or a reload is not held up.
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(10),
+        backoff: Default::default(),
+    };
+    let client = object_store::ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60));
+    match &r.kind {
+        RemoteKind::S3 { bucket, endpoint, region, access_key, secret_key, allow_http } => {
+            let mut b = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(region.clone().unwrap_or_else(|| "us-east-1".into()))
+                .with_allow_http(*allow_http)
+                .with_retry(retry)
+                .with_client_options(client);
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e);
+            }
+            match (access_key, secret_key) {
+                (Some(a), Some(s)) => b = b.with_access_key_id(a.expose()).with_secret_access_key(s.expose()),
+                // Anonymous reads of a public bucket.
+                (None, None) => b = b.with_skip_signature(true),
+                _ => return Err(format!("{}: give both access_key and secret_key, or neither", r.url)),
+            }
+            Ok(Arc::new(b.build().map_err(|e| format!("{}: {}", r.url, flatten(&e)))?))
+        }
+        RemoteKind::Hdfs { namenode, user } => {
+            let _guard = runtime().enter();
+            let mut b =
+                hdfs_native::ClientBuilder::new().with_url(namenode).with_io_runtime(runtime().handle().clone());
+            if let Some(u) = user {
+                b = b.with_user(u);
+            }
+            let client = b.build().map_err(|e| format!("{}: {}", r.url, flatten(&e)))?;
+            Ok(Arc::new(hdfs_native_object_store::HdfsObjectStore::new(client)))
+        }
+    }
+}
+
+/// Does `name` (a file name) look like an input file of `format`? Hidden
+/// files, temporary and in-progress files and Spark's markers (`_SUCCESS`,
+/// `.crc`) are not.
+pub fn is_input_name(name: &str, format: SourceFormat) -> bool {
+    if name.starts_with('.')
+        || name.starts_with('_')
+        || name.ends_with(".tmp")
+        || name.ends_with(".crc")
+        || name.ends_with(".inprogress")
+    {
+        return false;
+    }
+    match format {
+        SourceFormat::Parquet => name.ends_with(".parquet"),
+        SourceFormat::Avro => name.ends_with(".avro") || name.ends_with(".avro.gz"),
+    }
+}
+
+/// A directory that is never listed: hidden, or Spark's `_temporary`.
+fn is_skipped_dir(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
+}
+
+fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceFormat) -> Result<Vec<Input>, String> {
+    let prefix_opt = (!prefix.as_ref().is_empty()).then_some(prefix);
+    let metas: Vec<object_store::ObjectMeta> =
+        runtime().block_on(os.list(prefix_opt).try_collect()).map_err(|e| store_error(&format!("LIST {prefix}"), e))?;
+    let skip = prefix.parts().count();
+    let mut out: Vec<Input> = metas
+        .into_iter()
+        .filter_map(|m| {
+            let parts: Vec<String> = m.location.parts().skip(skip).map(|p| p.as_ref().to_string()).collect();
+            let (name, dirs) = parts.split_last()?;
+            if dirs.iter().any(|d| is_skipped_dir(d)) || !is_input_name(name, format) {
+                return None;
+            }
+            Some(Input {
+                rel: parts.join("/"),
+                len: m.size,
+                changed_ms: m.last_modified.timestamp_millis().max(0) as u64,
+            })
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let now = SystemTime::now();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if dir == root => return Err(e),
+            Err(_) => continue,
+        };
+        for entry in rd.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if ft.is_dir() {
+                if !is_skipped_dir(name) {
+                    stack.push(path);
+                }
+            } else if is_input_name(name, format) {
+                let Ok(meta) = entry.metadata() else { continue };
+                let settled =
+                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
+                let mtime_ms = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
+                if settled {
+                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+                    out.push(Input { rel, len: meta.len(), changed_ms: mtime_ms.max(ctime_ms) });
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One local file as an [`Input`] of its parent directory (tests, and
+/// `filter test`/`validate --data` given a single file).
+pub fn local_file(path: &Path) -> std::io::Result<(Arc<Store>, Input)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mtime_ms = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
+    let store = Store::open(&Root::Local(dir)).expect("local stores always open");
+    Ok((store, Input { rel: name, len: meta.len(), changed_ms: mtime_ms.max(ctime_ms) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_without_connecting() {
+        for ok in ["/data/science", "science", "file:///data", "s3://fink-science/ztf", "hdfs://nn:8020/user/fink"] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("ftp://host/x", "unknown scheme \"ftp\""),
+            ("s3://", "needs a bucket"),
+            ("s3://Bad_Bucket!/x", "not a valid bucket"),
+            ("hdfs:///path", "needs the namenode"),
+            ("hdfs://nn:port/x", "not a port"),
+            ("file://relative", "absolute path"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn spark_markers_temporary_and_in_progress_files_are_not_inputs() {
+        for name in ["_SUCCESS", ".part-0.parquet.crc", "part-0.parquet.inprogress", "x.parquet.tmp", ".hidden.parquet"]
+        {
+            assert!(!is_input_name(name, SourceFormat::Parquet), "{name}");
+        }
+        assert!(is_input_name("part-00000-abc.snappy.parquet", SourceFormat::Parquet));
+        assert!(is_input_name("a.avro.gz", SourceFormat::Avro));
+        assert!(is_skipped_dir("_temporary") && is_skipped_dir(".spark-staging"));
+    }
+}
