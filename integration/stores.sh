@@ -49,7 +49,7 @@ case "${1:-}" in
     echo $! > "$dir/hdfs.pid"
     await s3 "$dir/s3.log" 60
     await hdfs "$dir/hdfs.log" 120
-    { cat "$dir/s3.env"; echo "FINK_TEST_HDFS=hdfs://127.0.0.1:$HDFS_PORT"; } > "$dir/env"
+    { cat "$dir/s3.env"; echo "FINK_TEST_HDFS=hdfs://127.0.0.1:$HDFS_PORT"; echo "FINK_TEST_HDFS_LIBS=$libs"; } > "$dir/env"
     echo "stores: S3 on 127.0.0.1:$S3_PORT, HDFS on 127.0.0.1:$HDFS_PORT ($dir/env)"
     ;;
   stop)

@@ -50,6 +50,7 @@ pub fn run(
             "quarantined",
             "unconfirmed",
             "MB",
+            "source MB",
             "alerts/s",
             "state",
         ]);
@@ -69,6 +70,7 @@ pub fn run(
                 st.quarantined.to_string(),
                 st.unconfirmed.to_string(),
                 format!("{:.1}", st.bytes as f64 / 1e6),
+                format!("{:.1}", st.source_bytes as f64 / 1e6),
                 format!("{:.0}", st.read as f64 / secs.max(1e-3)),
                 state,
             ]);

@@ -216,7 +216,8 @@ impl Ranged {
         async move {
             let got = match store.object_path(&input.rel) {
                 Some((os, path)) => {
-                    let got = os.get_ranges(&path, &ranges).await.map_err(|e| store.error_of(&input.rel, e))?;
+                    let what = format!("GET {} (ranges)", store.url_of(&input.rel));
+                    let got = store::bounded(&what, os.get_ranges(&path, &ranges)).await?;
                     bytes.fetch_add(got.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
                     got
                 }

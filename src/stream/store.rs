@@ -189,6 +189,22 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> String {
     format!("{UNAVAILABLE}{what}: {e}")
 }
 
+/// Longest wait for one listing or read of a remote store: some clients
+/// (HDFS's, with its namenode down) retry on their own without end.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Run one remote operation on the I/O runtime, bounded by [`OP_TIMEOUT`]
+/// per `unit` (a listing, a request), as an [`UNAVAILABLE`] error.
+pub async fn bounded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = object_store::Result<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|e| store_error(what, e)),
+        Err(_) => Err(unavailable(what, format!("no answer within {} s", OP_TIMEOUT.as_secs()))),
+    }
+}
+
 /// An object store error worth retrying (everything but a missing object,
 /// which a quarantine reason names).
 fn store_error(what: &str, e: object_store::Error) -> String {
@@ -270,9 +286,8 @@ impl Store {
             }
             Kind::Object { os, prefix } => {
                 let path = child(prefix, &input.rel);
-                let b = runtime()
-                    .block_on(async { os.get(&path).await?.bytes().await })
-                    .map_err(|e| store_error(&format!("GET {}", self.url_of(&input.rel)), e))?;
+                let what = format!("GET {}", self.url_of(&input.rel));
+                let b = runtime().block_on(bounded(&what, async { os.get(&path).await?.bytes().await }))?;
                 counter.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Ok(b)
             }
@@ -296,9 +311,8 @@ impl Store {
             }
             Kind::Object { os, prefix } => {
                 let path = child(prefix, &input.rel);
-                runtime()
-                    .block_on(os.get_ranges(&path, ranges))
-                    .map_err(|e| store_error(&format!("GET {} (ranges)", self.url_of(&input.rel)), e))?
+                let what = format!("GET {} (ranges)", self.url_of(&input.rel));
+                runtime().block_on(bounded(&what, os.get_ranges(&path, ranges)))?
             }
         };
         counter.fetch_add(out.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
@@ -319,11 +333,6 @@ impl Store {
             Kind::Local(_) => None,
             Kind::Object { os, prefix } => Some((os.clone(), child(prefix, rel))),
         }
-    }
-
-    /// A failed read of `rel` as a reason.
-    pub fn error_of(&self, rel: &str, e: object_store::Error) -> String {
-        store_error(&format!("GET {}", self.url_of(rel)), e)
     }
 
     /// The local path of a file, for local stores.
@@ -356,12 +365,12 @@ fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, String> {
         .with_timeout(Duration::from_secs(60));
     match &r.kind {
         RemoteKind::S3 { bucket, endpoint, region, access_key, secret_key, allow_http } => {
+            // allow_http is a client option: set after the others, it stays.
             let mut b = object_store::aws::AmazonS3Builder::new()
                 .with_bucket_name(bucket)
                 .with_region(region.clone().unwrap_or_else(|| "us-east-1".into()))
-                .with_allow_http(*allow_http)
                 .with_retry(retry)
-                .with_client_options(client);
+                .with_client_options(client.with_allow_http(*allow_http));
             if let Some(e) = endpoint {
                 b = b.with_endpoint(e);
             }
@@ -412,7 +421,7 @@ fn is_skipped_dir(name: &str) -> bool {
 fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceFormat) -> Result<Vec<Input>, String> {
     let prefix_opt = (!prefix.as_ref().is_empty()).then_some(prefix);
     let metas: Vec<object_store::ObjectMeta> =
-        runtime().block_on(os.list(prefix_opt).try_collect()).map_err(|e| store_error(&format!("LIST {prefix}"), e))?;
+        runtime().block_on(bounded(&format!("LIST {prefix}"), os.list(prefix_opt).try_collect()))?;
     let skip = prefix.parts().count();
     let mut out: Vec<Input> = metas
         .into_iter()
