@@ -10,6 +10,9 @@
 # Prints alerts/s, MB/s, peak RSS and the ratios. Runs its own one-node
 # cluster on ports 49092/49192.
 #   ALERTS=20000 RUNS=2 integration/bench_streams.sh
+# SOURCE=s3 measures sources instead: one stream reading the alerts from
+# the local S3 server (integration/stores.sh) against local disk, with and
+# without the three cutouts (bytes read from the source, alerts/s).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ALERTS=${ALERTS:-20000}
@@ -51,8 +54,9 @@ config() { # $1 = tag, $2 = number of streams, SRC = source folder
     "rf_snia_vs_nonia > 0.7" "size(prv_candidates) > 20" "candidate.ndethist <= 5")
   for i in $(seq 0 $(($2 - 1))); do
     printf '[[topic]]\nname = "bench_%s_%d"\npartitions = 2\n' "$1" "$i"
-    printf '[[stream]]\nname = "s%d"\nsource = { format = "parquet", path = "%s" }\ntopic = "bench_%s_%d"\nschema_path = "schema.avsc"\n' "$i" "${SRC:-alerts}" "$1" "$i"
+    printf '[[stream]]\nname = "s%d"\nsource = { format = "parquet", path = "%s"%s }\ntopic = "bench_%s_%d"\nschema_path = "schema.avsc"\n' "$i" "${SRC:-alerts}" "${SRC_EXTRA:-}" "$1" "$i"
     if [ "$2" -gt 1 ]; then printf 'filter = "%s"\n' "${filters[$i]}"; fi
+    if [ -n "${DROP:-}" ]; then printf 'drop = ["cutoutScience", "cutoutTemplate", "cutoutDifference"]\n'; fi
   done
 }
 
@@ -74,7 +78,7 @@ run_fink() { # $1 tag $2 streams
   /usr/bin/time -f "%e %M" -o time.txt timeout 900 "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err || { tail -20 run.err >&2; return 1; }
   python3 -c "
 import json; d=json.load(open('run.json')); s=d['streams']
-print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), sum(x['stats']['bytes'] for x in s), sum(x['stats']['read'] for x in s))"
+print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], sum(x['stats']['published'] for x in s), sum(x['stats']['bytes'] for x in s), sum(x['stats']['read'] for x in s), sum(x['stats'].get('source_bytes', 0) for x in s))"
 }
 
 # Untimed warm-up: a freshly started broker (cold JVM, empty page cache) is
@@ -83,12 +87,61 @@ print(open('time.txt').read().split()[0], open('time.txt').read().split()[1], su
 run_fink warm 1 >/dev/null || exit 1
 echo "warm-up run done"
 
+if [ "${SOURCE:-}" = s3 ]; then
+  # The local S3 server (moto, signatures checked), started if not running.
+  if ! { [ -f "$REPO/.fink/stores/env" ] && . "$REPO/.fink/stores/env" && curl -s -o /dev/null "$FINK_TEST_S3_ENDPOINT"; }; then
+    bash "$REPO/integration/stores.sh" start >/dev/null || exit 1
+    . "$REPO/.fink/stores/env"
+  fi
+  export FINK_TEST_S3_ACCESS_KEY FINK_TEST_S3_SECRET_KEY
+  bucket="bench-$$"
+  echo "uploading the alerts to s3://$bucket/alerts ..."
+  "$REPO/.fink/venv/bin/python" - "$FINK_TEST_S3_ENDPOINT" "$bucket" <<'PY' || exit 1
+import os, sys, boto3
+endpoint, bucket = sys.argv[1], sys.argv[2]
+c = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id=os.environ["FINK_TEST_S3_ACCESS_KEY"],
+                 aws_secret_access_key=os.environ["FINK_TEST_S3_SECRET_KEY"])
+c.create_bucket(Bucket=bucket)
+for root, _, files in os.walk("alerts"):
+    for f in files:
+        p = os.path.join(root, f)
+        c.upload_file(p, bucket, p)
+PY
+  s3="s3://$bucket/alerts"
+  s3x=", endpoint = \"$FINK_TEST_S3_ENDPOINT\", allow_http = true, access_key = { env = \"FINK_TEST_S3_ACCESS_KEY\" }, secret_key = { env = \"FINK_TEST_S3_SECRET_KEY\" }"
+  declare -a lt st_ ldt sdt
+  for r in $(seq 1 "$RUNS"); do
+    read -r t rss pub bytes read lb < <(run_fink "disk$r" 1) || exit 1
+    lt+=("$t"); echo "run $r, local disk:           ${t}s, $pub alerts, $((lb / 1000000)) MB read from the source"
+    read -r t rss pub bytes read sb < <(SRC="$s3" SRC_EXTRA="$s3x" run_fink "s3$r" 1) || exit 1
+    st_+=("$t"); echo "run $r, S3:                   ${t}s, $pub alerts, $((sb / 1000000)) MB read from the source"
+    read -r t rss pub bytes read ldb < <(DROP=1 run_fink "diskdrop$r" 1) || exit 1
+    ldt+=("$t"); echo "run $r, local disk, no cutouts: ${t}s, $pub alerts, $((ldb / 1000000)) MB read from the source"
+    read -r t rss pub bytes read sdb < <(DROP=1 SRC="$s3" SRC_EXTRA="$s3x" run_fink "s3drop$r" 1) || exit 1
+    sdt+=("$t"); echo "run $r, S3, no cutouts:         ${t}s, $pub alerts, $((sdb / 1000000)) MB read from the source"
+  done
+  python3 - "$ALERTS" "$(printf '%s\n' "${lt[@]}" | median)" "$(printf '%s\n' "${st_[@]}" | median)" \
+    "$(printf '%s\n' "${ldt[@]}" | median)" "$(printf '%s\n' "${sdt[@]}" | median)" "$lb" "$sb" "$ldb" "$sdb" <<'PY'
+import sys
+n = int(sys.argv[1]); lt, st, ldt, sdt = map(float, sys.argv[2:6]); lb, sb, ldb, sdb = map(int, sys.argv[6:10])
+print(f"\nmedian of runs, {n} alerts, 1 stream, exactly-once:")
+print(f"  local disk           {n/lt:8.0f} alerts/s  {lb/1e6:8.1f} MB read")
+print(f"  S3 (moto, local)     {n/st:8.0f} alerts/s  {sb/1e6:8.1f} MB read")
+print(f"  local, no cutouts    {n/ldt:8.0f} alerts/s  {ldb/1e6:8.1f} MB read")
+print(f"  S3, no cutouts       {n/sdt:8.0f} alerts/s  {sdb/1e6:8.1f} MB read")
+print(f"S3 / local disk = {lt/st:.2f} (goal >= 0.70); without cutouts {ldt/sdt:.2f}; "
+      f"bytes read with / without cutouts: local {lb/max(ldb,1):.1f}x, S3 {sb/max(sdb,1):.1f}x (goal >= 3)")
+PY
+  exit 0
+fi
+
 declare -a one_t one_rss ten_t ten_rss
 for r in $(seq 1 "$RUNS"); do
-  read -r t rss pub bytes read < <(run_fink "one$r" 1) || exit 1
+  read -r t rss pub bytes read _ < <(run_fink "one$r" 1) || exit 1
   one_t+=("$t"); one_rss+=("$rss"); one_bytes=$bytes; one_pub=$pub
   echo "run $r, 1 stream:   ${t}s, published $pub alerts ($((bytes / 1000000)) MB), peak RSS $((rss / 1024)) MB"
-  read -r t rss pub bytes read < <(run_fink "ten$r" 10) || exit 1
+  read -r t rss pub bytes read _ < <(run_fink "ten$r" 10) || exit 1
   ten_t+=("$t"); ten_rss+=("$rss")
   echo "run $r, 10 streams: ${t}s, published $pub alerts of $read read, peak RSS $((rss / 1024)) MB"
 done
@@ -99,10 +152,10 @@ echo "splitting the same alerts into 5,000 files..."
 "$FINK" simulate --out small --alerts "$ALERTS" --per-file $((ALERTS / 5000 > 0 ? ALERTS / 5000 : 1)) --seed 1 >/dev/null || exit 1
 declare -a alo_t small_t
 for r in $(seq 1 "$RUNS"); do
-  read -r t rss pub bytes read < <(DELIVERY=at-least-once run_fink "alo$r" 1) || exit 1
+  read -r t rss pub bytes read _ < <(DELIVERY=at-least-once run_fink "alo$r" 1) || exit 1
   alo_t+=("$t")
   echo "run $r, 1 stream at-least-once: ${t}s, published $pub alerts"
-  read -r t rss pub bytes read < <(SRC=small run_fink "small$r" 1) || exit 1
+  read -r t rss pub bytes read _ < <(SRC=small run_fink "small$r" 1) || exit 1
   small_t+=("$t")
   echo "run $r, 1 stream, 5,000 files: ${t}s, published $pub alerts"
 done

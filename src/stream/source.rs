@@ -201,9 +201,12 @@ fn sync_reader(
     }
 }
 
-/// Parquet's async reader over any store: byte ranges come from
-/// [`Store::read_ranges`] (object stores coalesce them into few requests),
-/// run on the I/O runtime's blocking pool so the async side never blocks.
+/// Parquet's async reader over any store, counting the bytes it fetches.
+/// Object stores serve byte ranges with `get_ranges` (coalesced into few
+/// requests), each call bounded by [`store::OP_TIMEOUT`]; local files are
+/// read with `pread` on the I/O runtime's blocking pool. This is what
+/// parquet 60 asks for: it deprecates `ParquetObjectReader` in favour of an
+/// `AsyncFileReader` implemented directly (arrow-rs#10308).
 struct Ranged {
     store: Arc<Store>,
     input: Input,

@@ -201,8 +201,13 @@ pub async fn bounded<T>(
 ) -> Result<T, String> {
     match tokio::time::timeout(OP_TIMEOUT, fut).await {
         Ok(r) => r.map_err(|e| store_error(what, e)),
-        Err(_) => Err(unavailable(what, format!("no answer within {} s", OP_TIMEOUT.as_secs()))),
+        Err(_) => Err(timed_out(what)),
     }
+}
+
+/// A request that got no answer in time, as a reason.
+pub fn timed_out(what: &str) -> String {
+    unavailable(what, format!("no answer within {} s", OP_TIMEOUT.as_secs()))
 }
 
 /// An object store error worth retrying (everything but a missing object,
