@@ -329,6 +329,26 @@ fn s3_wrong_credentials_name_the_request_and_never_the_secret() {
     assert!(log.contains("did not answer while listing"), "{log}");
 }
 
+/// A bucket that does not exist: the error names the request, the stream
+/// waits (stalled) instead of failing.
+#[test]
+fn s3_missing_bucket_names_the_request() {
+    let remote = Remote::new(Kind::S3, "mb");
+    let (w, _) = remote.stream("mb", "");
+    let cfg = std::fs::read_to_string(w.path().join("fink.toml")).unwrap();
+    let bucket = remote.url.trim_start_matches("s3://").split('/').next().unwrap().to_string();
+    w.write(
+        "fink.toml",
+        &cfg.replace(&format!("s3://{bucket}/"), "s3://no-such-bucket-here/")
+            .replace("[run]\n", "[run]\nstall_after_s = 1\n"),
+    );
+    let run = spawn(&w, &[]);
+    run.wait("stalled, naming the failed request", || {
+        run.stream("s")["client_error"].as_str().is_some_and(|e| e.contains("LIST") && e.contains("NoSuchBucket"))
+    });
+    assert_ne!(run.stream("s")["state"]["state"], "failed");
+}
+
 /// The store is away when the stream starts, then comes up: the stream
 /// is stalled meanwhile, then publishes everything.
 #[test]
@@ -389,6 +409,9 @@ fn bad_urls_are_rejected_and_filter_test_reads_remote_data() {
     assert_eq!(r.code, 0, "{}", r.all());
     let rep: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(rep[0]["alerts"], 124, "{}", r.stdout);
+    let r = fink(&w, &["validate", "--data", &format!("{}/20211122", remote.url)]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.all().contains("valid"), "{}", r.all());
 }
 
 /// An HDFS of this test's own, to take down and bring back.

@@ -604,3 +604,54 @@ mod header_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod pruning_tests {
+    use super::*;
+    use arrow_array::{ArrayRef, BinaryArray, Int64Array};
+
+    /// A local file larger than [`WHOLE_FILE_MAX`]: a big `stamp` column
+    /// and a small `n`.
+    fn big_file(dir: &Path) -> std::path::PathBuf {
+        let rows = 600;
+        let stamps: Vec<Vec<u8>> =
+            (0..rows).map(|i| (0..10_000).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()).collect();
+        let stamp: ArrayRef = Arc::new(BinaryArray::from_iter_values(stamps.iter()));
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        let batch = RecordBatch::try_from_iter([("n", n), ("stamp", stamp)]).unwrap();
+        let path = dir.join("big.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+            .build();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > WHOLE_FILE_MAX);
+        path
+    }
+
+    #[test]
+    fn a_large_local_file_is_read_for_the_needed_columns_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_file(dir.path());
+        let (st, input) = store::local_file(&path).unwrap();
+        let read = |columns: Columns| {
+            let how = How { format: SourceFormat::Parquet, batch_size: 256, columns };
+            let r = open_file(&st, &input, &how).unwrap();
+            let (bytes, full) = (r.bytes.clone(), r.full_schema.clone());
+            let batches: Vec<RecordBatch> = r.collect::<Result<_, _>>().unwrap();
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            (bytes.load(Ordering::Relaxed), batches[0].schema(), full, rows)
+        };
+        let (all, schema, _, rows) = read(Columns::All);
+        assert_eq!((rows, schema.fields().len()), (600, 2));
+        let (pruned, schema, full, rows) = read(Columns::AllBut(["stamp".to_string()].into()));
+        assert_eq!(rows, 600);
+        assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["n"]);
+        assert_eq!(full.fields().len(), 2, "the whole schema is still known");
+        assert!(pruned * 20 < all, "{pruned} bytes read without the stamps, {all} with them");
+        assert!(all >= input.len * 9 / 10, "{all} of {}", input.len);
+    }
+}
