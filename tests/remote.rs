@@ -209,6 +209,7 @@ fn new_files_and_kill_resume(kind: Kind) {
     // A new object is picked up within the poll interval (300 ms here).
     remote.put(&name(&files[1]), std::fs::read(&files[1]).unwrap());
     run.wait("the second file being read", || run.stream("s")["stats"]["read"].as_u64() > Some(first_rows));
+    assert!(run.metrics().contains("fink_source_bytes_read_total{"), "the metric is exported");
     run.signal("KILL");
     drop(run);
     run_until_idle(&w);

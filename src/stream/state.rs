@@ -156,6 +156,11 @@ impl Reader {
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     ended.insert(p);
                 }
+                // A broker away (transport failure, all brokers down for a
+                // moment) is what the deadline is for: librdkafka reconnects.
+                Some(Err(e)) if !refused(&e) => {
+                    tracing::debug!("reading state topic {topic:?}: {e}; retrying");
+                }
                 Some(Err(e)) => return Err(format!("cannot read state topic {topic:?} as {:?}: {e}", self.conn.who())),
                 Some(Ok(m)) => {
                     ended.remove(&m.partition());
@@ -307,4 +312,22 @@ mod tests {
         assert!(used.len() >= 8, "{used:?}");
         assert_eq!(partition_for("x", 1), 0);
     }
+}
+
+/// A consumer error that asking again will not cure: no permission, no
+/// such topic.
+fn refused(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+        )
+    )
 }
