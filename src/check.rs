@@ -12,7 +12,8 @@ use crate::stream::project::{self, type_at};
 /// with file:line:column.
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let loaded = config::load(opts)?;
-    let errors = filters(&loaded);
+    let mut errors = filters(&loaded);
+    errors.extend(producer_properties(&loaded));
     if errors.is_empty() {
         Ok(loaded)
     } else {
@@ -45,6 +46,26 @@ pub fn filters(loaded: &Loaded) -> Vec<Diagnostic> {
     }
     if out.is_empty() {
         // The common case reads nothing more.
+        return Vec::new();
+    }
+    let loc = loaded.locator();
+    out.into_iter().map(|(at, msg)| loc.locate(&at, Severity::Error, msg)).collect()
+}
+
+/// Every `producer.properties` key is one librdkafka knows, with a value
+/// it accepts (checked on a bare configuration, without connecting).
+pub fn producer_properties(loaded: &Loaded) -> Vec<Diagnostic> {
+    let key = |k: &str| Seg::Key(k.to_string());
+    let mut out = Vec::new();
+    for (i, s) in loaded.config.streams.iter().enumerate() {
+        for (k, v) in &s.producer.properties {
+            if let Err(e) = crate::cluster::ffi::check_producer_property(k, v) {
+                let at = vec![key("stream"), Seg::Index(i), key("producer"), key("properties"), key(k)];
+                out.push((at, format!("stream {:?}: producer property {k:?}: {e}", s.name)));
+            }
+        }
+    }
+    if out.is_empty() {
         return Vec::new();
     }
     let loc = loaded.locator();

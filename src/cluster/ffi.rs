@@ -577,3 +577,36 @@ pub fn incremental_alter_topic_configs(
             .collect())
     }
 }
+
+/// Whether librdkafka knows `name` and accepts `value` for a producer,
+/// checked on a configuration object of its own (no client, no connection).
+/// `Err` carries librdkafka's reason.
+pub fn check_producer_property(name: &str, value: &str) -> std::result::Result<(), String> {
+    let (Ok(n), Ok(v)) = (CString::new(name), CString::new(value)) else {
+        return Err("contains a NUL byte".into());
+    };
+    let mut err = [0 as c_char; 512];
+    // SAFETY: a fresh conf is created, used once and destroyed here; the
+    // strings and the error buffer outlive the call.
+    unsafe {
+        let conf = rd::rd_kafka_conf_new();
+        let res = rd::rd_kafka_conf_set(conf, n.as_ptr(), v.as_ptr(), err.as_mut_ptr(), err.len());
+        rd::rd_kafka_conf_destroy(conf);
+        if res == rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK {
+            Ok(())
+        } else {
+            Err(CStr::from_ptr(err.as_ptr()).to_string_lossy().into_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod property_tests {
+    #[test]
+    fn librdkafka_judges_producer_properties_without_a_client() {
+        assert_eq!(super::check_producer_property("linger.ms", "5"), Ok(()));
+        let e = super::check_producer_property("no.such.property", "1").unwrap_err();
+        assert!(e.contains("No such configuration property"), "{e}");
+        assert!(super::check_producer_property("linger.ms", "soon").is_err());
+    }
+}

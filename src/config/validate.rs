@@ -393,7 +393,7 @@ fn check_streams(c: &mut Checker, cfg: &Config, base: &Path, n: &Names) {
                 check_secret(c, src_at(k), secret, base, &ctx);
             }
         }
-        if let Err(e) = crate::stream::store::check_url(&s.source.path) {
+        if let Err(e) = check_url(&s.source.path) {
             c.err(src_at("path"), format!("{ctx}: {e}"));
         }
         if let Some(name) = &s.source.storage {
@@ -451,6 +451,25 @@ fn check_secret(c: &mut Checker, path: KeyPath, s: &super::Secret, base: &Path, 
 fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
     let r = &cfg.run;
     let at = |k: &str| vec![key("run"), key(k)];
+    for (k, v) in [
+        ("batch_size", r.batch_size as u64),
+        ("max_in_flight", r.max_in_flight as u64),
+        ("stall_after_s", r.stall_after_s),
+        ("shutdown_timeout_s", r.shutdown_timeout_s),
+    ] {
+        if v == 0 {
+            c.err(at(k), format!("run: {k} must be at least 1"));
+        }
+    }
+    if let Err(e) = check_addr(&r.metrics_addr) {
+        c.err(at("metrics_addr"), format!("run: metrics_addr {:?}: {e} (\"\" turns the endpoint off)", r.metrics_addr));
+    }
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let at = |k: &str| vec![key("stream"), Seg::Index(i), key("producer"), key(k)];
+        if s.producer.batch_size == Some(0) {
+            c.err(at("batch_size"), format!("stream {:?}: producer batch_size must be at least 1", s.name));
+        }
+    }
     if !r.exactly_once() {
         return;
     }
@@ -521,4 +540,70 @@ pub fn unknown_placeholders(path: &str) -> Vec<String> {
         rest = &rest[start + len + 1..];
     }
     out
+}
+
+/// Split a source path into a scheme and the rest: `s3://b/p` gives
+/// `Some(("s3", "b/p"))`, a plain path `None`.
+pub fn scheme_of(path: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = path.split_once("://")?;
+    let ok = !scheme.is_empty()
+        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    ok.then_some((scheme, rest))
+}
+
+/// The schemes a source path may use.
+pub const SCHEMES: &[&str] = &["file", "s3", "hdfs"];
+
+/// Check a source URL's shape without connecting: `Err` says what is wrong.
+pub fn check_url(path: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = scheme_of(path) else { return Ok(()) };
+    match scheme {
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(format!("{path:?}: a file:// URL needs an absolute path (file:///data/science)"));
+            }
+        }
+        "s3" => {
+            let bucket = rest.split('/').next().unwrap_or("");
+            if bucket.is_empty() {
+                return Err(format!("{path:?}: an s3:// URL needs a bucket (s3://bucket/prefix)"));
+            }
+            if !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')) {
+                return Err(format!("{path:?}: {bucket:?} is not a valid bucket name"));
+            }
+        }
+        "hdfs" => {
+            let authority = rest.split('/').next().unwrap_or("");
+            if authority.is_empty() {
+                return Err(format!("{path:?}: an hdfs:// URL needs the namenode (hdfs://namenode:8020/path)"));
+            }
+            if let Some((_, port)) = authority.rsplit_once(':') {
+                if port.parse::<u16>().is_err() {
+                    return Err(format!("{path:?}: {port:?} is not a port number"));
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "{path:?}: unknown scheme {other:?}; a source path is a directory, file://, s3:// or hdfs://"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` (an empty string is allowed by callers that mean "off").
+pub fn check_addr(addr: &str) -> Result<(), String> {
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err("not an address: expected host:port".into());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(|ch| ch.is_whitespace() || ch == '/') {
+        return Err("not an address: expected host:port".into());
+    }
+    port.parse::<u16>().map(|_| ()).map_err(|_| format!("{port:?} is not a port number"))
 }

@@ -84,56 +84,7 @@ impl Root {
     }
 }
 
-/// Split a source path into a scheme and the rest: `s3://b/p` gives
-/// `Some(("s3", "b/p"))`, a plain path `None`.
-pub fn scheme_of(path: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = path.split_once("://")?;
-    let ok = !scheme.is_empty()
-        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    ok.then_some((scheme, rest))
-}
-
-/// The schemes a source path may use.
-pub const SCHEMES: &[&str] = &["file", "s3", "hdfs"];
-
-/// Check a source URL's shape without connecting: `Err` says what is wrong.
-pub fn check_url(path: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = scheme_of(path) else { return Ok(()) };
-    match scheme {
-        "file" => {
-            if !rest.starts_with('/') {
-                return Err(format!("{path:?}: a file:// URL needs an absolute path (file:///data/science)"));
-            }
-        }
-        "s3" => {
-            let bucket = rest.split('/').next().unwrap_or("");
-            if bucket.is_empty() {
-                return Err(format!("{path:?}: an s3:// URL needs a bucket (s3://bucket/prefix)"));
-            }
-            if !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')) {
-                return Err(format!("{path:?}: {bucket:?} is not a valid bucket name"));
-            }
-        }
-        "hdfs" => {
-            let authority = rest.split('/').next().unwrap_or("");
-            if authority.is_empty() {
-                return Err(format!("{path:?}: an hdfs:// URL needs the namenode (hdfs://namenode:8020/path)"));
-            }
-            if let Some((_, port)) = authority.rsplit_once(':') {
-                if port.parse::<u16>().is_err() {
-                    return Err(format!("{path:?}: {port:?} is not a port number"));
-                }
-            }
-        }
-        other => {
-            return Err(format!(
-                "{path:?}: unknown scheme {other:?}; a source path is a directory, file://, s3:// or hdfs://"
-            ))
-        }
-    }
-    Ok(())
-}
+pub use crate::config::validate::{check_url, scheme_of, SCHEMES};
 
 /// The async runtime object stores run on, shared by every stream: two
 /// workers, as the I/O waits and the decoding runs on the streams' threads.
