@@ -4,6 +4,9 @@
 # (once) and start the distribution streams in the background.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What a fresh Debian machine lacks (the same step as .ci/run).
+bash conf/install_deps.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release
 FINK=target/release/fink
 "$FINK" cluster start

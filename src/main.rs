@@ -161,6 +161,28 @@ enum Cmd {
         #[command(subcommand)]
         action: FilterCmd,
     },
+    /// Print the JSON Schema of fink.toml (editors complete and check with it), or with
+    /// --stream the Avro schema a stream publishes.
+    Schema {
+        /// A stream whose distribution Avro schema to print (from a sample of its source).
+        #[arg(long)]
+        stream: Option<String>,
+        /// The sample for --stream (file, directory or URL); default: the stream's source.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Print a shell completion script: `fink completions bash > /etc/bash_completion.d/fink`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `fink man > fink.1`.
+    Man,
+    /// Scaffold a deployment in DIR (default: here): fink.toml, profiles/, .gitignore,
+    /// README.fink.md. Never overwrites a file.
+    Init {
+        dir: Option<PathBuf>,
+    },
     /// Each stream's committed progress: show it, or reset it.
     State {
         #[command(subcommand)]
@@ -249,6 +271,17 @@ fn main() -> ExitCode {
 fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
     match command {
         Cmd::Validate { data } => cli::validate::validate(ctx, data.as_deref()),
+        Cmd::Schema { stream: None, .. } => cli::tools::config_schema(),
+        Cmd::Schema { stream: Some(s), data } => cli::tools::stream_schema(ctx, &s, data.as_deref()),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fink", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init { dir } => cli::tools::init(dir.as_deref().unwrap_or(std::path::Path::new("."))),
         Cmd::Cluster { action } => cli::cluster::cluster(ctx, &action),
         Cmd::Topics { name, all } => {
             cli::views::with_admin(ctx, |a| cli::views::topics(a, name.as_deref(), all, ctx.output))

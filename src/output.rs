@@ -76,8 +76,22 @@ pub fn human_time(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC ({rel})", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `2026-11-28T23:10:39Z` (RFC 3339, UTC) for a time in ms since the epoch.
+pub fn rfc3339(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::stream::night::civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod time_tests {
+    #[test]
+    fn rfc3339_in_utc() {
+        assert_eq!(super::rfc3339(1_795_906_239_000), "2026-11-28T22:50:39Z");
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
     #[test]
     fn utc_dates() {
         assert!(

@@ -148,12 +148,14 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
         let _ = writeln!(out, "{n}");
     }
     let c = &st.config;
+    let _ = now_secs;
     let _ = writeln!(
         out,
-        "config {} loaded {} ago ({} reloads)",
+        "config {} loaded {} ({} reloads{})",
         c.config_hash.get(..12).unwrap_or(&c.config_hash),
-        duration(now_secs.saturating_sub(c.loaded_at)),
-        c.reloads
+        output::human_time(c.loaded_at * 1000),
+        c.reloads,
+        c.last_reload_at.map(|t| format!(", last {}", output::human_time(t * 1000))).unwrap_or_default()
     );
     if let Some(e) = &c.last_reload_error {
         let _ = writeln!(out, "{} {e}", output::red("last reload failed:"));

@@ -146,13 +146,29 @@ pub fn valid_profile_name(name: &str) -> bool {
 }
 
 fn read_source(path: &Path, shown: &str) -> Result<SourceFile, Diagnostic> {
-    let text = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+    let bytes = std::fs::read(path).map_err(|e| Diagnostic {
         file: Some(shown.to_string()),
         line: None,
         column: None,
         key: None,
         message: format!("cannot read: {}", e.kind().to_string().replace("entity not found", "not found")),
         severity: Severity::Error,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // TOML is UTF-8: say where the first byte that is not is.
+        let at = e.utf8_error().valid_up_to();
+        let good = &e.as_bytes()[..at];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
+        let column = std::str::from_utf8(&good[line_start..]).map(|l| l.chars().count() + 1).unwrap_or(1);
+        Diagnostic {
+            file: Some(shown.to_string()),
+            line: Some(line),
+            column: Some(column),
+            key: None,
+            message: format!("not UTF-8 text: byte 0x{:02x} at byte offset {at} (TOML files are UTF-8)", e.as_bytes()[at]),
+            severity: Severity::Error,
+        }
     })?;
     let starts = span::line_starts(&text);
     SourceDoc::parse(text).map(|doc| SourceFile { shown: shown.to_string(), doc, slots: None }).map_err(|e| {
@@ -420,7 +436,7 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
         Kind::Message(m) if m.contains("untagged enum ConfigValue") => {
             "a topic config value must be a string, number or boolean".to_string()
         }
-        other => other.to_string(),
+        other => shorten(&other.to_string()),
     };
     let key = span::render(&path);
     let message = if key.is_empty() { message } else { format!("{key}: {message}") };
@@ -447,6 +463,18 @@ fn figment_diag(err: figment::Error, sources: &[SourceFile]) -> Diagnostic {
         }
     }
     d
+}
+
+/// A message quoting a value can be as long as the value (a 1 MB string):
+/// keep its head and tail.
+fn shorten(m: &str) -> String {
+    const MAX: usize = 300;
+    if m.len() <= MAX {
+        return m.to_string();
+    }
+    let head: String = m.chars().take(MAX - 60).collect();
+    let tail: String = m.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{head}... ({} bytes) ...{tail}", m.len())
 }
 
 impl Loaded {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::secret::Secret;
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub cluster: ClusterConfig,
@@ -57,7 +57,7 @@ pub struct Config {
 
 /// `[[notify]]`: a short message per published alert of a stream, posted
 /// to a webhook (Slack), the Telegram Bot API, or any JSON endpoint.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     pub stream: String,
@@ -84,7 +84,7 @@ fn default_max_per_minute() -> u32 {
     30
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyFormat {
     /// `{"text": ...}`
@@ -98,7 +98,7 @@ pub enum NotifyFormat {
 
 /// What an included file may declare: everything but `[cluster]`,
 /// `[local]` and `[run]`, which belong to the deployment's own file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Included {
     #[serde(default, rename = "topic")]
@@ -122,7 +122,7 @@ pub struct Included {
 ///
 /// Variants are in alphabetical order so that bindings sort as their names
 /// do (plans list them in that order).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 pub enum AclOperation {
     All,
     Alter,
@@ -209,7 +209,7 @@ impl Config {
 pub const DEFAULT_KAFKA_VERSION: &str = "4.1.1";
 
 /// How `fink run` runs streams.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     /// Checkpoints and quarantine logs.
@@ -254,7 +254,7 @@ pub struct RunConfig {
 }
 
 /// Delivery guarantee of `fink run`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Delivery {
     #[default]
@@ -305,7 +305,7 @@ impl Default for RunConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub enum SecurityProtocol {
     #[serde(rename = "SASL_PLAINTEXT")]
     SaslPlaintext,
@@ -325,7 +325,7 @@ impl SecurityProtocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 pub enum ScramMechanism {
     #[default]
     #[serde(rename = "SCRAM-SHA-512")]
@@ -343,7 +343,7 @@ impl ScramMechanism {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `host:port` list.
@@ -371,14 +371,14 @@ fn default_timeout() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub user: String,
     pub password: Secret,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
     /// Number of KRaft nodes (each broker and controller), 1 to 3.
@@ -408,7 +408,7 @@ impl Default for LocalConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicDefaults {
     pub partitions: Option<i32>,
@@ -416,7 +416,7 @@ pub struct TopicDefaults {
 }
 
 /// A topic config value as written in TOML; Kafka wants strings.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ConfigValue {
     Str(String),
@@ -436,7 +436,7 @@ impl std::fmt::Display for ConfigValue {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     pub name: String,
@@ -446,7 +446,7 @@ pub struct TopicConfig {
     pub config: BTreeMap<String, ConfigValue>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
@@ -461,7 +461,7 @@ fn default_iterations() -> i32 {
     8192
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AclRole {
     Producer,
@@ -477,21 +477,21 @@ impl AclRole {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     Allow,
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PatternType {
     Literal,
     Prefixed,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Topic,
@@ -515,7 +515,7 @@ impl ResourceKind {
 /// `operations`) or a role shortcut (`role` with `topic`, and `group` for
 /// consumers) that expands to the bindings `kafka-acls --producer/--consumer`
 /// would create.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AclConfig {
     /// A declared user name (principal `User:<name>`)...
@@ -550,7 +550,7 @@ fn default_pattern() -> PatternType {
     PatternType::Literal
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// A CEL expression over the alert's fields.
@@ -563,7 +563,7 @@ pub struct FilterConfig {
 }
 
 /// A filter's reading of null or missing fields.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnNull {
     /// As pandas does: an ordering comparison (`<`, `>=`, ...) with a null
@@ -584,7 +584,7 @@ impl OnNull {
 }
 
 /// A named constant of `[const]`: a scalar or a list of scalars.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ConstValue {
     Bool(bool),
@@ -594,7 +594,7 @@ pub enum ConstValue {
     List(Vec<ConstScalar>),
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ConstScalar {
     Bool(bool),
@@ -603,7 +603,7 @@ pub enum ConstScalar {
     Text(String),
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
     Parquet,
@@ -611,7 +611,7 @@ pub enum SourceFormat {
 }
 
 /// Where a stream reads alerts.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub format: SourceFormat,
@@ -657,7 +657,7 @@ impl SourceConfig {
 
 /// Settings of an object store or HDFS, shared by sources as
 /// `[storage.NAME]` or given on a source.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// S3: the endpoint URL of an S3-compatible server
@@ -697,7 +697,7 @@ impl StorageConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
@@ -705,7 +705,7 @@ pub enum Compression {
     Zstd,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerConfig {
     #[serde(default = "default_compression")]
@@ -734,7 +734,7 @@ fn default_compression() -> Compression {
     Compression::Zstd
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     pub name: String,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize, Serializer};
 /// A password as declared: inline (discouraged), from an environment variable,
 /// or from a file. `generate = true` lets fink create the file with a random
 /// password the first time it is needed (local admin, new users).
-#[derive(Clone, Deserialize, PartialEq)]
+/// A secret: the value itself (discouraged), `{ env = "VAR" }` or
+/// `{ file = "path" }` (`generate = true` creates it when missing).
+#[derive(Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Secret {
     Inline(String),

@@ -140,8 +140,24 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
             .map_err(|e| format!("cannot read Parquet: {e}"))?;
         return Ok(sync_reader(reader, full_schema, bytes));
     }
-    // Larger files: the footer, then the column chunks of the columns
-    // read, one row group at a time (parquet's async reader).
+    // Larger local files: parquet's reader on the file, which reads the
+    // column chunks of the columns read, page by page (little memory).
+    if let Some(path) = store.local_path(&input.rel) {
+        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
+        let counted = CountedFile { file, bytes: bytes.clone() };
+        let meta = ArrowReaderMetadata::load(&counted, Default::default()).map_err(bad)?;
+        let full_schema = meta.schema().clone();
+        let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
+        let rows = fitted(how.batch_size, meta.metadata());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(counted, meta)
+            .with_projection(mask)
+            .with_batch_size(rows)
+            .build()
+            .map_err(|e| format!("cannot read Parquet: {e}"))?;
+        return Ok(sync_reader(reader, full_schema, bytes));
+    }
+    // Larger remote files: the footer, then the column chunks of the
+    // columns read, one row group at a time (parquet's async reader).
     let mut reader = Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone() };
     let build = async {
         let metadata = reader.get_metadata(None).await?;
@@ -259,6 +275,48 @@ impl AsyncFileReader for Ranged {
             Ok(Arc::new(meta))
         }
         .boxed()
+    }
+}
+
+/// A local file for parquet's reader that counts the bytes read from it.
+struct CountedFile {
+    file: std::fs::File,
+    bytes: Arc<AtomicU64>,
+}
+
+struct CountingRead<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl parquet::file::reader::Length for CountedFile {
+    fn len(&self) -> u64 {
+        parquet::file::reader::Length::len(&self.file)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for CountedFile {
+    type T = BufReader<CountingRead<std::fs::File>>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use std::io::Seek;
+        let mut f = self.file.try_clone()?;
+        f.seek(std::io::SeekFrom::Start(start))?;
+        Ok(BufReader::new(CountingRead { inner: f, bytes: self.bytes.clone() }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let b = parquet::file::reader::ChunkReader::get_bytes(&self.file, start, length)?;
+        self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        Ok(b)
     }
 }
 

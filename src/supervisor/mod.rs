@@ -300,6 +300,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         reload: Mutex::new(ReloadStatus {
             config_hash: initial.hash.clone(),
             loaded_at: now_secs(),
+            loaded_at_time: crate::output::rfc3339(now_secs() * 1000),
             ..Default::default()
         }),
     });

@@ -82,6 +82,7 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
     let mut st = shared.reload.lock().unwrap().clone();
     st.reloads += 1;
     st.last_reload_at = Some(now_secs());
+    st.last_reload_time = Some(crate::output::rfc3339(now_secs() * 1000));
     let result = (|| -> Result<(Loaded, Vec<String>)> {
         let new = crate::check::load(&opts.load).map_err(|e| anyhow!("{e}"))?;
         // Bound even when the file is unchanged: a SIGHUP after a password
@@ -151,6 +152,7 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
             }
             st.config_hash = new.hash.clone();
             st.loaded_at = now_secs();
+            st.loaded_at_time = crate::output::rfc3339(now_secs() * 1000);
             st.last_reload_error = None;
             st.last_reload_changes = changes;
             new

@@ -13,8 +13,14 @@ pub struct ReloadStatus {
     pub config_hash: String,
     /// When the running config was loaded (seconds since the epoch).
     pub loaded_at: u64,
+    /// The same, RFC 3339 (UTC).
+    #[serde(default)]
+    pub loaded_at_time: String,
     pub reloads: u64,
     pub last_reload_at: Option<u64>,
+    /// The same, RFC 3339 (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload_time: Option<String>,
     pub last_reload_error: Option<String>,
     pub last_reload_changes: Vec<String>,
 }
