@@ -180,9 +180,7 @@ enum Cmd {
     Man,
     /// Scaffold a deployment in DIR (default: here): fink.toml, profiles/, .gitignore,
     /// README.fink.md. Never overwrites a file.
-    Init {
-        dir: Option<PathBuf>,
-    },
+    Init { dir: Option<PathBuf> },
     /// Each stream's committed progress: show it, or reset it.
     State {
         #[command(subcommand)]
@@ -274,7 +272,12 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         Cmd::Schema { stream: None, .. } => cli::tools::config_schema(),
         Cmd::Schema { stream: Some(s), data } => cli::tools::stream_schema(ctx, &s, data.as_deref()),
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "fink", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "fink",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Man => {

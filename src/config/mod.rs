@@ -166,7 +166,10 @@ fn read_source(path: &Path, shown: &str) -> Result<SourceFile, Diagnostic> {
             line: Some(line),
             column: Some(column),
             key: None,
-            message: format!("not UTF-8 text: byte 0x{:02x} at byte offset {at} (TOML files are UTF-8)", e.as_bytes()[at]),
+            message: format!(
+                "not UTF-8 text: byte 0x{:02x} at byte offset {at} (TOML files are UTF-8)",
+                e.as_bytes()[at]
+            ),
             severity: Severity::Error,
         }
     })?;

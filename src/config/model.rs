@@ -325,7 +325,9 @@ impl SecurityProtocol {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, schemars::JsonSchema,
+)]
 pub enum ScramMechanism {
     #[default]
     #[serde(rename = "SCRAM-SHA-512")]
