@@ -290,6 +290,24 @@ pub fn progress_of(records: &BTreeMap<String, Record>, key: &str) -> Found {
     }
 }
 
+/// A consumer error that asking again will not cure: no permission, no
+/// such topic.
+fn refused(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,22 +330,4 @@ mod tests {
         assert!(used.len() >= 8, "{used:?}");
         assert_eq!(partition_for("x", 1), 0);
     }
-}
-
-/// A consumer error that asking again will not cure: no permission, no
-/// such topic.
-fn refused(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            C::TopicAuthorizationFailed
-                | C::GroupAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::SaslAuthenticationFailed
-                | C::Authentication
-                | C::UnknownTopicOrPartition
-                | C::UnknownTopic
-        )
-    )
 }
