@@ -118,7 +118,6 @@ pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileRea
 }
 
 fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU64>) -> Result<FileReader, String> {
-    let bad = |e: parquet::errors::ParquetError| format!("not a readable Parquet file: {e}");
     // A small file is read whole in one call: parquet's reader on a
     // `File` dups the descriptor, seeks and reads page headers a few bytes
     // at a time per column chunk (hundreds of syscalls per file for Fink's
@@ -129,32 +128,13 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
     };
     if whole {
         let data = store.read(input, &bytes)?;
-        let meta = ArrowReaderMetadata::load(&data, Default::default()).map_err(bad)?;
-        let full_schema = meta.schema().clone();
-        let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
-        let rows = fitted(how.batch_size, meta.metadata());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, meta)
-            .with_projection(mask)
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| format!("cannot read Parquet: {e}"))?;
-        return Ok(sync_reader(reader, full_schema, bytes));
+        return sync_reader(data, how, bytes);
     }
     // Larger local files: parquet's reader on the file, which reads the
     // column chunks of the columns read, page by page (little memory).
     if let Some(path) = store.local_path(&input.rel) {
         let file = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
-        let counted = CountedFile { file, bytes: bytes.clone() };
-        let meta = ArrowReaderMetadata::load(&counted, Default::default()).map_err(bad)?;
-        let full_schema = meta.schema().clone();
-        let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
-        let rows = fitted(how.batch_size, meta.metadata());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(counted, meta)
-            .with_projection(mask)
-            .with_batch_size(rows)
-            .build()
-            .map_err(|e| format!("cannot read Parquet: {e}"))?;
-        return Ok(sync_reader(reader, full_schema, bytes));
+        return sync_reader(CountedFile { file, bytes: bytes.clone() }, how, bytes);
     }
     // Larger remote files: the footer, then the column chunks of the
     // columns read, one row group at a time (parquet's async reader).
@@ -203,18 +183,30 @@ fn parquet_error(e: &parquet::errors::ParquetError) -> String {
     }
 }
 
-fn sync_reader(
-    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
-    full_schema: SchemaRef,
+/// Parquet's synchronous reader over bytes in memory or a local file,
+/// for the columns `how` reads.
+fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
+    input: R,
+    how: &How,
     bytes: Arc<AtomicU64>,
-) -> FileReader {
+) -> Result<FileReader, String> {
+    let meta = ArrowReaderMetadata::load(&input, Default::default())
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let full_schema = meta.schema().clone();
+    let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
+    let rows = fitted(how.batch_size, meta.metadata());
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
+        .with_projection(mask)
+        .with_batch_size(rows)
+        .build()
+        .map_err(|e| format!("cannot read Parquet: {e}"))?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
-    FileReader {
+    Ok(FileReader {
         schema,
         full_schema,
         bytes,
         inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))),
-    }
+    })
 }
 
 /// Parquet's async reader over any store, counting the bytes it fetches.

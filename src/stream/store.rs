@@ -399,7 +399,6 @@ fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceForma
 }
 
 fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> {
-    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     let now = SystemTime::now();
     let mut stack = vec![root.to_path_buf()];
@@ -421,16 +420,9 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
                 let Ok(meta) = entry.metadata() else { continue };
                 let settled =
                     meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
-                let mtime_ms = meta
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0);
-                let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
                 if settled {
                     let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                    out.push(Input { rel, len: meta.len(), changed_ms: mtime_ms.max(ctime_ms) });
+                    out.push(Input { rel, len: meta.len(), changed_ms: changed_ms(&meta) });
                 }
             }
         }
@@ -442,10 +434,17 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
 /// One local file as an [`Input`] of its parent directory (tests, and
 /// `filter test`/`validate --data` given a single file).
 pub fn local_file(path: &Path) -> std::io::Result<(Arc<Store>, Input)> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let store = Store::open(&Root::Local(dir)).expect("local stores always open");
+    Ok((store, Input { rel: name, len: meta.len(), changed_ms: changed_ms(&meta) }))
+}
+
+/// When a file's content last changed, or it was renamed into place (its
+/// inode changed), in ms since the epoch.
+fn changed_ms(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mtime_ms = meta
         .modified()
         .ok()
@@ -453,8 +452,7 @@ pub fn local_file(path: &Path) -> std::io::Result<(Arc<Store>, Input)> {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
-    let store = Store::open(&Root::Local(dir)).expect("local stores always open");
-    Ok((store, Input { rel: name, len: meta.len(), changed_ms: mtime_ms.max(ctime_ms) }))
+    mtime_ms.max(ctime_ms)
 }
 
 #[cfg(test)]
