@@ -219,10 +219,7 @@ impl Store {
                 // New or changed objects: read only once two listings agree.
                 let settled = if changed {
                     std::thread::sleep(SETTLE);
-                    let second = list_objects(os, prefix, format)?;
-                    let again: HashMap<&str, (u64, u64)> =
-                        second.iter().map(|i| (i.rel.as_str(), (i.len, i.changed_ms))).collect();
-                    first.into_iter().filter(|i| again.get(i.rel.as_str()) == Some(&(i.len, i.changed_ms))).collect()
+                    agreeing(first, &list_objects(os, prefix, format)?)
                 } else {
                     first
                 };
@@ -298,6 +295,13 @@ impl Store {
             Kind::Object { .. } => None,
         }
     }
+}
+
+/// The objects of `first` that `second` lists with the same size and time:
+/// one still being written (its size changing) waits for a later listing.
+fn agreeing(first: Vec<Input>, second: &[Input]) -> Vec<Input> {
+    let again: HashMap<&str, (u64, u64)> = second.iter().map(|i| (i.rel.as_str(), (i.len, i.changed_ms))).collect();
+    first.into_iter().filter(|i| again.get(i.rel.as_str()) == Some(&(i.len, i.changed_ms))).collect()
 }
 
 fn child(prefix: &ObjPath, rel: &str) -> ObjPath {
@@ -475,6 +479,15 @@ mod tests {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn an_object_whose_size_changed_between_two_listings_is_not_read_yet() {
+        let i = |rel: &str, len: u64, t: u64| Input { rel: rel.into(), len, changed_ms: t };
+        let first = vec![i("a.parquet", 10, 1), i("b.parquet", 10, 1), i("c.parquet", 5, 1)];
+        let second = [i("a.parquet", 10, 1), i("b.parquet", 20, 2)];
+        // b grew, c vanished: only a is read now.
+        assert_eq!(agreeing(first, &second), vec![i("a.parquet", 10, 1)]);
     }
 
     #[test]
