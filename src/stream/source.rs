@@ -209,12 +209,12 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     })
 }
 
-/// Parquet's async reader over any store, counting the bytes it fetches.
-/// Object stores serve byte ranges with `get_ranges` (coalesced into few
-/// requests), each call bounded by [`store::OP_TIMEOUT`]; local files are
-/// read with `pread` on the I/O runtime's blocking pool. This is what
+/// Parquet's async reader over an object store, counting the bytes it
+/// fetches: byte ranges come from `get_ranges` (coalesced into few
+/// requests), each call bounded by [`store::OP_TIMEOUT`]. This is what
 /// parquet 60 asks for: it deprecates `ParquetObjectReader` in favour of an
-/// `AsyncFileReader` implemented directly (arrow-rs#10308).
+/// `AsyncFileReader` implemented directly (arrow-rs#10308). Local files use
+/// parquet's synchronous reader instead ([`sync_reader`]).
 struct Ranged {
     store: Arc<Store>,
     input: Input,
@@ -225,17 +225,11 @@ impl Ranged {
     fn fetch(&self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'static, parquet::errors::Result<Vec<Bytes>>> {
         let (store, input, bytes) = (self.store.clone(), self.input.clone(), self.bytes.clone());
         async move {
-            let got = match store.object_path(&input.rel) {
-                Some((os, path)) => {
-                    let what = format!("GET {} (ranges)", store.url_of(&input.rel));
-                    let got = store::bounded(&what, os.get_ranges(&path, &ranges)).await?;
-                    bytes.fetch_add(got.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
-                    got
-                }
-                None => tokio::task::spawn_blocking(move || store.read_ranges(&input, &ranges, &bytes))
-                    .await
-                    .map_err(|e| e.to_string())??,
-            };
+            let (os, path) =
+                store.object_path(&input.rel).ok_or_else(|| "a local file has no object store".to_string())?;
+            let what = format!("GET {} (ranges)", store.url_of(&input.rel));
+            let got = store::bounded(&what, os.get_ranges(&path, &ranges)).await?;
+            bytes.fetch_add(got.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
             Ok(got)
         }
         .map(|r: Result<Vec<Bytes>, String>| r.map_err(parquet::errors::ParquetError::General))

@@ -10,7 +10,6 @@
 //! their progress.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -245,31 +244,6 @@ impl Store {
                 Ok(b)
             }
         }
-    }
-
-    /// Byte ranges of a file (a Parquet footer, column chunks).
-    pub fn read_ranges(&self, input: &Input, ranges: &[Range<u64>], counter: &AtomicU64) -> Result<Vec<Bytes>, String> {
-        let out = match &self.kind {
-            Kind::Local(root) => {
-                use std::os::unix::fs::FileExt;
-                let f = std::fs::File::open(root.join(&input.rel)).map_err(|e| format!("cannot open: {e}"))?;
-                ranges
-                    .iter()
-                    .map(|r| {
-                        let mut buf = vec![0u8; (r.end - r.start) as usize];
-                        f.read_exact_at(&mut buf, r.start).map(|_| Bytes::from(buf))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("cannot read: {e}"))?
-            }
-            Kind::Object { os, prefix } => {
-                let path = child(prefix, &input.rel);
-                let what = format!("GET {} (ranges)", self.url_of(&input.rel));
-                runtime().block_on(bounded(&what, os.get_ranges(&path, ranges)))?
-            }
-        };
-        counter.fetch_add(out.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
-        Ok(out)
     }
 
     /// Where a file is, for messages.
