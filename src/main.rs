@@ -9,6 +9,14 @@ use clap::{Parser, Subcommand};
 use fink::cli::{self, Ctx};
 use fink::output::{self, Format};
 
+// Opening a small Parquet file builds and drops a column reader per leaf
+// (~180 for Fink's alerts), thousands of allocations per file, made on the
+// read-ahead threads and freed on the stream's. With glibc's allocator a
+// backlog of 5,000 files of 4 alerts took 12.9 s (median of 4) and 12 s of
+// CPU; with jemalloc 10.4 s and 9 s of CPU. 20 files of 1,000: the same.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes: 0 success; 1 error (bad config, unreachable or refusing
 /// cluster, failed change, a failed stream, alerts left unconfirmed at a
 /// stop); 2 `plan --detailed-exitcode` found changes.

@@ -3,7 +3,7 @@
 //! A file of a few alerts costs a stream more to open (read, parse a footer
 //! of ~180 columns, build and drop a column reader per leaf) than to send.
 //! Done on the stream's own thread, that cost is serial with encoding and
-//! sending. Here one background thread opens and decodes the next few small
+//! sending. Here background threads open and decode the next few small
 //! files of a backlog while the streams send the current one, so the two
 //! overlap on two cores. Streams hint what they will open next
 //! ([`ahead`]); [`take`] hands over a decoded file, waiting for it if it is
@@ -53,14 +53,25 @@ struct Prefetcher {
     tx: Mutex<Sender<(Arc<Store>, Key)>>,
 }
 
+/// Decoding threads: two, or more on a larger machine. One was the
+/// bottleneck of a backlog of small files (a core stayed idle while it
+/// decoded); a few more never hurt, the streams take files in order.
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1).clamp(2, 4)
+}
+
 fn prefetcher() -> &'static Prefetcher {
     static P: OnceLock<Prefetcher> = OnceLock::new();
     P.get_or_init(|| {
         let (tx, rx) = channel::<(Arc<Store>, Key)>();
-        std::thread::Builder::new()
-            .name("prefetch".into())
-            .spawn(move || {
-                while let Ok((store, key)) = rx.recv() {
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers() {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("prefetch-{i}"))
+                .spawn(move || loop {
+                    // The lock is held only to take the next job.
+                    let Ok((store, key)) = rx.lock().unwrap().recv() else { return };
                     let p = prefetcher();
                     if !p.cache.lock().unwrap().entries.contains_key(&key) {
                         continue; // evicted before its turn
@@ -74,9 +85,9 @@ fn prefetcher() -> &'static Prefetcher {
                     }
                     drop(c);
                     p.done.notify_all();
-                }
-            })
-            .expect("spawn the prefetch thread");
+                })
+                .expect("spawn a prefetch thread");
+        }
         Prefetcher { cache: Mutex::new(Cache::default()), done: Condvar::new(), tx: Mutex::new(tx) }
     })
 }

@@ -16,7 +16,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetStatisticsPolicy,
+};
 
 pub use super::columns::Columns;
 use super::store::{self, Input, Store};
@@ -87,6 +89,22 @@ fn fitted(batch_size: usize, meta: &ParquetMetaData) -> usize {
     batch_size.min(rows).max(1)
 }
 
+/// Footer decoding without the statistics: nothing here prunes by them,
+/// and for Fink's ~180 columns they are a good part of each footer.
+fn metadata_options() -> ParquetMetaDataOptions {
+    ParquetMetaDataOptions::new()
+        .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+}
+
+fn reader_options() -> ArrowReaderOptions {
+    ArrowReaderOptions::new()
+        .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll)
+        .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+}
+
 /// Open one file, taking it from the read-ahead if it was decoded there.
 /// Errors are strings fit for a quarantine reason; those starting with
 /// [`store::UNAVAILABLE`] are worth retrying.
@@ -141,7 +159,7 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
     let mut reader = Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone() };
     let build = async {
         let metadata = reader.get_metadata(None).await?;
-        let meta = ArrowReaderMetadata::try_new(metadata, ArrowReaderOptions::default())?;
+        let meta = ArrowReaderMetadata::try_new(metadata, reader_options())?;
         let full_schema = meta.schema().clone();
         let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
         let rows = fitted(how.batch_size, meta.metadata());
@@ -190,8 +208,8 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     how: &How,
     bytes: Arc<AtomicU64>,
 ) -> Result<FileReader, String> {
-    let meta = ArrowReaderMetadata::load(&input, Default::default())
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let meta =
+        ArrowReaderMetadata::load(&input, reader_options()).map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let full_schema = meta.schema().clone();
     let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
     let rows = fitted(how.batch_size, meta.metadata());
@@ -256,8 +274,11 @@ impl AsyncFileReader for Ranged {
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         let len = self.input.len;
         async move {
-            let meta =
-                ParquetMetaDataReader::new().with_prefetch_hint(Some(FOOTER_HINT)).load_and_finish(self, len).await?;
+            let meta = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(FOOTER_HINT))
+                .with_metadata_options(Some(metadata_options()))
+                .load_and_finish(self, len)
+                .await?;
             Ok(Arc::new(meta))
         }
         .boxed()
