@@ -47,10 +47,12 @@ pub fn default_sigpipe() {
 }
 
 /// glibc gives each thread that allocates its own malloc arena; with a
-/// thread per stream plus librdkafka's, freed alert buffers stay spread over
-/// many arenas and peak RSS grows with the number of streams (ten streams:
-/// 470 MB with the default, 389 MB with two arenas, and faster). An
-/// explicit `MALLOC_ARENA_MAX` in the environment wins.
+/// thread per stream plus librdkafka's, freed buffers stay spread over many
+/// arenas and peak RSS grows with the number of streams (ten streams, when
+/// Rust's allocations went through glibc too: 470 MB with the default, 389
+/// MB with two arenas). Rust's now go through jemalloc (`main.rs`); this
+/// still bounds librdkafka's C allocations (its batches and compression
+/// buffers). An explicit `MALLOC_ARENA_MAX` in the environment wins.
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
