@@ -217,8 +217,9 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum StateCmd {
-    /// Files done, the watermark, files in progress, the last commit and
-    /// the instance running each stream.
+    /// Files done (sealed folders, files recorded one by one), files in
+    /// progress, files changed after publishing, the last commit and the
+    /// instance running each stream.
     Show {
         /// Only this stream.
         stream: Option<String>,

@@ -516,3 +516,61 @@ fn run_rows(f: &Path) -> u64 {
     let r = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(f).unwrap()).unwrap();
     parquet::file::reader::FileReader::metadata(&r).file_metadata().num_rows() as u64
 }
+
+/// Files landing the way Spark's job commit lands them, while `fink run`
+/// follows the place: random part names, written under `_temporary/` and
+/// renamed into the night folder (on HDFS a rename keeps the old
+/// modification time), tens of milliseconds apart. Every alert exactly
+/// once, read_committed; a restart adds nothing.
+fn spark_like_arrivals(kind: Kind) {
+    let runs: u64 = std::env::var("FINK_ARRIVAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    for run in 0..runs {
+        let remote = Remote::new(kind, "arr");
+        let (w, topic) = remote.stream("arr", "");
+        let alerts = 120;
+        let r = fink(
+            &w,
+            &["simulate", "--out", "staging", "--alerts", "120", "--per-file", "2", "--seed", &run.to_string()],
+        );
+        assert_eq!(r.code, 0, "{}", r.all());
+        let files = walk(&w.path().join("staging"));
+        let mut rng = run.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let live = spawn(&w, &[]);
+        for (n, f) in files.iter().enumerate() {
+            let name = format!("part-{n:05}-{:016x}-c000.snappy.parquet", next());
+            let tmp = format!("_temporary/0/task_{n}/{name}");
+            remote.put(&tmp, std::fs::read(f).unwrap());
+            let (from, to) = (remote.path(&tmp), remote.path(&format!("night={}/{name}", n % 2)));
+            rt().block_on(remote.os.rename(&from, &to)).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(next() % 40));
+        }
+        live.wait("every alert published and the stream idle", || {
+            let s = live.stream("s");
+            s["stats"]["published"].as_u64().unwrap_or(0) >= alerts && s["state"]["state"] == "idle"
+        });
+        live.signal("TERM");
+        let mut live = live;
+        assert!(live.child.wait().unwrap().success(), "{}", live.log_text());
+        run_until_idle(&w);
+        let got = consume_all_decoded(&topic, 1);
+        let ids: std::collections::BTreeSet<i64> = got.iter().map(|(_, v)| v["candid"].as_i64().unwrap()).collect();
+        assert_eq!(ids.len() as u64, alerts, "{kind:?} run {run}: alerts lost\n{}", live.log_text());
+        assert_eq!(got.len() as u64, alerts, "{kind:?} run {run}: alerts published twice");
+    }
+}
+
+#[test]
+fn spark_like_arrivals_s3() {
+    spark_like_arrivals(Kind::S3);
+}
+
+#[test]
+fn spark_like_arrivals_hdfs() {
+    spark_like_arrivals(Kind::Hdfs);
+}

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::config::Loaded;
 use crate::output;
-use crate::stream::checkpoint::{Listed, Progress};
+use crate::stream::checkpoint::Progress;
 use crate::stream::{self, state, StreamSpec};
 
 #[derive(Serialize)]
@@ -18,11 +18,15 @@ struct Row {
     stream: String,
     /// `None`: never committed.
     files_done: Option<u64>,
-    watermark: Option<String>,
+    /// Folders folded into a fixed-size record (done and quiet).
+    sealed_folders: usize,
+    /// Done files recorded one by one (in folders still active).
+    open_files: usize,
     /// Files partly read, with the rows done.
     in_progress: Vec<(String, u64)>,
-    /// Done files above the watermark.
-    done_above_watermark: usize,
+    /// Done files that changed after they were published (path, or
+    /// `FOLDER/` when a sealed folder cannot say which), with when.
+    changed_after_publish: Vec<(String, u64)>,
     committed_at_ms: Option<u64>,
     /// The instance that committed last.
     committed_by: Option<String>,
@@ -105,9 +109,10 @@ pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
         let mut row = Row {
             stream: s.name.clone(),
             files_done: None,
-            watermark: None,
+            sealed_folders: 0,
+            open_files: 0,
             in_progress: vec![],
-            done_above_watermark: 0,
+            changed_after_publish: vec![],
             committed_at_ms: None,
             committed_by: None,
             running_on,
@@ -116,9 +121,10 @@ pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
         match p {
             Ok(Some(p)) => {
                 row.files_done = Some(p.files_done);
-                row.watermark = p.watermark.clone();
+                row.sealed_folders = p.sealed_folders();
+                row.open_files = p.open_files();
                 row.in_progress = p.partial.iter().map(|(k, v)| (k.clone(), *v)).collect();
-                row.done_above_watermark = p.done.len();
+                row.changed_after_publish = p.changed.iter().map(|(k, v)| (k.clone(), *v)).collect();
                 row.committed_at_ms = (p.committed_at_ms > 0).then_some(p.committed_at_ms);
                 row.committed_by = p.owner.clone();
             }
@@ -138,14 +144,19 @@ pub fn show(ctx: &Ctx, only: Option<String>) -> Result<ExitCode> {
         output::print_json(&rows)?;
         return Ok(code);
     }
-    let mut t = output::table(&["stream", "files done", "watermark", "in progress", "last commit", "running on"]);
+    let mut t =
+        output::table(&["stream", "files done", "folders", "in progress", "changed", "last commit", "running on"]);
     for r in &rows {
         let inprog = r.in_progress.iter().map(|(f, n)| format!("{f} ({n} rows)")).collect::<Vec<_>>().join("\n");
         t.add_row(vec![
             r.stream.clone(),
             r.files_done.map(|n| n.to_string()).unwrap_or_else(|| "never committed".into()),
-            r.watermark.clone().unwrap_or_default(),
+            format!("{} sealed, {} files open", r.sealed_folders, r.open_files),
             inprog,
+            match r.changed_after_publish.len() {
+                0 => String::new(),
+                n => format!("{n} (see --output json)"),
+            },
             r.committed_at_ms
                 .map(|ms| {
                     format!(
@@ -194,13 +205,9 @@ pub fn reset(ctx: &Ctx, name: String, to_start: bool, to_end: bool) -> Result<Ex
     if to_end {
         let store = stream::store::Store::open(&spec.source).map_err(|e| anyhow!("{e}"))?;
         let files = store.list(spec.format).map_err(|e| anyhow!("listing {}: {e}", spec.source.display()))?;
-        let mut listing: Vec<Listed> =
-            files.into_iter().map(|f| Listed { rel: f.rel, changed_ms: f.changed_ms }).collect();
-        listing.sort();
-        for f in &listing {
-            p.mark_done(&f.rel);
+        for f in &files {
+            p.mark_done(&f.rel, f.identity());
         }
-        p.advance(&listing, listed_at);
     }
     p.committed_at_ms = listed_at;
     p.owner = Some(format!("fink state reset ({})", stream::instance_id()));

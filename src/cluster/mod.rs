@@ -186,9 +186,16 @@ impl RecordingContext {
     }
 }
 
+/// librdkafka's log lines, for every client fink makes: at debug level,
+/// as its events (a partition's end, a closed idle connection) are
+/// normal; what matters reaches the caller as errors.
+pub fn librdkafka_log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+    tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+}
+
 impl ClientContext for RecordingContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+        librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");

@@ -17,6 +17,8 @@ use super::Login;
 use crate::config::ScramMechanism;
 
 const API_SASL_HANDSHAKE: i16 = 17;
+/// Most PBKDF2 iterations a broker may ask for (Kafka allows 16384).
+pub const MAX_ITERATIONS: u32 = 100_000;
 const API_SASL_AUTHENTICATE: i16 = 36;
 
 struct Conn {
@@ -220,6 +222,13 @@ fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) 
     let (Some(snonce), Some(salt), Some(iterations)) = (snonce, salt, iterations) else {
         return Err(std::io::Error::other("malformed SCRAM server-first message"));
     };
+    // A broker's count sets how long PBKDF2 runs here: Kafka accepts
+    // 4096..16384, so anything far above is refused, not computed for hours.
+    if iterations > MAX_ITERATIONS {
+        return Err(std::io::Error::other(format!(
+            "the broker asks for {iterations} SCRAM iterations, more than the {MAX_ITERATIONS} fink accepts"
+        )));
+    }
     if !snonce.starts_with(&cnonce) {
         return Err(std::io::Error::other("SCRAM server nonce does not extend ours"));
     }

@@ -38,18 +38,13 @@ impl Slots {
     }
 }
 
-/// A file name pattern: `*` any run of characters, `?` one.
+/// A file name pattern: `*` any run of characters, `?` one (`globset`).
 fn name_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(&pattern.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>())
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher().is_match(name))
+        .unwrap_or(pattern == name)
 }
 
 /// The files a pattern names, relative to `dir`. Wildcards are allowed in

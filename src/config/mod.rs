@@ -128,6 +128,10 @@ impl Loaded {
 /// Every other `FINK_*` variable is not config: FINK_CONFIG, FINK_PROFILE
 /// and FINK_LOG drive fink itself, and secrets may be read from any name
 /// (`password = { env = "FINK_ADMIN_PASSWORD" }`).
+/// How long a stream's Kafka transaction may stay open before the broker
+/// aborts it (and the longest an alert may wait for a broker).
+pub const TRANSACTION_TIMEOUT_S: u64 = 120;
+
 pub const ENV_OVERRIDE_ROOTS: &[&str] = &["cluster", "local", "defaults", "run", "prune"];
 
 /// `FINK_X__Y` variables that look like overrides of a key fink does not

@@ -461,6 +461,18 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
             c.err(at(k), format!("run: {k} must be at least 1"));
         }
     }
+    if r.shutdown_timeout_s > MAX_SHUTDOWN_TIMEOUT_S {
+        c.err(
+            at("shutdown_timeout_s"),
+            format!(
+                "run: shutdown_timeout_s must be at most {MAX_SHUTDOWN_TIMEOUT_S}: a stop or a reload waits this long at most \
+                 for in-flight alerts (what is unconfirmed then is sent again on the next start)"
+            ),
+        );
+    }
+    if r.stall_after_s > MAX_STALL_AFTER_S {
+        c.err(at("stall_after_s"), format!("run: stall_after_s must be at most {MAX_STALL_AFTER_S}"));
+    }
     if let Err(e) = check_addr(&r.metrics_addr) {
         c.err(at("metrics_addr"), format!("run: metrics_addr {:?}: {e} (\"\" turns the endpoint off)", r.metrics_addr));
     }
@@ -494,10 +506,14 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
     if r.group.is_empty() || !r.group.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch)) {
         c.err(at("group"), format!("run: group {:?} must be non-empty letters, digits, '.', '_' or '-'", r.group));
     }
-    if !(100..=600_000).contains(&r.commit_interval_ms) {
+    if !(100..=MAX_COMMIT_INTERVAL_MS).contains(&r.commit_interval_ms) {
         c.err(
             at("commit_interval_ms"),
-            "run: commit_interval_ms must be between 100 and 600000 (the transaction timeout is 10 minutes at most)",
+            format!(
+                "run: commit_interval_ms must be between 100 and {MAX_COMMIT_INTERVAL_MS}: a transaction must commit well \
+                 within its {} s timeout, or the broker aborts it",
+                crate::config::TRANSACTION_TIMEOUT_S
+            ),
         );
     }
     if !(6_000..=300_000).contains(&r.session_timeout_ms) {
@@ -507,6 +523,33 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
         );
     }
 }
+
+/// Longest `commit_interval_ms`: half the transaction timeout.
+pub const MAX_COMMIT_INTERVAL_MS: u64 = crate::config::TRANSACTION_TIMEOUT_S * 1000 / 2;
+/// Longest `shutdown_timeout_s`: a stop is bounded (systemd's default stop
+/// timeout is 90 s; 10 minutes leaves room for a slow broker).
+pub const MAX_SHUTDOWN_TIMEOUT_S: u64 = 600;
+pub const MAX_STALL_AFTER_S: u64 = 86_400;
+
+/// Producer properties fink sets itself: delivery (idempotence, acks,
+/// transactions, timeouts) and the connection depend on them.
+pub const OWNED_PRODUCER_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "enable.gapless.guarantee",
+];
 
 /// The placeholders a source path or a topic name may use (`science/{night}`).
 pub const PLACEHOLDERS: &[&str] = &["night", "year", "month", "day"];

@@ -308,16 +308,14 @@ pub fn desired_acls(cfg: &Config) -> Vec<AclBinding> {
     set.into_iter().collect()
 }
 
-/// `*` glob match (the only wildcard the ignore list needs).
+/// Glob match of a name (`*`, `?`, `[...]`), by `globset`: linear time,
+/// where a hand-written backtracking matcher was exponential on patterns
+/// like `a*a*a*a*b`. A pattern that is not a valid glob matches literally.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn rec(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| rec(rest, &n[i..])),
-            Some((c, rest)) => n.first() == Some(c) && rec(rest, &n[1..]),
-        }
+    match globset::Glob::new(pattern) {
+        Ok(g) => g.compile_matcher().is_match(name),
+        Err(_) => pattern == name,
     }
-    rec(pattern.as_bytes(), name.as_bytes())
 }
 
 fn ignored(cfg: &Config, name: &str) -> bool {

@@ -101,3 +101,30 @@ mod tests {
         assert!(matches!(e, StreamError::Delivery { code: RDKafkaErrorCode::MessageTimedOut, .. }));
     }
 }
+
+/// Why a source could not be listed or a file read, as a value: the stream
+/// decides what to do by kind, never by message text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// It may pass: the store is unreachable or slow, an I/O error
+    /// (EIO, ESTALE, EMFILE, EACCES, ...), a file gone or changed since it
+    /// was listed. Retried with backoff and shown as stalled; the file is
+    /// never quarantined for it.
+    #[error("{0}")]
+    Transient(String),
+    /// The file's bytes cannot be decoded (not Parquet/Avro, a damaged page,
+    /// a checksum mismatch, a decoder panic): the file, or its rest, is
+    /// quarantined and the stream goes on.
+    #[error("{0}")]
+    BadData(String),
+    /// The source cannot be used as configured (its folder is missing, a
+    /// client cannot be built): reported, and waited on.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Transient(_))
+    }
+}

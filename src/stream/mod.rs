@@ -417,10 +417,17 @@ pub struct Stats {
     /// Bytes fetched from the source for the files this stream read (a
     /// file decoded once for several streams counts for each).
     pub source_bytes: AtomicU64,
+    /// Done files found changed since they were published (reported, not
+    /// read again; see `checkpoint`).
+    pub changed_files: AtomicU64,
     /// Since when (ms since the epoch) the source has been unreachable, 0
     /// while it answers; and its latest error.
     pub source_down_since_ms: AtomicU64,
     pub source_error: std::sync::Mutex<Option<String>>,
+}
+
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
 }
 
 pub fn now_ms() -> u64 {
@@ -445,6 +452,7 @@ pub struct StatsSnapshot {
     pub notify_failed: u64,
     pub notify_dropped: u64,
     pub source_bytes: u64,
+    pub changed_files: u64,
 }
 
 impl Stats {
@@ -466,6 +474,7 @@ impl Stats {
             notify_failed: g(&self.notify_failed),
             notify_dropped: g(&self.notify_dropped),
             source_bytes: g(&self.source_bytes),
+            changed_files: g(&self.changed_files),
         }
     }
 
@@ -503,12 +512,18 @@ impl Stats {
         }
     }
 
-    /// The producer accepted one alert.
+    /// One alert is being handed to the producer (counted first: its
+    /// report may come back before the hand-over returns).
     pub fn sent(&self) {
         if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
             // Waiting starts now, not at the last report before an idle spell.
             self.last_progress_ms.store(now_ms(), Ordering::SeqCst);
         }
+    }
+
+    /// An alert counted by [`Stats::sent`] was not handed over after all.
+    pub fn unsent(&self) {
+        let _ = self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// The producer reported on one alert (delivered or refused).

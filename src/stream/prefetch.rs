@@ -14,12 +14,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::source::{self, How};
+use super::source::{self, How, SourceError};
 use super::store::{Input, Store};
 
 /// Files read ahead are at most this large on disk.
@@ -33,7 +34,18 @@ use super::shared::Key;
 /// What opening the file gave: its schema (as read, and whole), the bytes
 /// fetched and its batches (a corrupt part as the last item, as when read
 /// directly), or why it could not be opened.
-pub type Decoded = Result<(SchemaRef, SchemaRef, u64, Vec<Result<RecordBatch, String>>), String>;
+pub type Decoded = Result<(SchemaRef, SchemaRef, u64, Vec<Result<RecordBatch, SourceError>>), SourceError>;
+
+/// Longest a stream waits for a file being read ahead before it opens the
+/// file itself: a stuck or slow read-ahead never holds a stream (or its
+/// stop) for longer.
+pub const TAKE_WAIT: Duration = Duration::from_secs(2);
+
+/// A lock whose holder panicked is still usable: every entry is a whole
+/// value, never left half-written.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 enum Entry {
     Decoding,
@@ -71,13 +83,16 @@ fn prefetcher() -> &'static Prefetcher {
                 .name(format!("prefetch-{i}"))
                 .spawn(move || loop {
                     // The lock is held only to take the next job.
-                    let Ok((store, key)) = rx.lock().unwrap().recv() else { return };
+                    let Ok((store, key)) = lock(&rx).recv() else { return };
                     let p = prefetcher();
-                    if !p.cache.lock().unwrap().entries.contains_key(&key) {
+                    if !lock(&p.cache).entries.contains_key(&key) {
                         continue; // evicted before its turn
                     }
-                    let decoded = decode(&store, &key);
-                    let mut c = p.cache.lock().unwrap();
+                    // A panic is the file's, not the worker's: it becomes
+                    // the file's error and the worker goes on.
+                    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&store, &key)))
+                        .unwrap_or_else(|panic| Err(source::panicked(panic)));
+                    let mut c = lock(&p.cache);
                     // Taken meanwhile (by a stream that could not wait) or
                     // evicted: the result is not wanted any more.
                     if let Some(e @ Entry::Decoding) = c.entries.get_mut(&key) {
@@ -103,7 +118,7 @@ fn decode(store: &Arc<Store>, key: &Key) -> Decoded {
 /// ahead are queued for decoding.
 pub fn ahead(store: &Arc<Store>, inputs: &[Input], how: &How) {
     let p = prefetcher();
-    let mut c = p.cache.lock().unwrap();
+    let mut c = lock(&p.cache);
     for input in inputs.iter().take(AHEAD) {
         let key = Key::of(store, input, how);
         if input.len > PREFETCH_MAX || c.entries.contains_key(&key) {
@@ -117,25 +132,36 @@ pub fn ahead(store: &Arc<Store>, inputs: &[Input], how: &How) {
         }
         c.entries.insert(key.clone(), Entry::Decoding);
         c.order.push_back(key.clone());
-        if p.tx.lock().unwrap().send((store.clone(), key)).is_err() {
+        if lock(&p.tx).send((store.clone(), key)).is_err() {
             return;
         }
     }
 }
 
-/// The decoded file if it was read ahead (waiting while it is being
-/// decoded); `None`: open it directly.
+/// The decoded file if it was read ahead (waiting up to [`TAKE_WAIT`]
+/// while it is being decoded); `None`: open it directly.
 pub fn take(store: &Store, input: &Input, how: &How) -> Option<Decoded> {
     let p = prefetcher();
-    let mut c = p.cache.lock().unwrap();
+    let mut c = lock(&p.cache);
     if c.entries.is_empty() {
         return None;
     }
     let key = Key::of(store, input, how);
+    let deadline = Instant::now() + TAKE_WAIT;
     loop {
         match c.entries.get(&key) {
             None => return None,
-            Some(Entry::Decoding) => c = p.done.wait(c).unwrap(),
+            Some(Entry::Decoding) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // Not waited for any longer: the stream reads it itself,
+                    // and the late result is dropped on arrival.
+                    c.entries.remove(&key);
+                    c.order.retain(|k| k != &key);
+                    return None;
+                }
+                c = p.done.wait_timeout(c, left).unwrap_or_else(PoisonError::into_inner).0;
+            }
             Some(Entry::Ready(_)) => {
                 c.order.retain(|k| k != &key);
                 match c.entries.remove(&key) {

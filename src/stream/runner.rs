@@ -17,7 +17,7 @@ use super::filter::FilterSet;
 use super::project::Projection;
 use super::sink::{Control, SendError, Sink};
 use super::source::How;
-use super::store::{self, Input, Store};
+use super::store::{Input, Store};
 use super::{shared, state, Stats, StreamSpec, TxnSpec};
 use crate::cluster::Connection;
 use arrow_array::RecordBatch;
@@ -271,9 +271,8 @@ struct Ctx<'a> {
     sink: Sink,
     /// Progress: saved (at-least-once) or last committed (exactly-once).
     ckpt: Progress,
-    /// The current pass's listing (sorted by path) and when it started.
+    /// The current pass's listing (sorted by path): what sealing folds.
     listing: Vec<Listed>,
-    listed_at_ms: u64,
     /// Exactly-once transactions.
     txn: Option<Txn>,
     /// (file, row) the broker refused for their size in an aborted
@@ -305,6 +304,8 @@ struct Ctx<'a> {
 struct OpenFile {
     /// Path relative to the source root (the checkpoint key).
     name: String,
+    /// Its identity when listed: what progress records.
+    id: u32,
     /// Source rows `0..handed` were sent, filtered out or quarantined.
     handed: u64,
     /// Still being read (or reading was interrupted by a stop).
@@ -361,7 +362,6 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         sink,
         ckpt: Progress::new(&spec.name),
         listing: Vec::new(),
-        listed_at_ms: 0,
         txn: None,
         skip: Default::default(),
         last_save: Instant::now(),
@@ -402,14 +402,13 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         if !unavailable.wait(&control) {
             break Ok(());
         }
-        let listed_at_ms = super::now_ms();
         let files = match cx.store.list(spec.format) {
             Ok(f) => {
                 missing_logged = false;
                 f
             }
-            Err(e) if e.starts_with(store::UNAVAILABLE) => {
-                source_unavailable(&mut cx, &mut unavailable, &e, "listing");
+            Err(e) if e.is_transient() => {
+                source_unavailable(&mut cx, &mut unavailable, &e.to_string(), "listing");
                 continue;
             }
             Err(e) => {
@@ -432,12 +431,18 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
                 Vec::new()
             }
         };
-        let mut listing: Vec<(Listed, Input)> =
-            files.into_iter().map(|i| (Listed { rel: i.rel.clone(), changed_ms: i.changed_ms }, i)).collect();
-        listing.sort();
-        let todo: Vec<Input> = listing.iter().filter(|(l, _)| !cx.ckpt.is_done(l)).map(|(_, i)| i.clone()).collect();
-        cx.listing = listing.into_iter().map(|(l, _)| l).collect();
-        cx.listed_at_ms = listed_at_ms;
+        let mut files = files;
+        files.sort();
+        cx.listing = files.iter().map(Input::listed).collect();
+        let plan = cx.ckpt.plan(&cx.listing, super::now_ms());
+        report_changes(&cx, &files, &plan);
+        // Files in flight from an earlier pass are not read twice.
+        let todo: Vec<Input> = plan
+            .read
+            .iter()
+            .map(|&i| files[i].clone())
+            .filter(|i| !cx.open.values().any(|o| o.name == i.rel))
+            .collect();
         stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
         if todo.is_empty() {
             if unavailable.failures == 0 {
@@ -709,7 +714,6 @@ impl Backoff {
 /// The source did not answer: nothing is quarantined or lost; the stream
 /// is reported stalled and tries again after its backoff.
 fn source_unavailable(cx: &mut Ctx<'_>, backoff: &mut Backoff, error: &str, doing: &str) {
-    let error = error.strip_prefix(store::UNAVAILABLE).unwrap_or(error);
     if backoff.failures == 0 {
         tracing::warn!(
             stream = %cx.spec.name,
@@ -723,9 +727,37 @@ fn source_unavailable(cx: &mut Ctx<'_>, backoff: &mut Backoff, error: &str, doin
     backoff.failures += 1;
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// Done files that changed since they were published: a warning each
+/// (once), a metric; `fink state show` lists them. Never read again.
+fn report_changes(cx: &Ctx<'_>, files: &[Input], plan: &super::checkpoint::Plan) {
+    for &i in &plan.changed {
+        tracing::warn!(
+            stream = %cx.spec.name,
+            "{} changed after it was published (another length or modification time); it is not published again. \
+             To publish it anew, give it a new name",
+            cx.store.url_of(&files[i].rel)
+        );
+    }
+    for d in &plan.changed_folders {
+        tracing::warn!(
+            stream = %cx.spec.name,
+            "a file in {} changed after it was published; it is not published again",
+            cx.store.url_of(d.trim_end_matches('/'))
+        );
+    }
+    for d in &plan.unresolved {
+        tracing::warn!(
+            stream = %cx.spec.name,
+            "{}: more files were added to this finished folder than its record can tell apart; \
+             its files are read again (alerts already published there are published again)",
+            cx.store.url_of(d)
+        );
+    }
+    let n = (plan.changed.len() + plan.changed_folders.len()) as u64;
+    cx.stats.changed_files.fetch_add(n, Ordering::Relaxed);
 }
+
+use crate::stream::now_secs;
 
 /// Append one line to the stream's quarantine log.
 fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
@@ -766,18 +798,18 @@ fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
         let o = &cx.open[&f];
         if first_pending.is_none() && !o.reading {
             let o = cx.open.remove(&f).expect("open file");
-            cx.ckpt.mark_done(&o.name);
+            cx.ckpt.mark_done(&o.name, o.id);
             cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
             changed = true;
             continue;
         }
         let rows_done = first_pending.unwrap_or(o.handed);
         // An unchanged position is never rewritten.
-        let name = o.name.clone();
-        changed |= cx.ckpt.set_rows_done(&name, rows_done);
+        let (name, id) = (o.name.clone(), o.id);
+        changed |= cx.ckpt.set_rows_done(&name, id, rows_done);
     }
     if changed {
-        cx.ckpt.advance(&cx.listing, cx.listed_at_ms);
+        cx.ckpt.fold(&cx.listing, super::now_ms());
         save(cx)?;
     }
     while let Some(&(f, row)) = cx.unsaved.front() {
@@ -921,13 +953,13 @@ fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
     let mut finished = Vec::new();
     for (f, o) in &cx.open {
         if o.reading {
-            p.set_rows_done(&o.name, o.handed);
+            p.set_rows_done(&o.name, o.id, o.handed);
         } else {
-            p.mark_done(&o.name);
+            p.mark_done(&o.name, o.id);
             finished.push(*f);
         }
     }
-    p.advance(&cx.listing, cx.listed_at_ms);
+    p.fold(&cx.listing, super::now_ms());
     p.committed_at_ms = super::now_ms();
     p.owner = Some(super::instance_id().to_string());
     cx.sink.send_state(&topic, partition, &key, &p.to_json()).map_err(txn_err)?;
@@ -1015,10 +1047,10 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let start_row = cx.ckpt.rows_done(&name);
     let mut reader = match cx.follower.open(&cx.store, input, &cx.how) {
         Ok(r) => r,
-        Err(reason) if reason.starts_with(store::UNAVAILABLE) => return Ok(Flow::Unavailable(reason)),
-        Err(reason) => {
-            quarantine(cx, &name, None, &reason);
-            cx.ckpt.mark_done(&name);
+        Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
+        Err(e) => {
+            quarantine(cx, &name, None, &e.to_string());
+            cx.ckpt.mark_done(&name, input.identity());
             progress_changed(cx)?;
             return Ok(Flow::Go);
         }
@@ -1027,7 +1059,10 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let full_schema = reader.full_schema();
     cx.file_no += 1;
     let f = cx.file_no;
-    cx.open.insert(f, OpenFile { name: name.clone(), handed: start_row, reading: true, quarantined: None });
+    cx.open.insert(
+        f,
+        OpenFile { name: name.clone(), id: input.identity(), handed: start_row, reading: true, quarantined: None },
+    );
     let mut row_base = 0u64;
     let mut counted = 0u64;
     let flow = loop {
@@ -1041,8 +1076,9 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
         }
         let batch = match batch {
             Ok(b) => b,
-            Err(reason) if reason.starts_with(store::UNAVAILABLE) => return Ok(Flow::Unavailable(reason)),
-            Err(reason) => {
+            Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
                 // A corrupt part: what was read so far stands, the rest is quarantined.
                 quarantine(cx, &name, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
                 cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);

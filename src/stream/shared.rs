@@ -13,13 +13,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::source::{self, FileReader, How};
+use super::source::{self, FileReader, How, SourceError};
 use super::store::{Input, Store};
 
 /// Decoded batches kept per open file.
@@ -27,7 +27,13 @@ pub const WINDOW: usize = 2;
 /// How long the decoder waits for a slow reader before leaving it behind.
 pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
 
-type Item = Result<RecordBatch, String>;
+type Item = Result<RecordBatch, SourceError>;
+
+/// A lock whose holder panicked is still usable here (every field is
+/// updated whole), so one stream's panic cannot hang the others.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A file as listed, read a given way: one replaced under the same name
 /// (another size or time) is another file.
@@ -122,18 +128,18 @@ impl Follower {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let lagging = Arc::new(AtomicBool::new(false));
-        positions().lock().unwrap().insert(id, Slot { pos: None, lagging: lagging.clone() });
+        lock(positions()).insert(id, Slot { pos: None, lagging: lagging.clone() });
         Follower { id, lagging }
     }
 
     /// Open `path` for this stream, sharing decoded batches with the other
     /// streams reading it now. Errors are quarantine reasons, as from
     /// [`source::open`].
-    pub fn open(&self, store: &Arc<Store>, input: &Input, how: &How) -> Result<SharedReader, String> {
+    pub fn open(&self, store: &Arc<Store>, input: &Input, how: &How) -> Result<SharedReader, SourceError> {
         // Streams on the file this one comes from are in step with it and
         // will open `input` next; streams further behind are not waited for.
         let expected = {
-            let mut slots = positions().lock().unwrap();
+            let mut slots = lock(positions());
             let here = Some(Key::of(store, input, how));
             self.lagging.store(false, Ordering::SeqCst);
             let slot = slots.get_mut(&self.id).expect("registered follower");
@@ -150,7 +156,7 @@ impl Follower {
 
 impl Drop for Follower {
     fn drop(&mut self) {
-        positions().lock().unwrap().remove(&self.id);
+        lock(positions()).remove(&self.id);
     }
 }
 
@@ -161,8 +167,8 @@ pub fn open(
     path: &std::path::Path,
     format: crate::config::SourceFormat,
     batch_size: usize,
-) -> Result<SharedReader, String> {
-    let (store, input) = super::store::local_file(path).map_err(|e| format!("cannot open: {e}"))?;
+) -> Result<SharedReader, SourceError> {
+    let (store, input) = super::store::local_file(path).map_err(|e| super::store::io_error("cannot open", &e))?;
     open_expecting(&store, &input, &How::all(format, batch_size), 1, None)
 }
 
@@ -172,41 +178,51 @@ fn open_expecting(
     how: &How,
     expected: usize,
     lagging: Option<Arc<AtomicBool>>,
-) -> Result<SharedReader, String> {
+) -> Result<SharedReader, SourceError> {
     let key = Key::of(store, input, how);
-    let file = {
-        let mut reg = registry().lock().unwrap();
+    let existing = {
+        let mut reg = lock(registry());
         reg.retain(|_, w| w.strong_count() > 0);
-        match reg.get(&key).and_then(Weak::upgrade) {
-            Some(f) => f,
-            None => {
-                let reader = source::open(store, input, how)?;
-                let f = Arc::new(SharedFile {
-                    store: store.clone(),
-                    key: key.clone(),
-                    full_schema: reader.full_schema.clone(),
-                    bytes: reader.bytes.clone(),
-                    decoder: Mutex::new(Some(reader)),
-                    window: Mutex::new(Window {
-                        first: 0,
-                        items: VecDeque::new(),
-                        finished: false,
-                        decoding: false,
-                        cursors: HashMap::new(),
-                        expected,
-                        joined: 0,
-                    }),
-                    moved: Condvar::new(),
-                    next_reader: AtomicU64::new(0),
-                });
-                reg.insert(key.clone(), Arc::downgrade(&f));
-                f
+        reg.get(&key).and_then(Weak::upgrade)
+    };
+    let file = match existing {
+        Some(f) => f,
+        None => {
+            // Opened with no lock held: a slow or stuck open (a store away,
+            // a read-ahead being waited for) holds up no other stream.
+            let reader = source::open(store, input, how)?;
+            let f = Arc::new(SharedFile {
+                store: store.clone(),
+                key: key.clone(),
+                full_schema: reader.full_schema.clone(),
+                bytes: reader.bytes.clone(),
+                decoder: Mutex::new(Some(reader)),
+                window: Mutex::new(Window {
+                    first: 0,
+                    items: VecDeque::new(),
+                    finished: false,
+                    decoding: false,
+                    cursors: HashMap::new(),
+                    expected,
+                    joined: 0,
+                }),
+                moved: Condvar::new(),
+                next_reader: AtomicU64::new(0),
+            });
+            let mut reg = lock(registry());
+            // Another stream opened it meanwhile: share theirs.
+            match reg.get(&key).and_then(Weak::upgrade) {
+                Some(theirs) => theirs,
+                None => {
+                    reg.insert(key.clone(), Arc::downgrade(&f));
+                    f
+                }
             }
         }
     };
     let id = file.next_reader.fetch_add(1, Ordering::Relaxed);
     {
-        let mut w = file.window.lock().unwrap();
+        let mut w = lock(&file.window);
         // A reader joining after batches were dropped reads on its own.
         if w.first > 0 {
             drop(w);
@@ -236,7 +252,7 @@ struct Private {
 }
 
 impl Private {
-    fn open(store: &Arc<Store>, key: &Key) -> Result<Private, String> {
+    fn open(store: &Arc<Store>, key: &Key) -> Result<Private, SourceError> {
         Ok(Private { reader: source::open(store, &key.input, &key.how)?, skip: 0 })
     }
 }
@@ -281,14 +297,14 @@ impl SharedReader {
 
     fn leave(&mut self) {
         if let Some(f) = self.shared.take() {
-            let mut w = f.window.lock().unwrap();
+            let mut w = lock(&f.window);
             w.cursors.remove(&self.id);
             f.moved.notify_all();
         }
     }
 
     fn next_shared(&mut self, f: &SharedFile) -> Option<Result<Item, usize>> {
-        let mut w = f.window.lock().unwrap();
+        let mut w = lock(&f.window);
         let idx = *w.cursors.get(&self.id)?;
         let deadline = Instant::now() + LAGGARD_WAIT;
         loop {
@@ -307,7 +323,7 @@ impl SharedReader {
             }
             if w.decoding {
                 // Another reader decodes the batch this one needs.
-                w = f.moved.wait_timeout(w, Duration::from_millis(100)).unwrap().0;
+                w = f.moved.wait_timeout(w, Duration::from_millis(100)).unwrap_or_else(PoisonError::into_inner).0;
                 continue;
             }
             // Make room, keeping the oldest batch for readers in step that
@@ -316,7 +332,7 @@ impl SharedReader {
             if w.items.len() >= WINDOW {
                 let now = Instant::now();
                 if !w.front_taken() && now < deadline {
-                    w = f.moved.wait_timeout(w, deadline - now).unwrap().0;
+                    w = f.moved.wait_timeout(w, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
                     continue;
                 }
                 w.items.pop_front();
@@ -326,14 +342,14 @@ impl SharedReader {
             w.decoding = true;
             drop(w);
             let item = {
-                let mut dec = f.decoder.lock().unwrap();
+                let mut dec = lock(&f.decoder);
                 let item = dec.as_mut().and_then(|r| r.next());
                 if item.is_none() {
                     *dec = None;
                 }
                 item
             };
-            w = f.window.lock().unwrap();
+            w = lock(&f.window);
             w.decoding = false;
             match item {
                 Some(it) => w.items.push_back(it),
@@ -365,7 +381,13 @@ impl Iterator for SharedReader {
                             p.skip = idx;
                             self.private = Some(p);
                         }
-                        Err(e) => return Some(Err(format!("file changed or vanished while it was read: {e}"))),
+                        // Read again later from what was delivered; a file
+                        // changed since is then reported, never mixed.
+                        Err(e) => {
+                            return Some(Err(SourceError::Transient(format!(
+                                "file changed or vanished while it was read: {e}"
+                            ))))
+                        }
                     }
                 }
             }
@@ -392,8 +414,9 @@ mod tests {
     use std::path::Path;
 
     impl Follower {
-        fn open_path(&self, path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, String> {
-            let (store, input) = crate::stream::store::local_file(path).map_err(|e| e.to_string())?;
+        fn open_path(&self, path: &Path, format: SourceFormat, batch_size: usize) -> Result<SharedReader, SourceError> {
+            let (store, input) =
+                crate::stream::store::local_file(path).map_err(|e| crate::stream::store::io_error("open", &e))?;
             self.open(&store, &input, &How::all(format, batch_size))
         }
     }

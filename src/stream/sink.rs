@@ -49,7 +49,7 @@ const STATE_TAG: u64 = u64::MAX;
 /// than this fails and is restarted, re-sending the aborted transaction.
 /// Read-committed consumers wait at most this long behind an instance that
 /// died mid-transaction and is not replaced.
-pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(120);
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(crate::config::TRANSACTION_TIMEOUT_S);
 
 /// What a stream's thread, its producer's callback and the supervisor
 /// share: the delivery state, the partition pacing, and the stop request.
@@ -121,7 +121,7 @@ pub struct SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        tracing::debug!(target: "librdkafka", ?level, fac, "{log_message}");
+        crate::cluster::librdkafka_log(level, fac, log_message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
@@ -409,7 +409,14 @@ impl Sink {
             Some(s) => s.next(key.len() + payload.len()).map_err(|Stopped| SendError::Stopped)?,
             None => None,
         };
+        // Counted in flight before librdkafka has it: its report can reach
+        // the callback (on the producer's thread) before `send` returns
+        // here. Counted after, a fast report found nothing to take off and
+        // the alert then stayed "in flight" for ever: an idle stream shown
+        // stalled with in_flight=1.
+        self.stats.sent();
         let unsent = || {
+            self.stats.unsent();
             if let (Some(s), Some(p)) = (&self.spread, partition) {
                 s.unsent(p);
             }
@@ -420,10 +427,7 @@ impl Sink {
                 rec = rec.partition(p);
             }
             match self.producer.send(rec) {
-                Ok(()) => {
-                    self.stats.sent();
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
                     if self.control.stopping() {
                         unsent();

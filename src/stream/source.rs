@@ -19,6 +19,7 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuil
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, ParquetStatisticsPolicy};
 
 pub use super::columns::Columns;
+pub use super::error::SourceError;
 use super::store::{self, Input, Store};
 use crate::config::SourceFormat;
 
@@ -33,7 +34,7 @@ pub fn is_input(path: &Path, format: SourceFormat) -> bool {
 /// Every input file under a local `root`, sorted (nights in order).
 pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<std::path::PathBuf>> {
     let store = Store::open(&store::Root::Local(root.to_path_buf())).expect("local stores always open");
-    let inputs = store.list(format).map_err(std::io::Error::other)?;
+    let inputs = store.list(format).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(inputs.into_iter().map(|i| root.join(i.rel)).collect())
 }
 
@@ -60,14 +61,55 @@ pub struct FileReader {
     pub full_schema: SchemaRef,
     /// Bytes fetched from the store so far for this file.
     pub bytes: Arc<AtomicU64>,
-    inner: Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>,
+    inner: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send>,
 }
 
 impl Iterator for FileReader {
-    type Item = Result<RecordBatch, String>;
+    type Item = Result<RecordBatch, SourceError>;
+    /// A decoder that panics (parquet still does on some malformed pages)
+    /// fails its file as bad data; the reader ends there.
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.next())) {
+            Ok(item) => item,
+            Err(panic) => {
+                self.inner = Box::new(std::iter::empty());
+                Some(Err(panicked(panic)))
+            }
+        }
     }
+}
+
+impl FileReader {
+    /// Decoded to the end before any batch is handed out: a damaged page
+    /// anywhere (a checksum mismatch, a decoder error or panic) fails the
+    /// whole file, and nothing of it is published. For files read whole
+    /// into memory, where this costs no extra I/O.
+    fn verified(self) -> Result<FileReader, SourceError> {
+        let FileReader { schema, full_schema, bytes, inner } = self;
+        let mut me = FileReader { schema, full_schema, bytes, inner };
+        let mut batches = Vec::new();
+        for item in me.by_ref() {
+            match item {
+                Ok(b) => batches.push(b),
+                Err(SourceError::BadData(m)) => {
+                    return Err(SourceError::BadData(format!("{m} (nothing of this file is published)")))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        me.inner = Box::new(batches.into_iter().map(Ok));
+        Ok(me)
+    }
+}
+
+/// A decoder's panic as a quarantine reason.
+pub fn panicked(panic: Box<dyn std::any::Any + Send>) -> SourceError {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into());
+    SourceError::BadData(format!("the decoder failed on this file (panic: {msg})"))
 }
 
 /// Parquet files up to this size are read into memory in one call.
@@ -104,9 +146,7 @@ fn reading(meta: &ArrowReaderMetadata, how: &How) -> (SchemaRef, parquet::arrow:
 }
 
 /// Open one file, taking it from the read-ahead if it was decoded there.
-/// Errors are strings fit for a quarantine reason; those starting with
-/// [`store::UNAVAILABLE`] are worth retrying.
-pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, String> {
+pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, SourceError> {
     match super::prefetch::take(store, input, how) {
         Some(decoded) => {
             let (schema, full_schema, bytes, batches) = decoded?;
@@ -121,19 +161,28 @@ pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, 
     }
 }
 
-/// Open one file from its store.
-pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, String> {
-    let bytes = Arc::new(AtomicU64::new(0));
-    match how.format {
-        SourceFormat::Parquet => open_parquet(store, input, how, bytes),
-        SourceFormat::Avro => {
-            let raw = store.read(input, &bytes)?;
-            decode_avro(&input.rel, raw, how.batch_size, bytes)
+/// Open one file from its store. A panic while opening (a footer that
+/// trips the decoder) is bad data, as an error is.
+pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, SourceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let bytes = Arc::new(AtomicU64::new(0));
+        match how.format {
+            SourceFormat::Parquet => open_parquet(store, input, how, bytes),
+            SourceFormat::Avro => {
+                let raw = store.read(input, &bytes)?;
+                decode_avro(&input.rel, raw, how.batch_size, bytes)
+            }
         }
-    }
+    }))
+    .unwrap_or_else(|panic| Err(panicked(panic)))
 }
 
-fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU64>) -> Result<FileReader, String> {
+fn open_parquet(
+    store: &Arc<Store>,
+    input: &Input,
+    how: &How,
+    bytes: Arc<AtomicU64>,
+) -> Result<FileReader, SourceError> {
     // A small file is read whole in one call: parquet's reader on a
     // `File` dups the descriptor, seeks and reads page headers a few bytes
     // at a time per column chunk (hundreds of syscalls per file for Fink's
@@ -144,17 +193,25 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
     };
     if whole {
         let data = store.read(input, &bytes)?;
-        return sync_reader(data, how, bytes);
+        return sync_reader(data, how, bytes, None)?.verified();
     }
     // Larger local files: parquet's reader on the file, which reads the
     // column chunks of the columns read, page by page (little memory).
     if let Some(path) = store.local_path(&input.rel) {
-        let file = std::fs::File::open(&path).map_err(|e| format!("cannot open: {e}"))?;
-        return sync_reader(CountedFile { file, bytes: bytes.clone() }, how, bytes);
+        let file =
+            std::fs::File::open(&path).map_err(|e| store::io_error(&format!("cannot open {}", input.rel), &e))?;
+        // The descriptor stays on this version: a file renamed over it is
+        // not mixed in, and one rewritten in place is refused here.
+        store::check_unchanged(&file, input)?;
+        let io_failed = Arc::new(std::sync::Mutex::new(None));
+        let counted = CountedFile { file, bytes: bytes.clone(), io_failed: io_failed.clone() };
+        return sync_reader(counted, how, bytes, Some(io_failed));
     }
     // Larger remote files: the footer, then the column chunks of the
     // columns read, one row group at a time (parquet's async reader).
-    let mut reader = Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone() };
+    let failed: IoFailed = Arc::new(std::sync::Mutex::new(None));
+    let mut reader =
+        Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone(), failed: failed.clone() };
     let build = async {
         let metadata = reader.get_metadata(None).await?;
         let meta = ArrowReaderMetadata::try_new(metadata, reader_options())?;
@@ -165,7 +222,7 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
             .build()?;
         Ok::<_, parquet::errors::ParquetError>((full_schema, stream))
     };
-    let (full_schema, stream) = store::runtime().block_on(build).map_err(|e| parquet_error(&e))?;
+    let (full_schema, stream) = store::runtime().block_on(build).map_err(|e| parquet_error(&e, &failed))?;
     let schema = stream.schema().clone();
     let mut stream = Some(stream);
     let inner = std::iter::from_fn(move || {
@@ -175,7 +232,7 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
             Some(Ok(b)) => Some(Ok(b)),
             Some(Err(e)) => {
                 stream = None;
-                Some(Err(parquet_error(&e)))
+                Some(Err(parquet_error(&e, &failed)))
             }
             None => {
                 stream = None;
@@ -186,14 +243,17 @@ fn open_parquet(store: &Arc<Store>, input: &Input, how: &How, bytes: Arc<AtomicU
     Ok(FileReader { schema, full_schema, bytes, inner: Box::new(inner) })
 }
 
-/// A Parquet error as a reason: fetching errors (the store) keep their
-/// retryable prefix, the rest say the data is corrupt.
-fn parquet_error(e: &parquet::errors::ParquetError) -> String {
-    let m = e.to_string();
-    match m.find(store::UNAVAILABLE) {
-        Some(at) => m[at..].to_string(),
-        None if m.contains("not found") => m,
-        None => format!("corrupt Parquet data: {m}"),
+/// The I/O error (local) or fetch error (remote) a Parquet reader met, if
+/// any: parquet turns them into strings, so the reader's byte source
+/// records them here to tell a failed read (transient) from bad data.
+type IoFailed = Arc<std::sync::Mutex<Option<SourceError>>>;
+
+/// A Parquet error: transient if the bytes could not be fetched, bad data
+/// otherwise (including a page checksum that does not match).
+fn parquet_error(e: &dyn std::fmt::Display, failed: &IoFailed) -> SourceError {
+    match failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(io) => io,
+        None => SourceError::BadData(format!("corrupt Parquet data: {e}")),
     }
 }
 
@@ -203,21 +263,25 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     input: R,
     how: &How,
     bytes: Arc<AtomicU64>,
-) -> Result<FileReader, String> {
-    let meta =
-        ArrowReaderMetadata::load(&input, reader_options()).map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    io_failed: Option<IoFailed>,
+) -> Result<FileReader, SourceError> {
+    let failed = io_failed.unwrap_or_default();
+    let meta = ArrowReaderMetadata::load(&input, reader_options()).map_err(|e| match parquet_error(&e, &failed) {
+        SourceError::BadData(_) => SourceError::BadData(format!("not a readable Parquet file: {e}")),
+        other => other,
+    })?;
     let (full_schema, mask, rows) = reading(&meta, how);
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
         .with_projection(mask)
         .with_batch_size(rows)
         .build()
-        .map_err(|e| format!("cannot read Parquet: {e}"))?;
+        .map_err(|e| parquet_error(&e, &failed))?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     Ok(FileReader {
         schema,
         full_schema,
         bytes,
-        inner: Box::new(reader.map(|r| r.map_err(|e| format!("corrupt Parquet data: {e}")))),
+        inner: Box::new(reader.map(move |r| r.map_err(|e| parquet_error(&e, &failed)))),
     })
 }
 
@@ -231,20 +295,39 @@ struct Ranged {
     store: Arc<Store>,
     input: Input,
     bytes: Arc<AtomicU64>,
+    failed: IoFailed,
 }
 
 impl Ranged {
+    /// The ranges of the version listed (conditional GETs), coalesced
+    /// into few requests as `get_ranges` would.
     fn fetch(&self, ranges: Vec<std::ops::Range<u64>>) -> BoxFuture<'static, parquet::errors::Result<Vec<Bytes>>> {
-        let (store, input, bytes) = (self.store.clone(), self.input.clone(), self.bytes.clone());
+        let (store, input, bytes, failed) =
+            (self.store.clone(), self.input.clone(), self.bytes.clone(), self.failed.clone());
         async move {
-            let (os, path) =
-                store.object_path(&input.rel).ok_or_else(|| "a local file has no object store".to_string())?;
+            let Some((os, path)) = store.object_path(&input.rel) else {
+                return Err(SourceError::Fatal("a local file has no object store".into()));
+            };
             let what = format!("GET {} (ranges)", store.url_of(&input.rel));
-            let got = store::bounded(&what, os.get_ranges(&path, &ranges)).await?;
+            let get = |r: std::ops::Range<u64>| {
+                let (os, path, opts) = (os.clone(), path.clone(), store::same_version(&input, Some(r)));
+                async move { os.get_opts(&path, opts).await?.bytes().await }
+            };
+            let got = store::bounded(
+                &what,
+                object_store::coalesce_ranges(&ranges, get, object_store::OBJECT_STORE_COALESCE_DEFAULT),
+            )
+            .await?;
             bytes.fetch_add(got.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
             Ok(got)
         }
-        .map(|r: Result<Vec<Bytes>, String>| r.map_err(parquet::errors::ParquetError::General))
+        .map(move |r: Result<Vec<Bytes>, SourceError>| {
+            r.map_err(|e| {
+                let msg = e.to_string();
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                parquet::errors::ParquetError::General(msg)
+            })
+        })
         .boxed()
     }
 }
@@ -279,20 +362,33 @@ impl AsyncFileReader for Ranged {
     }
 }
 
-/// A local file for parquet's reader that counts the bytes read from it.
+/// A local file for parquet's reader that counts the bytes read from it
+/// and records an I/O error (which parquet would turn into a string).
 struct CountedFile {
     file: std::fs::File,
     bytes: Arc<AtomicU64>,
+    io_failed: IoFailed,
+}
+
+impl CountedFile {
+    fn failed(&self, e: std::io::Error) -> std::io::Error {
+        *self.io_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(store::io_error("cannot read", &e));
+        e
+    }
 }
 
 struct CountingRead<R> {
     inner: R,
     bytes: Arc<AtomicU64>,
+    io_failed: IoFailed,
 }
 
 impl<R: std::io::Read> std::io::Read for CountingRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            *self.io_failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(store::io_error("cannot read", &std::io::Error::new(e.kind(), e.to_string())));
+        })?;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -309,24 +405,32 @@ impl parquet::file::reader::ChunkReader for CountedFile {
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         use std::io::Seek;
-        let mut f = self.file.try_clone()?;
-        f.seek(std::io::SeekFrom::Start(start))?;
-        Ok(BufReader::new(CountingRead { inner: f, bytes: self.bytes.clone() }))
+        let mut f = self.file.try_clone().map_err(|e| self.failed(e))?;
+        f.seek(std::io::SeekFrom::Start(start)).map_err(|e| self.failed(e))?;
+        Ok(BufReader::new(CountingRead { inner: f, bytes: self.bytes.clone(), io_failed: self.io_failed.clone() }))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let b = parquet::file::reader::ChunkReader::get_bytes(&self.file, start, length)?;
+        let b = parquet::file::reader::ChunkReader::get_bytes(&self.file, start, length).inspect_err(|e| {
+            if let parquet::errors::ParquetError::External(x) = e {
+                if let Some(io) = x.downcast_ref::<std::io::Error>() {
+                    *self.io_failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(store::io_error("cannot read", &std::io::Error::new(io.kind(), io.to_string())));
+                }
+            }
+        })?;
         self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
         Ok(b)
     }
 }
 
-fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>) -> Result<FileReader, String> {
+fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>) -> Result<FileReader, SourceError> {
+    let bad = SourceError::BadData;
     let gz = rel.ends_with(".gz");
     let bytes = if gz {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(BufReader::new(&raw[..])), &mut out)
-            .map_err(|e| format!("cannot read (gzip): {e}"))?;
+            .map_err(|e| bad(format!("cannot read (gzip): {e}")))?;
         out
     } else {
         raw.to_vec()
@@ -336,7 +440,7 @@ fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>
     let trailing = match complete_ocf_len(&bytes) {
         Some((len, missing)) if len < bytes.len() => {
             bytes.truncate(len);
-            Some(format!("truncated Avro file: the last block is incomplete ({missing})"))
+            Some(bad(format!("truncated Avro file: the last block is incomplete ({missing})")))
         }
         _ => None,
     };
@@ -344,9 +448,9 @@ fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>
     let reader = arrow_avro::reader::ReaderBuilder::new()
         .with_batch_size(batch_size)
         .build(read)
-        .map_err(|e| format!("not a readable Avro container file: {e}"))?;
+        .map_err(|e| bad(format!("not a readable Avro container file: {e}")))?;
     let schema = reader.schema();
-    let batches = reader.map(|r| r.map_err(|e| format!("corrupt Avro data: {e}")));
+    let batches = reader.map(move |r| r.map_err(|e| bad(format!("corrupt Avro data: {e}"))));
     Ok(FileReader {
         schema: schema.clone(),
         full_schema: schema,
@@ -356,8 +460,8 @@ fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>
 }
 
 /// Read a whole local file (tests).
-pub fn read_all(path: &Path, format: SourceFormat) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let (store, input) = store::local_file(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn read_all(path: &Path, format: SourceFormat) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+    let (store, input) = store::local_file(path).map_err(|e| store::io_error("cannot open", &e))?;
     read_input(&store, &input, format)
 }
 
@@ -366,7 +470,7 @@ pub fn read_input(
     store: &Arc<Store>,
     input: &Input,
     format: SourceFormat,
-) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
+) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
     let r = open_file(store, input, &How::all(format, 1024))?;
     let schema = r.schema.clone();
     let batches = r.collect::<Result<Vec<_>, _>>()?;

@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 
+use super::error::SourceError;
 use crate::config::{SecretValue, SourceFormat};
 
 /// Files younger than this may still be being written; they wait a moment.
@@ -106,9 +107,23 @@ pub struct Input {
     /// checkpoint key.
     pub rel: String,
     pub len: u64,
-    /// When it last changed (ms since the epoch): a file replaced under
-    /// the same name is another file.
-    pub changed_ms: u64,
+    /// Its modification time (ms since the epoch, the store's clock):
+    /// with the length, its identity where the store has no ETag.
+    pub modified_ms: u64,
+    /// The store's ETag or version, if it gives one.
+    pub etag: Option<String>,
+}
+
+impl Input {
+    /// What tells two versions of a file apart ([`checkpoint::identity`]):
+    /// never ctime, so chmod, chown and renames change nothing.
+    pub fn identity(&self) -> u32 {
+        super::checkpoint::identity(self.len, self.modified_ms, self.etag.as_deref())
+    }
+
+    pub fn listed(&self) -> super::checkpoint::Listed {
+        super::checkpoint::Listed { rel: self.rel.clone(), id: self.identity(), modified_ms: self.modified_ms }
+    }
 }
 
 /// A source root opened for listing and reading.
@@ -131,42 +146,42 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Reading failed for a reason that may pass (the store is unreachable, a
-/// request timed out): the stream retries, it does not quarantine.
-pub const UNAVAILABLE: &str = "source unavailable: ";
-
-fn unavailable(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{UNAVAILABLE}{what}: {e}")
-}
-
 /// Longest wait for one listing or read of a remote store: some clients
 /// (HDFS's, with its namenode down) retry on their own without end.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Run one remote operation on the I/O runtime, bounded by [`OP_TIMEOUT`]
-/// per `unit` (a listing, a request), as an [`UNAVAILABLE`] error.
+/// Run one remote operation on the I/O runtime, bounded by [`OP_TIMEOUT`].
+/// Every failure of a store is transient for the file: a missing object
+/// was deleted since the listing (the next listing tells), a failed
+/// precondition means it changed (the next listing tells too).
 pub async fn bounded<T>(
     what: &str,
     fut: impl std::future::Future<Output = object_store::Result<T>>,
-) -> Result<T, String> {
+) -> Result<T, SourceError> {
     match tokio::time::timeout(OP_TIMEOUT, fut).await {
         Ok(r) => r.map_err(|e| store_error(what, e)),
         Err(_) => Err(timed_out(what)),
     }
 }
 
-/// A request that got no answer in time, as a reason.
-pub fn timed_out(what: &str) -> String {
-    unavailable(what, format!("no answer within {} s", OP_TIMEOUT.as_secs()))
+/// A request that got no answer in time.
+pub fn timed_out(what: &str) -> SourceError {
+    SourceError::Transient(format!("{what}: no answer within {} s", OP_TIMEOUT.as_secs()))
 }
 
-/// An object store error worth retrying (everything but a missing object,
-/// which a quarantine reason names).
-fn store_error(what: &str, e: object_store::Error) -> String {
-    match e {
-        object_store::Error::NotFound { .. } => format!("{what}: not found"),
-        e => unavailable(what, flatten(&e)),
-    }
+fn store_error(what: &str, e: object_store::Error) -> SourceError {
+    SourceError::Transient(match e {
+        object_store::Error::NotFound { .. } => format!("{what}: not found (gone since it was listed)"),
+        object_store::Error::Precondition { .. } => format!("{what}: changed since it was listed"),
+        e => format!("{what}: {}", flatten(&e)),
+    })
+}
+
+/// A local I/O error: transient for the file (permissions, descriptors,
+/// a stale handle or a disk error may pass; a vanished file is not listed
+/// again).
+pub fn io_error(what: &str, e: &std::io::Error) -> SourceError {
+    SourceError::Transient(format!("{what}: {e}"))
 }
 
 /// An error with its sources, on one line: object_store's top-level
@@ -186,7 +201,7 @@ fn flatten(e: &dyn std::error::Error) -> String {
 }
 
 impl Store {
-    pub fn open(root: &Root) -> Result<Arc<Store>, String> {
+    pub fn open(root: &Root) -> Result<Arc<Store>, SourceError> {
         let kind = match root {
             Root::Local(p) => Kind::Local(p.clone()),
             Root::Remote(r) => Kind::Object { os: object_store_for(r)?, prefix: ObjPath::from(r.prefix.as_str()) },
@@ -206,14 +221,17 @@ impl Store {
 
     /// Every input file, sorted by path (nights in order), without hidden
     /// or temporary files, Spark's markers, or files still being written.
-    pub fn list(&self, format: SourceFormat) -> Result<Vec<Input>, String> {
+    pub fn list(&self, format: SourceFormat) -> Result<Vec<Input>, SourceError> {
         match &self.kind {
-            Kind::Local(root) => list_local(root, format).map_err(|e| e.to_string()),
+            Kind::Local(root) => list_local(root, format).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => SourceError::Fatal(e.to_string()),
+                _ => io_error("listing", &e),
+            }),
             Kind::Object { os, prefix } => {
                 let first = list_objects(os, prefix, format)?;
                 let changed = {
                     let seen = self.seen.lock().unwrap();
-                    first.iter().any(|i| seen.get(&i.rel) != Some(&(i.len, i.changed_ms)))
+                    first.iter().any(|i| seen.get(&i.rel) != Some(&(i.len, i.modified_ms)))
                 };
                 // New or changed objects: read only once two listings agree.
                 let settled = if changed {
@@ -222,24 +240,31 @@ impl Store {
                 } else {
                     first
                 };
-                *self.seen.lock().unwrap() = settled.iter().map(|i| (i.rel.clone(), (i.len, i.changed_ms))).collect();
+                *self.seen.lock().unwrap() = settled.iter().map(|i| (i.rel.clone(), (i.len, i.modified_ms))).collect();
                 Ok(settled)
             }
         }
     }
 
-    /// A whole file.
-    pub fn read(&self, input: &Input, counter: &AtomicU64) -> Result<Bytes, String> {
+    /// A whole file, as listed: a local file whose length or time differs
+    /// from the listing's, or an object whose ETag (or time) does, is
+    /// refused as changed, never read as a mix of versions.
+    pub fn read(&self, input: &Input, counter: &AtomicU64) -> Result<Bytes, SourceError> {
         match &self.kind {
             Kind::Local(root) => {
-                let b = std::fs::read(root.join(&input.rel)).map_err(|e| format!("cannot read: {e}"))?;
+                let what = || format!("cannot read {}", input.rel);
+                let mut f = std::fs::File::open(root.join(&input.rel)).map_err(|e| io_error(&what(), &e))?;
+                check_unchanged(&f, input)?;
+                let mut b = Vec::with_capacity(input.len as usize);
+                std::io::Read::read_to_end(&mut f, &mut b).map_err(|e| io_error(&what(), &e))?;
                 counter.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Ok(Bytes::from(b))
             }
             Kind::Object { os, prefix } => {
                 let path = child(prefix, &input.rel);
                 let what = format!("GET {}", self.url_of(&input.rel));
-                let b = runtime().block_on(bounded(&what, async { os.get(&path).await?.bytes().await }))?;
+                let opts = same_version(input, None);
+                let b = runtime().block_on(bounded(&what, async { os.get_opts(&path, opts).await?.bytes().await }))?;
                 counter.fetch_add(b.len() as u64, Ordering::Relaxed);
                 Ok(b)
             }
@@ -274,8 +299,8 @@ impl Store {
 /// The objects of `first` that `second` lists with the same size and time:
 /// one still being written (its size changing) waits for a later listing.
 fn agreeing(first: Vec<Input>, second: &[Input]) -> Vec<Input> {
-    let again: HashMap<&str, (u64, u64)> = second.iter().map(|i| (i.rel.as_str(), (i.len, i.changed_ms))).collect();
-    first.into_iter().filter(|i| again.get(i.rel.as_str()) == Some(&(i.len, i.changed_ms))).collect()
+    let again: HashMap<&str, (u64, u64)> = second.iter().map(|i| (i.rel.as_str(), (i.len, i.modified_ms))).collect();
+    first.into_iter().filter(|i| again.get(i.rel.as_str()) == Some(&(i.len, i.modified_ms))).collect()
 }
 
 fn child(prefix: &ObjPath, rel: &str) -> ObjPath {
@@ -286,7 +311,31 @@ fn child(prefix: &ObjPath, rel: &str) -> ObjPath {
     p
 }
 
-fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, String> {
+/// A GET of `input` as listed (its ETag, or unmodified since its time):
+/// the store refuses it if the object changed since.
+pub fn same_version(input: &Input, range: Option<std::ops::Range<u64>>) -> object_store::GetOptions {
+    let mut o = object_store::GetOptions { range: range.map(Into::into), ..Default::default() };
+    match &input.etag {
+        Some(e) => o.if_match = Some(e.clone()),
+        None => {
+            o.if_unmodified_since =
+                chrono::DateTime::from_timestamp_millis(input.modified_ms as i64).filter(|_| input.modified_ms > 0)
+        }
+    }
+    o
+}
+
+/// A local file opened for reading is the version listed: same length and
+/// modification time (an in-place rewrite since is not read as a mix).
+pub fn check_unchanged(f: &std::fs::File, input: &Input) -> Result<(), SourceError> {
+    let meta = f.metadata().map_err(|e| io_error(&format!("cannot read {}", input.rel), &e))?;
+    if meta.len() != input.len || modified_ms(&meta) != input.modified_ms {
+        return Err(SourceError::Transient(format!("{} changed since it was listed", input.rel)));
+    }
+    Ok(())
+}
+
+fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, SourceError> {
     // Our own loop retries with backoff and reports the stall; the
     // client's retries stay short so a stop or a reload is not held up.
     let retry = object_store::RetryConfig {
@@ -312,9 +361,14 @@ fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, String> {
                 (Some(a), Some(s)) => b = b.with_access_key_id(a.expose()).with_secret_access_key(s.expose()),
                 // Anonymous reads of a public bucket.
                 (None, None) => b = b.with_skip_signature(true),
-                _ => return Err(format!("{}: give both access_key and secret_key, or neither", r.url)),
+                _ => {
+                    return Err(SourceError::Fatal(format!(
+                        "{}: give both access_key and secret_key, or neither",
+                        r.url
+                    )))
+                }
             }
-            Ok(Arc::new(b.build().map_err(|e| format!("{}: {}", r.url, flatten(&e)))?))
+            Ok(Arc::new(b.build().map_err(|e| SourceError::Fatal(format!("{}: {}", r.url, flatten(&e))))?))
         }
         RemoteKind::Hdfs { namenode, user } => {
             let _guard = runtime().enter();
@@ -323,7 +377,7 @@ fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, String> {
             if let Some(u) = user {
                 b = b.with_user(u);
             }
-            let client = b.build().map_err(|e| format!("{}: {}", r.url, flatten(&e)))?;
+            let client = b.build().map_err(|e| SourceError::Fatal(format!("{}: {}", r.url, flatten(&e))))?;
             Ok(Arc::new(hdfs_native_object_store::HdfsObjectStore::new(client)))
         }
     }
@@ -352,7 +406,7 @@ fn is_skipped_dir(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
 }
 
-fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceFormat) -> Result<Vec<Input>, String> {
+fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceFormat) -> Result<Vec<Input>, SourceError> {
     let prefix_opt = (!prefix.as_ref().is_empty()).then_some(prefix);
     let metas: Vec<object_store::ObjectMeta> =
         runtime().block_on(bounded(&format!("LIST {prefix}"), os.list(prefix_opt).try_collect()))?;
@@ -368,7 +422,8 @@ fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceForma
             Some(Input {
                 rel: parts.join("/"),
                 len: m.size,
-                changed_ms: m.last_modified.timestamp_millis().max(0) as u64,
+                modified_ms: m.last_modified.timestamp_millis().max(0) as u64,
+                etag: m.e_tag.or(m.version),
             })
         })
         .collect();
@@ -400,7 +455,7 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
                     meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
                 if settled {
                     let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-                    out.push(Input { rel, len: meta.len(), changed_ms: changed_ms(&meta) });
+                    out.push(Input { rel, len: meta.len(), modified_ms: modified_ms(&meta), etag: None });
                 }
             }
         }
@@ -416,21 +471,16 @@ pub fn local_file(path: &Path) -> std::io::Result<(Arc<Store>, Input)> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let store = Store::open(&Root::Local(dir)).expect("local stores always open");
-    Ok((store, Input { rel: name, len: meta.len(), changed_ms: changed_ms(&meta) }))
+    Ok((store, Input { rel: name, len: meta.len(), modified_ms: modified_ms(&meta), etag: None }))
 }
 
-/// When a file's content last changed, or it was renamed into place (its
-/// inode changed), in ms since the epoch.
-fn changed_ms(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mtime_ms = meta
-        .modified()
+/// A file's modification time in ms since the epoch (0 if unknown).
+pub fn modified_ms(meta: &std::fs::Metadata) -> u64 {
+    meta.modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let ctime_ms = (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000;
-    mtime_ms.max(ctime_ms)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -457,7 +507,7 @@ mod tests {
 
     #[test]
     fn an_object_whose_size_changed_between_two_listings_is_not_read_yet() {
-        let i = |rel: &str, len: u64, t: u64| Input { rel: rel.into(), len, changed_ms: t };
+        let i = |rel: &str, len: u64, t: u64| Input { rel: rel.into(), len, modified_ms: t, etag: None };
         let first = vec![i("a.parquet", 10, 1), i("b.parquet", 10, 1), i("c.parquet", 5, 1)];
         let second = [i("a.parquet", 10, 1), i("b.parquet", 20, 2)];
         // b grew, c vanished: only a is read now.

@@ -149,6 +149,8 @@ impl Viewer {
                 let producer: Option<BaseProducer<state::Quiet>> =
                     conn.client_config().set("enable.idempotence", "true").create_with_context(state::Quiet).ok();
                 let mut reader = None;
+                // What was read so far: each refresh reads only what is new.
+                let mut seen = Seen::default();
                 loop {
                     let started = Instant::now();
                     if reader.is_none() {
@@ -158,7 +160,7 @@ impl Viewer {
                         std::thread::sleep(VIEW_EVERY);
                         continue;
                     };
-                    match refresh(r, producer.as_ref(), &group, &topic, &m2, &stream_keys) {
+                    match refresh(r, producer.as_ref(), &group, &topic, &m2, &stream_keys, &mut seen) {
                         Ok(v) => *v2.lock().unwrap() = Some(v),
                         Err(e) => tracing::debug!("group view: {e}"),
                     }
@@ -167,6 +169,24 @@ impl Viewer {
             })
             .expect("spawn group view thread");
         Viewer { view, mine }
+    }
+}
+
+/// The state topic as read so far: the last record of each key, and where
+/// each partition's reading goes on.
+#[derive(Default)]
+struct Seen {
+    records: BTreeMap<String, state::Record>,
+    next: BTreeMap<i32, i64>,
+}
+
+impl Seen {
+    fn merge(&mut self, new: BTreeMap<String, state::Record>) {
+        for (k, r) in new {
+            let next = self.next.entry(r.partition).or_insert(0);
+            *next = (*next).max(r.offset + 1);
+            self.records.insert(k, r);
+        }
     }
 }
 
@@ -181,6 +201,7 @@ fn refresh(
     topic: &str,
     mine: &Mutex<(String, Vec<String>)>,
     stream_keys: &Mutex<BTreeMap<String, String>>,
+    seen: &mut Seen,
 ) -> Result<GroupView, String> {
     let me = stream::instance_id().to_string();
     let partitions = reader.partitions(topic)?;
@@ -199,7 +220,8 @@ fn refresh(
     }
     let members = reader.members(topic)?;
     let all: Vec<i32> = (0..partitions).collect();
-    let records = reader.read(topic, &all, None, Duration::from_secs(10))?;
+    seen.merge(reader.read_from(topic, &all, &seen.next, None, Duration::from_secs(10))?);
+    let records = &seen.records;
     let keys = stream_keys.lock().unwrap().clone();
     let mut instances = Vec::new();
     let mut mismatch = Vec::new();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
@@ -93,10 +93,21 @@ struct Shared {
     /// `[run] stall_after_s` of the current config, in ms.
     stall_after_ms: AtomicU64,
     reload: Mutex<ReloadStatus>,
+    /// The run is stopping: a reload or rebalance still at work starts no
+    /// stream any more.
+    stopping: AtomicBool,
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+use crate::stream::now_secs;
+
+/// Work that can take long (a reload that applies cluster changes and
+/// waits for them, a rebalance that stops streams within their deadline),
+/// run off the supervisor's loop: signals, the group membership and the
+/// status keep being served meanwhile.
+struct Job {
+    what: &'static str,
+    reload: bool,
+    handle: std::thread::JoinHandle<Arc<Loaded>>,
 }
 
 impl Shared {
@@ -283,6 +294,17 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         state_partitions = stream::state::Reader::new(&conn, &run_cfg.group)
             .and_then(|r| r.partitions(&run_cfg.state_topic))
             .map_err(|e| anyhow!(e))?;
+        // Each stream's state lives on the partition its key hashes to: with
+        // another count every stream would find nothing and start over.
+        if state_partitions != run_cfg.state_partitions {
+            anyhow::bail!(
+                "the state topic {:?} has {state_partitions} partition(s) but [run] state_partitions is {}: every stream \
+                 would start over and publish everything again. Set state_partitions = {state_partitions} in fink.toml \
+                 (a state topic's partitions must never change)",
+                run_cfg.state_topic,
+                run_cfg.state_partitions
+            );
+        }
         membership =
             Some(members::Membership::join(&conn, &run_cfg.group, &run_cfg.state_topic, run_cfg.session_timeout_ms)?);
         let v = members::Viewer::start(conn, run_cfg.group.clone(), run_cfg.state_topic.clone(), stream_keys.clone());
@@ -303,6 +325,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             loaded_at_time: crate::output::rfc3339(now_secs() * 1000),
             ..Default::default()
         }),
+        stopping: AtomicBool::new(false),
     });
 
     // Signals: INT/TERM stop (a second one exits at once), HUP reloads.
@@ -403,7 +426,11 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         };
     watch_roots(&mut src_watcher, &mut watched_roots, &shared);
 
-    let mut current = initial;
+    let mut current = Arc::new(initial);
+    let opts = Arc::new(opts);
+    let mut job: Option<Job> = None;
+    let mut pending_reload = false;
+    let mut pending_owned: Option<BTreeSet<i32>> = None;
     let mut stalled: BTreeSet<String> = BTreeSet::new();
     let bar = opts.progress.then(progress_bar);
     let started = Instant::now();
@@ -431,7 +458,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             }
         }
         // Config events and SIGHUP.
-        let mut reload = hup.swap(false, Ordering::SeqCst) || std::mem::take(&mut missed_edit);
+        pending_reload |= hup.swap(false, Ordering::SeqCst) || std::mem::take(&mut missed_edit);
         while let Ok(ev) = cfg_rx.try_recv() {
             if let Ok(events) = ev {
                 let include_dirs: Vec<PathBuf> =
@@ -442,42 +469,67 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
                             && p.parent().is_some_and(|d| include_dirs.iter().any(|i| same_dir(d, i))))
                 };
                 if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| relevant(p))) {
-                    reload = true;
+                    pending_reload = true;
                 }
             }
         }
-        if reload {
-            current = reload::reload_config(&shared, current, &opts);
-            cfg_files = config_files(&current);
-            if opts.watch_config {
-                watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
+        // A finished job hands back the config in force.
+        if job.as_ref().is_some_and(|j| j.handle.is_finished()) {
+            let j = job.take().expect("a job");
+            match j.handle.join() {
+                Ok(next) if j.reload => {
+                    current = next;
+                    cfg_files = config_files(&current);
+                    if opts.watch_config {
+                        watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
+                    }
+                    shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tracing::error!("the {} panicked; the streams keep running as they were", j.what),
             }
-            shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
             watch_roots(&mut src_watcher, &mut watched_roots, &shared);
         }
         if let Some(m) = membership.as_mut() {
             match m.poll() {
                 Ok(owned) => {
-                    let owned = owned.clone();
-                    if shared.owned.lock().unwrap().as_ref() != Some(&owned) {
-                        rebalance(&shared, &current, &opts, owned);
-                        watch_roots(&mut src_watcher, &mut watched_roots, &shared);
+                    if shared.owned.lock().unwrap().as_ref() != Some(owned) || pending_owned.is_some() {
+                        pending_owned = Some(owned.clone());
                     }
                 }
                 Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        if job.is_none() {
+            // The group's assignment first: it decides what runs here.
+            let (shared2, current2, opts2) = (shared.clone(), current.clone(), opts.clone());
+            if let Some(owned) = pending_owned.take().filter(|o| shared.owned.lock().unwrap().as_ref() != Some(o)) {
+                let handle = std::thread::Builder::new().name("rebalance".into()).spawn(move || {
+                    rebalance(&shared2, &current2, &opts2, owned);
+                    current2
+                })?;
+                job = Some(Job { what: "rebalance", reload: false, handle });
+            } else if std::mem::take(&mut pending_reload) {
+                let handle = std::thread::Builder::new()
+                    .name("reload".into())
+                    .spawn(move || reload::reload_config(&shared2, current2, &opts2))?;
+                job = Some(Job { what: "reload", reload: true, handle });
             }
         }
         if let Some(v) = &view {
             let running: Vec<String> = shared.streams.lock().unwrap().keys().cloned().collect();
             *v.mine.lock().unwrap() = (shared.reload.lock().unwrap().config_hash.clone(), running);
         }
-        restart_failed(&shared, &current, &opts);
+        // A job swaps streams itself: no restart behind its back.
+        if job.is_none() {
+            restart_failed(&shared, &current, &opts);
+        }
         report_stalls(&shared, &mut stalled);
         if let Some(b) = &bar {
             update_bar(b, &shared, started);
         }
         // Streams that ended on their own (until-idle or failure).
-        if opts.until_idle && membership.as_ref().map_or(true, |m| m.joined) {
+        if opts.until_idle && job.is_none() && membership.as_ref().map_or(true, |m| m.joined) {
             let all_done = shared.streams.lock().unwrap().values().all(|s| s.stream.is_finished());
             if all_done {
                 break;
@@ -485,9 +537,22 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    shared.stopping.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
+    if let Some(j) = job.take() {
+        // The job's streams share the stop's deadline; it starts none now.
+        while !j.handle.is_finished() && Instant::now() < deadline + STOP_GRACE {
+            for s in shared.streams.lock().unwrap().values() {
+                s.stream.request_stop(deadline);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !j.handle.is_finished() {
+            tracing::warn!("the {} did not end within the stop deadline; stopping without it", j.what);
+        }
+    }
     let slots = std::mem::take(&mut *shared.streams.lock().unwrap());
     let restarts: BTreeMap<String, u32> = slots.iter().map(|(n, s)| (n.clone(), s.restarts)).collect();
-    let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
     let mut out = stop_all(slots.into_values().map(|s| s.stream).collect(), deadline, shared.stall_after());
     // After the streams committed: whoever takes them over starts from there.
     if let Some(m) = membership.take() {
@@ -561,6 +626,9 @@ fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeS
     };
     let start = start_options(current, opts);
     for spec in specs {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         if !shared.owns(&spec) || shared.streams.lock().unwrap().contains_key(&spec.name) {
             continue;
         }

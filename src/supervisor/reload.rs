@@ -2,6 +2,7 @@
 //! are built and checked before any running stream is stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -78,7 +79,7 @@ fn prepare_all(bound: Vec<(StreamSpec, Connection)>) -> Result<Vec<Prepared>> {
 
 /// Load, validate and apply a new config; on any error keep the old one
 /// and every running stream untouched.
-pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions) -> Loaded {
+pub(super) fn reload_config(shared: &Shared, current: Arc<Loaded>, opts: &RunOptions) -> Arc<Loaded> {
     let mut st = shared.reload.lock().unwrap().clone();
     st.reloads += 1;
     st.last_reload_at = Some(now_secs());
@@ -135,6 +136,9 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
             tracing::info!(stream = %s.name, state = ?s.state, unconfirmed = s.stats.unconfirmed, "stopped for reload");
         }
         let start = start_options(&new, opts);
+        if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(anyhow!("the run is stopping: the new streams are not started"));
+        }
         for p in prepared {
             let rs = RunningStream::start_prepared(p, start);
             shared.streams.lock().unwrap().insert(rs.spec.name.clone(), Slot::new(rs));
@@ -155,7 +159,7 @@ pub(super) fn reload_config(shared: &Shared, current: Loaded, opts: &RunOptions)
             st.loaded_at_time = crate::output::rfc3339(now_secs() * 1000);
             st.last_reload_error = None;
             st.last_reload_changes = changes;
-            new
+            Arc::new(new)
         }
         Err(e) => {
             tracing::error!("config reload rejected, streams keep running unchanged:\n{e:#}");
