@@ -436,6 +436,20 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         cx.listing = files.iter().map(Input::listed).collect();
         let plan = cx.ckpt.plan(&cx.listing, super::now_ms());
         report_changes(&cx, &files, &plan);
+        // What the listing taught (changed files, a folder to read again)
+        // is recorded with the next commit.
+        let learned = !(plan.changed.is_empty() && plan.changed_folders.is_empty() && plan.unresolved.is_empty());
+        if learned {
+            if let Err(e) = progress_changed(&mut cx) {
+                match e {
+                    Outcome::Failed(e) => break Err(e),
+                    Outcome::Aborted(a) => {
+                        rewind(&mut cx, a);
+                        continue;
+                    }
+                }
+            }
+        }
         // Files in flight from an earlier pass are not read twice.
         let todo: Vec<Input> = plan
             .read
