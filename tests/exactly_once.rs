@@ -310,3 +310,25 @@ fn a_user_without_the_transactional_id_acl_is_told_which_binding_to_add() {
     );
     assert!(!all.contains("no-txn-Password-1"));
 }
+
+/// A state topic whose partition count differs from `[run] state_partitions`
+/// (changed outside fink) would make every stream start over: the run
+/// refuses, naming the fix.
+#[test]
+fn a_state_topic_with_another_partition_count_is_refused() {
+    let w = Workspace::new();
+    let topic = unique("sp");
+    let body = |n: u32| {
+        format!(
+            "[run]\nstate_dir = \"state\"\nstate_partitions = {n}\nmetrics_addr = \"\"\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"c\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n"
+        )
+    };
+    std::fs::create_dir_all(w.path().join("src")).unwrap();
+    w.config(&body(3));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    w.config(&body(5));
+    let r = w.fink(&["run", "--until-idle", "--no-progress"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.all().contains("has 3 partition(s) but [run] state_partitions is 5"), "{}", r.all());
+    assert!(r.all().contains("Set state_partitions = 3"), "{}", r.all());
+}

@@ -124,3 +124,38 @@ fn a_failed_stream_is_reported_then_restarted_once_its_acl_is_there() {
     assert_eq!(w.fink(&["status", "--addr", &run.addr]).code, 0);
     assert_eq!(consume_all_decoded(&c, 1).len(), 20);
 }
+
+/// A reload that takes long (its new stream waits for a topic nobody
+/// created) runs off the supervisor's loop: /status answers meanwhile, and
+/// SIGTERM stops the run within its shutdown deadline instead of after the
+/// reload.
+#[test]
+fn sigterm_during_a_long_reload_stops_within_the_deadline() {
+    let w = Workspace::new();
+    let (a, missing) = (unique("rsa"), unique("rsmissing"));
+    let cfg = |extra: &str| {
+        format!(
+            "[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\nshutdown_timeout_s = 1\n\n[[topic]]\nname = \"{a}\"\n\n[[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{a}\"\n{extra}"
+        )
+    };
+    w.config(&cfg(""));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    simulate(&w, "src/n1", "3");
+    let run = FinkRun::start(&w, &[]);
+    run.wait("the stream idle", || published(&run, "s") == 20 && run.stream("s")["state"]["state"] == "idle");
+    // Declared, never applied: the new stream waits for its topic.
+    w.config(&cfg(&format!(
+        "[[topic]]\nname = \"{missing}\"\n\n[[stream]]\nname = \"x\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{missing}\"\n"
+    )));
+    run.wait("the reload to start", || run.log_text().contains("reloading the configuration"));
+    assert!(run.status()["streams"].is_array(), "/status answers during the reload");
+    let sent = std::time::Instant::now();
+    run.signal("TERM");
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let took = sent.elapsed();
+    assert!(status.success(), "{}", run.log_text());
+    // The reload alone waits 5 s for the topic; the stop needs ~1 s.
+    assert!(took < std::time::Duration::from_secs(4), "stopped after {took:?}\n{}", run.log_text());
+    assert!(run.log_text().contains("stopping during a reload"), "{}", run.log_text());
+}

@@ -283,3 +283,45 @@ fn the_ztf_catalogue_loads_and_filters_fink_filters_test_alerts() {
     assert_eq!(kept("simbad_grav_candidates"), vec!["ZTF18abtmtpq"]);
     assert_eq!(kept("sso_ztf_candidates"), vec!["ZTF21acqdcyb"]);
 }
+
+/// Settings that would break delivery are refused, each at its line: a
+/// commit interval the transaction timeout cannot cover, an unbounded stop,
+/// producer properties fink owns.
+#[test]
+fn settings_that_would_break_delivery_are_refused_at_their_line() {
+    let w = ws(concat!(
+        "[run]\n",
+        "commit_interval_ms = 240000\n",
+        "shutdown_timeout_s = 100000\n",
+        "\n",
+        "[[topic]]\n",
+        "name = \"t\"\n",
+        "\n",
+        "[[stream]]\n",
+        "name = \"s\"\n",
+        "source = { format = \"parquet\", path = \"d\" }\n",
+        "topic = \"t\"\n",
+        "[stream.producer.properties]\n",
+        "\"enable.idempotence\" = \"false\"\n",
+        "acks = \"1\"\n",
+        "\"transactional.id\" = \"x\"\n",
+        "\"message.timeout.ms\" = \"5000\"\n",
+        "\"linger.ms\" = \"5\"\n",
+    ));
+    let r = w.fink(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    let e = &r.stderr;
+    for (line, says) in [
+        (7, "commit_interval_ms must be between 100 and 60000"),
+        (8, "shutdown_timeout_s must be at most 600"),
+        (18, "producer property \"enable.idempotence\" is set by fink"),
+        (19, "producer property \"acks\" is set by fink"),
+        (20, "producer property \"transactional.id\" is set by fink"),
+        (21, "producer property \"message.timeout.ms\" is set by fink"),
+    ] {
+        let at = format!("fink.toml:{line}:");
+        assert!(e.lines().any(|l| l.contains(&at) && l.contains(says)), "{at} {says:?} in:\n{e}");
+    }
+    // A property fink leaves to the user is accepted.
+    assert!(!e.contains("\"linger.ms\""), "{e}");
+}

@@ -3,6 +3,7 @@
 //! ~13 KB, science columns), or Rubin's (`lsst`), written as Parquet files
 //! in night folders.
 
+mod crc;
 mod lsst;
 
 use std::io::Write;
@@ -456,14 +457,21 @@ fn make_batch(
 }
 
 /// Write then rename, so a watching `fink run` never sees half a file.
+/// Pages carry CRC-32 checksums, as Spark writes them ([`crc`]); no page
+/// index (Spark's files have none either).
 fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
     let tmp = path.with_extension("parquet.tmp");
-    let props =
-        WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(256)).build();
-    let file = std::fs::File::create(&tmp)?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(256))
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+        .set_offset_index_disabled(true)
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
     w.write(batch)?;
     w.close()?;
+    std::fs::write(&tmp, crc::with_page_checksums(buf)?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

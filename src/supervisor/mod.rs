@@ -272,6 +272,24 @@ pub fn stop_all(streams: Vec<RunningStream>, deadline: Instant, stall_after: Dur
         .collect()
 }
 
+/// Ask `names` to stop by `deadline` while they stay in the map (and in
+/// /status), and wait until they ended or the deadline and grace passed.
+fn stop_in_place(shared: &Shared, names: &[String], deadline: Instant) {
+    for n in names {
+        if let Some(s) = shared.streams.lock().unwrap().get(n) {
+            s.stream.request_stop(deadline);
+        }
+    }
+    while Instant::now() < deadline + STOP_GRACE {
+        let streams = shared.streams.lock().unwrap();
+        if names.iter().all(|n| streams.get(n).map_or(true, |s| s.stream.is_finished())) {
+            break;
+        }
+        drop(streams);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Run until idle (`until_idle`) or until SIGINT/SIGTERM. A second SIGINT
 /// or SIGTERM exits at once (code 1).
 pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
@@ -537,19 +555,16 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    shared.stopping.store(true, Ordering::SeqCst);
+    {
+        // Under the map's lock: a job checks it there before it adds a stream.
+        let _streams = shared.streams.lock().unwrap();
+        shared.stopping.store(true, Ordering::SeqCst);
+    }
     let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
-    if let Some(j) = job.take() {
-        // The job's streams share the stop's deadline; it starts none now.
-        while !j.handle.is_finished() && Instant::now() < deadline + STOP_GRACE {
-            for s in shared.streams.lock().unwrap().values() {
-                s.stream.request_stop(deadline);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !j.handle.is_finished() {
-            tracing::warn!("the {} did not end within the stop deadline; stopping without it", j.what);
-        }
+    if let Some(j) = &job {
+        // Its streams are in the map and stop with the rest; what it was
+        // preparing is dropped with the process. Not waited for.
+        tracing::info!("stopping during a {}: it starts no stream now", j.what);
     }
     let slots = std::mem::take(&mut *shared.streams.lock().unwrap());
     let restarts: BTreeMap<String, u32> = slots.iter().map(|(n, s)| (n.clone(), s.restarts)).collect();
@@ -598,21 +613,26 @@ fn check_state_topic(l: &Loaded) -> Result<()> {
 fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeSet<i32>) {
     tracing::info!(partitions = ?owned, "group assignment changed");
     *shared.owned.lock().unwrap() = Some(owned);
-    let leaving: Vec<RunningStream> = {
-        let mut streams = shared.streams.lock().unwrap();
-        // Streams moved away, and streams fenced while away that are ours
-        // again (started anew below).
-        let names: Vec<String> = streams
-            .iter()
-            .filter(|(_, s)| {
-                !shared.owns(&s.stream.spec) || (s.stream.fenced.load(Ordering::SeqCst) && s.stream.is_finished())
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.into_iter().filter_map(|n| streams.remove(&n)).map(|s| s.stream).collect()
-    };
-    if !leaving.is_empty() {
+    // Streams moved away, and streams fenced while away that are ours
+    // again (started anew below). They stop while still in the map, so a
+    // SIGTERM meanwhile stops them with the rest.
+    let names: Vec<String> = shared
+        .streams
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| {
+            !shared.owns(&s.stream.spec) || (s.stream.fenced.load(Ordering::SeqCst) && s.stream.is_finished())
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !names.is_empty() {
         let deadline = Instant::now() + Duration::from_secs(current.config.run.shutdown_timeout_s);
+        stop_in_place(shared, &names, deadline);
+        let leaving: Vec<RunningStream> = {
+            let mut streams = shared.streams.lock().unwrap();
+            names.iter().filter_map(|n| streams.remove(n)).map(|s| s.stream).collect()
+        };
         for s in stop_all(leaving, deadline, shared.stall_after()) {
             tracing::info!(stream = %s.name, unconfirmed = s.stats.unconfirmed, "stopped: now owned by another instance");
         }
@@ -634,9 +654,14 @@ fn rebalance(shared: &Shared, current: &Loaded, opts: &RunOptions, owned: BTreeS
         }
         match stream::bind(current, spec) {
             Ok((spec, conn)) => {
+                let mut streams = shared.streams.lock().unwrap();
+                // Checked under the map's lock: the stop takes the map under it.
+                if shared.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 tracing::info!(stream = %spec.name, topic = %spec.topic, "starting stream (assigned to this instance)");
                 let name = spec.name.clone();
-                shared.streams.lock().unwrap().insert(name, Slot::new(RunningStream::start(spec, conn, start)));
+                streams.insert(name, Slot::new(RunningStream::start(spec, conn, start)));
             }
             Err(e) => tracing::error!("{e:#}"),
         }

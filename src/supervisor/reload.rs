@@ -84,6 +84,7 @@ pub(super) fn reload_config(shared: &Shared, current: Arc<Loaded>, opts: &RunOpt
     st.reloads += 1;
     st.last_reload_at = Some(now_secs());
     st.last_reload_time = Some(crate::output::rfc3339(now_secs() * 1000));
+    tracing::info!("reloading the configuration");
     let result = (|| -> Result<(Loaded, Vec<String>)> {
         let new = crate::check::load(&opts.load).map_err(|e| anyhow!("{e}"))?;
         // Bound even when the file is unchanged: a SIGHUP after a password
@@ -136,12 +137,16 @@ pub(super) fn reload_config(shared: &Shared, current: Arc<Loaded>, opts: &RunOpt
             tracing::info!(stream = %s.name, state = ?s.state, unconfirmed = s.stats.unconfirmed, "stopped for reload");
         }
         let start = start_options(&new, opts);
-        if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(anyhow!("the run is stopping: the new streams are not started"));
-        }
-        for p in prepared {
-            let rs = RunningStream::start_prepared(p, start);
-            shared.streams.lock().unwrap().insert(rs.spec.name.clone(), Slot::new(rs));
+        {
+            // Checked under the map's lock: the stop takes the map under it.
+            let mut streams = shared.streams.lock().unwrap();
+            if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(anyhow!("the run is stopping: the new streams are not started"));
+            }
+            for p in prepared {
+                let rs = RunningStream::start_prepared(p, start);
+                streams.insert(rs.spec.name.clone(), Slot::new(rs));
+            }
         }
         let mut changes = Vec::new();
         changes.extend(d.added.iter().map(|n| format!("+ stream {n}")));
