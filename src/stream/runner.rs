@@ -26,6 +26,9 @@ use arrow_schema::SchemaRef;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
+mod delivery;
+use delivery::{Admit, AtLeastOnce, Delivery, Transactional};
+
 /// What a stream is doing, for status and metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", content = "detail", rename_all = "lowercase")]
@@ -273,12 +276,9 @@ struct Ctx<'a> {
     ckpt: Progress,
     /// The current pass's listing (sorted by path): what sealing folds.
     listing: Vec<Listed>,
-    /// Exactly-once transactions.
-    txn: Option<Txn>,
-    /// (file, row) the broker refused for their size in an aborted
-    /// transaction: quarantined, and skipped when the rest is sent again.
-    skip: std::collections::BTreeSet<(String, u64)>,
-    last_save: Instant,
+    /// How progress becomes durable: at-least-once or transactional. Taken
+    /// out while one of its methods runs (see [`with_delivery`]).
+    delivery: Option<Box<dyn Delivery>>,
     /// Number of the last file opened (delivery reports name files by it).
     file_no: u64,
     /// Files being read or waiting for their last delivery reports.
@@ -291,10 +291,6 @@ struct Ctx<'a> {
     /// `[[notify]]` of this stream: offered each alert handed to Kafka.
     notifiers: Vec<super::notify::Notifier>,
     filter_errors_logged: u32,
-    /// (file, row) sent at or after its file's saved `rows_done`, in order:
-    /// what a crash could send again. Kept below `max_in_flight`, which
-    /// bounds duplicates.
-    unsaved: std::collections::VecDeque<(u64, u64)>,
 }
 
 /// A file whose rows are (being) handed to the producer. It is marked done
@@ -324,25 +320,6 @@ enum Flow {
     Unavailable(String),
 }
 
-/// An exactly-once stream's transaction state.
-struct Txn {
-    spec: TxnSpec,
-    /// The state topic partition of this stream's records.
-    partition: i32,
-    /// A transaction is open (alerts or state were sent in it).
-    open: bool,
-    /// Progress changed without an alert (a quarantined file, an import):
-    /// commit even if nothing is sent.
-    dirty: bool,
-    last_commit: Instant,
-    /// The wall-clock tick (`now_ms / commit_interval_ms`) of the last commit.
-    last_commit_tick: u64,
-    /// Alerts sent in the open transaction.
-    sent: u64,
-    /// A local checkpoint imported at start, renamed once committed.
-    imported: Option<std::path::PathBuf>,
-}
-
 /// A transaction was aborted: what it held is sent again from the last
 /// committed progress.
 struct Aborted(String);
@@ -362,9 +339,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         sink,
         ckpt: Progress::new(&spec.name),
         listing: Vec::new(),
-        txn: None,
-        skip: Default::default(),
-        last_save: Instant::now(),
+        delivery: None,
         file_no: 0,
         open: BTreeMap::new(),
         follower: shared::Follower::new(),
@@ -381,17 +356,21 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             })
             .collect(),
         filter_errors_logged: 0,
-        unsaved: Default::default(),
     };
-    match &spec.txn {
-        None => cx.ckpt = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?,
+    let delivery: Box<dyn Delivery> = match &spec.txn {
+        None => {
+            cx.ckpt = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?;
+            Box::new(AtLeastOnce::new())
+        }
         Some(t) => {
             let (reader, partitions) = state_reader.expect("exactly-once streams have a state reader");
-            start_transactions(&mut cx, &conn, &reader, t.clone(), partitions)?;
+            let d = Transactional::start(&mut cx, &conn, &reader, t.clone(), partitions)?;
             // Closed now, not at the stop (with a broker away, closing waits).
             drop(reader);
+            Box::new(d)
         }
-    }
+    };
+    cx.delivery = Some(delivery);
     let mut missing_logged = false;
     let mut unavailable = Backoff::default();
     let idle_wait = if spec.source.local().is_some() { Duration::from_secs(1) } else { spec.poll_interval };
@@ -533,24 +512,47 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
     out
 }
 
+/// Run one method of the stream's delivery with the context: the delivery
+/// is taken out of it meanwhile (it is never re-entered).
+fn with_delivery<R>(cx: &mut Ctx<'_>, f: impl FnOnce(&mut dyn Delivery, &mut Ctx<'_>) -> R) -> R {
+    let mut d = cx.delivery.take().expect("the delivery is set before the stream reads");
+    let r = f(&mut *d, cx);
+    cx.delivery = Some(d);
+    r
+}
+
+/// Record progress now if due: at-least-once from the delivery reports
+/// (throttled unless `force`), exactly-once by committing the transaction
+/// (every `commit_interval_ms`, or now with `force`).
+fn save_point(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
+    with_delivery(cx, |d, cx| d.save_point(cx, force))
+}
+
+/// Progress changed outside the alerts (a quarantined file): record it.
+fn progress_changed(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+    with_delivery(cx, |d, cx| d.progress_changed(cx))
+}
+
+/// What a failed delivery report means for the stream, if one came in.
+fn fatal(cx: &mut Ctx<'_>) -> Option<Outcome> {
+    let (code, msg) = cx.control.deliveries().fatal.clone()?;
+    Some(with_delivery(cx, |d, cx| d.failed(cx, code, msg)))
+}
+
+/// Wait for (at-least-once) or commit (exactly-once) what was handed over.
+fn drain(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+    with_delivery(cx, |d, cx| d.drain(cx))
+}
+
 /// Deliver or commit what is in flight, within the stop deadline.
 fn finish_kafka(cx: &mut Ctx<'_>, result: Result<(), StreamError>) -> Result<(), StreamError> {
-    if cx.txn.is_some() {
-        return finish_transactions(cx, result);
-    }
-    let drained = drain(cx).map_err(Outcome::into_error);
-    let unconfirmed = cx.sink.control.deliveries().pending.len() as u64;
-    if unconfirmed > 0 {
-        cx.sink.purge();
-        tracing::warn!(
-            stream = %cx.spec.name,
-            unconfirmed,
-            "stopped with alerts unconfirmed after the shutdown deadline; the checkpoint stays before them, so they are sent again on the next start"
-        );
-    }
-    cx.stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
-    settle(cx, true).map_err(Outcome::into_error)?;
-    result.and(drained)
+    with_delivery(cx, |d, cx| d.finish(cx, result))
+}
+
+/// After an aborted transaction: what was handed over since the last
+/// commit is sent again.
+fn rewind(cx: &mut Ctx<'_>, a: Aborted) {
+    with_delivery(cx, |d, cx| d.rewind(cx, a))
 }
 
 /// Why the pipeline did not go on: the stream fails, or (exactly-once) a
@@ -572,130 +574,6 @@ impl Outcome {
             Outcome::Failed(e) => e,
             Outcome::Aborted(Aborted(m)) => StreamError::State(format!("transaction aborted: {m}")),
         }
-    }
-}
-
-/// Fence older producers of this stream, claim it, and read its last
-/// committed progress (or import a local checkpoint once).
-fn start_transactions(
-    cx: &mut Ctx<'_>,
-    conn: &Connection,
-    reader: &state::Reader,
-    t: TxnSpec,
-    partitions: i32,
-) -> Result<(), StreamError> {
-    let spec = cx.spec;
-    let producer = &cx.sink.producer;
-    stepped(cx.control, conn.timeout, |d| producer.init_transactions(d))
-        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
-    let partition = state::partition_for(&t.state_key, partitions);
-    // The claim: committed after any older producer was fenced, so reading
-    // up to it sees every progress record committed before.
-    let claim = serde_json::to_vec(&state::Claim { instance: super::instance_id().into(), at_ms: super::now_ms() })
-        .expect("claim serializes");
-    producer.begin_transaction().map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
-    cx.sink
-        .send_state(&t.state_topic, partition, &state::claim_key(&t.state_key), &claim)
-        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
-    stepped(cx.control, conn.timeout, |d| producer.commit_transaction(d))
-        .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
-    let claim_offset = cx.control.deliveries().state_offset.ok_or_else(|| {
-        StreamError::State(format!("the claim of stream {:?} in {:?} was not acknowledged", spec.name, t.state_topic))
-    })?;
-    let read_for = super::sink::TRANSACTION_TIMEOUT + Duration::from_secs(15);
-    let records = reader
-        .read(&t.state_topic, &[partition], Some((partition, claim_offset)), read_for)
-        .map_err(StreamError::State)?;
-    let mut imported = None;
-    cx.ckpt = match state::progress_of(&records, &t.state_key) {
-        state::Found::Progress(p) => *p,
-        state::Found::Corrupt(e) => {
-            return Err(StreamError::State(format!(
-                "the committed progress of stream {:?} in state topic {:?} is unreadable ({e}); the stream was not \
-                 started. Reset it with `fink state reset {} --to-start` (publish everything again) or `--to-end` \
-                 (skip what is there now)",
-                spec.name, t.state_topic, spec.name
-            )))
-        }
-        state::Found::Nothing if spec.checkpoint_path.exists() => {
-            // Migration from at-least-once: nothing published is sent again.
-            let p = Progress::load(&spec.checkpoint_path, &spec.name).map_err(StreamError::State)?;
-            tracing::info!(
-                stream = %spec.name,
-                file = %spec.checkpoint_path.display(),
-                files_done = p.files_done,
-                "importing the local checkpoint into the state topic (once)"
-            );
-            imported = Some(spec.checkpoint_path.clone());
-            p
-        }
-        state::Found::Nothing => Progress::new(&spec.name),
-    };
-    cx.stats.files_done.store(cx.ckpt.files_done, Ordering::Relaxed);
-    cx.txn = Some(Txn {
-        spec: t,
-        partition,
-        open: false,
-        dirty: imported.is_some(),
-        last_commit: Instant::now(),
-        last_commit_tick: 0,
-        sent: 0,
-        imported,
-    });
-    Ok(())
-}
-
-/// A stopping exactly-once stream commits what it handed over, within
-/// its deadline; what is not committed then stays unconfirmed (the broker
-/// aborts it, or the next start's fencing does).
-fn finish_transactions(cx: &mut Ctx<'_>, result: Result<(), StreamError>) -> Result<(), StreamError> {
-    let committed = if result.is_ok() { commit(cx) } else { Err(Outcome::Failed(StreamError::State(String::new()))) };
-    let t = cx.txn.as_ref().expect("exactly-once");
-    let unconfirmed = if t.open { t.sent } else { 0 };
-    if t.open {
-        let left = cx.control.deadline_left();
-        if let Err(e) = cx.sink.producer.abort_transaction(left.max(Duration::from_millis(100))) {
-            tracing::debug!(stream = %cx.spec.name, "abort at stop: {e}");
-        }
-        if unconfirmed > 0 {
-            tracing::warn!(
-                stream = %cx.spec.name,
-                unconfirmed,
-                "stopped with a transaction not committed; its alerts are invisible to read_committed consumers and are \
-                 sent again on the next start"
-            );
-        }
-    }
-    cx.stats.unconfirmed.store(unconfirmed, Ordering::SeqCst);
-    match (result, committed) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(Outcome::Failed(e))) => Err(e),
-        (Ok(()), _) => Ok(()),
-    }
-}
-
-/// After an aborted transaction: forget what was handed over since the
-/// last commit; the next pass sends it again.
-fn rewind(cx: &mut Ctx<'_>, a: Aborted) {
-    tracing::warn!(stream = %cx.spec.name, "transaction aborted, sending it again: {}", a.0);
-    let too_large = {
-        let mut d = cx.control.deliveries();
-        d.pending.clear();
-        d.fatal = None;
-        std::mem::take(&mut d.too_large)
-    };
-    for (f, row, reason) in too_large {
-        if let Some(o) = cx.open.get(&f) {
-            let name = o.name.clone();
-            quarantine(cx, &name, Some(row), &reason);
-            cx.skip.insert((name, row));
-        }
-    }
-    cx.open.clear();
-    cx.unsaved.clear();
-    if let Some(t) = cx.txn.as_mut() {
-        t.open = false;
-        t.sent = 0;
     }
 }
 
@@ -788,82 +666,8 @@ fn quarantine(cx: &Ctx<'_>, file: &str, row: Option<u64>, reason: &str) {
     }
 }
 
-/// Record what the delivery reports allow: each open file's finished
-/// prefix, refused records in the quarantine log, and files whose last
-/// report came in as done. Throttled unless `force`.
-fn settle(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
-    if !force && cx.last_save.elapsed() < Duration::from_millis(200) {
-        return Ok(());
-    }
-    let (too_large, progress) = {
-        let mut st = cx.control.deliveries();
-        let too_large = std::mem::take(&mut st.too_large);
-        // Per open file: its first row still in flight, if any.
-        let progress: Vec<(u64, Option<u64>)> =
-            cx.open.keys().map(|&f| (f, st.pending.range((f, 0)..(f + 1, 0)).next().map(|&(_, r)| r))).collect();
-        (too_large, progress)
-    };
-    for (f, row, reason) in too_large {
-        let name = cx.open.get(&f).map(|o| o.name.clone()).unwrap_or_default();
-        quarantine(cx, &name, Some(row), &reason);
-    }
-    let mut changed = false;
-    for (f, first_pending) in progress {
-        let o = &cx.open[&f];
-        if first_pending.is_none() && !o.reading {
-            let o = cx.open.remove(&f).expect("open file");
-            cx.ckpt.mark_done(&o.name, o.id);
-            cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
-            changed = true;
-            continue;
-        }
-        let rows_done = first_pending.unwrap_or(o.handed);
-        // An unchanged position is never rewritten.
-        let (name, id) = (o.name.clone(), o.id);
-        changed |= cx.ckpt.set_rows_done(&name, id, rows_done);
-    }
-    if changed {
-        cx.ckpt.fold(&cx.listing, super::now_ms());
-        save(cx)?;
-    }
-    while let Some(&(f, row)) = cx.unsaved.front() {
-        let saved = match cx.open.get(&f) {
-            None => true,
-            Some(o) => row < cx.ckpt.rows_done(&o.name),
-        };
-        if !saved {
-            break;
-        }
-        cx.unsaved.pop_front();
-    }
-    cx.last_save = Instant::now();
-    Ok(())
-}
-
 fn save(cx: &Ctx<'_>) -> Result<(), StreamError> {
     cx.ckpt.save(&cx.spec.checkpoint_path).map_err(|e| StreamError::State(format!("cannot write checkpoint: {e}")))
-}
-
-/// What a failed delivery report means for the stream. At-least-once: it
-/// fails (and is restarted from its checkpoint). Exactly-once: an error the
-/// cluster may get over (a leader moving, a timeout while a broker is away)
-/// aborts the open transaction, which is then sent again in place; only a
-/// definitive one (no ACL, no topic, fenced, a fatal producer) fails it.
-fn fatal(cx: &Ctx<'_>) -> Option<Outcome> {
-    let (code, msg) = cx.control.deliveries().fatal.clone()?;
-    let e = StreamError::from_kafka(&cx.spec.user, &cx.spec.topic, code, msg.clone());
-    let Some(t) = cx.txn.as_ref() else { return Some(Outcome::Failed(e)) };
-    if !t.open || definitive(code) {
-        return Some(Outcome::Failed(e));
-    }
-    let producer = &cx.sink.producer;
-    match stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d)) {
-        Ok(()) => Some(Outcome::Aborted(Aborted(format!("a delivery failed ({code}): {msg}")))),
-        Err(abort) => {
-            tracing::debug!(stream = %cx.spec.name, "cannot abort after a failed delivery: {abort}");
-            Some(Outcome::Failed(StreamError::from_txn(cx.spec, &t.spec.id, &abort)))
-        }
-    }
 }
 
 /// Delivery errors that sending again cannot cure.
@@ -909,124 +713,6 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef, full: Option<&SchemaRef
     }
     cx.pipeline = Some(Pipeline { source_schema: schema.clone(), projection, encoder });
     Ok(())
-}
-
-/// Record progress now if due: at-least-once from the delivery reports
-/// (throttled unless `force`), exactly-once by committing the transaction
-/// (every `commit_interval_ms`, or now with `force`).
-fn save_point(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
-    match &cx.txn {
-        None => settle(cx, force),
-        Some(t) if force || commit_due(t) => commit(cx).map(|_| ()),
-        Some(_) => Ok(()),
-    }
-}
-
-/// Commits fall on wall-clock ticks of `commit_interval_ms`, the same for
-/// every stream: a commit pauses a stream while its last batches are
-/// confirmed, and streams sharing a source move together, so pauses that
-/// overlap cost the group one pause instead of one per stream.
-fn commit_due(t: &Txn) -> bool {
-    let every = t.spec.commit_interval.as_millis().max(1) as u64;
-    let elapsed = t.last_commit.elapsed();
-    elapsed >= t.spec.commit_interval * 2
-        || (elapsed >= t.spec.commit_interval / 2 && super::now_ms() / every != t.last_commit_tick)
-}
-
-/// Progress changed outside the alerts (a quarantined file): record it.
-fn progress_changed(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
-    match cx.txn.as_mut() {
-        None => Ok(save(cx)?),
-        Some(t) => {
-            t.dirty = true;
-            Ok(())
-        }
-    }
-}
-
-/// Commit the open transaction with the progress it makes: files read to
-/// the end are done, the others are done up to the rows handed over.
-/// `Ok(false)`: the stop deadline passed before the commit was confirmed.
-fn commit(cx: &mut Ctx<'_>) -> Result<bool, Outcome> {
-    let Some(t) = cx.txn.as_ref() else { return Ok(true) };
-    // Files finished or moved on without an alert (all filtered out, or
-    // quarantined) are progress too.
-    let moved = cx.open.values().any(|o| !o.reading || o.handed != cx.ckpt.rows_done(&o.name));
-    if !t.open && !t.dirty && !moved {
-        return Ok(true);
-    }
-    let (topic, partition, key, id) =
-        (t.spec.state_topic.clone(), t.partition, t.spec.state_key.clone(), t.spec.id.clone());
-    let spec = cx.spec;
-    let txn_err = |e: rdkafka::error::KafkaError| Outcome::Failed(StreamError::from_txn(spec, &id, &e));
-    if !t.open {
-        cx.sink.producer.begin_transaction().map_err(txn_err)?;
-        cx.txn.as_mut().expect("exactly-once").open = true;
-    }
-    let mut p = cx.ckpt.clone();
-    let mut finished = Vec::new();
-    for (f, o) in &cx.open {
-        if o.reading {
-            p.set_rows_done(&o.name, o.id, o.handed);
-        } else {
-            p.mark_done(&o.name, o.id);
-            finished.push(*f);
-        }
-    }
-    p.fold(&cx.listing, super::now_ms());
-    p.committed_at_ms = super::now_ms();
-    p.owner = Some(super::instance_id().to_string());
-    cx.sink.send_state(&topic, partition, &key, &p.to_json()).map_err(txn_err)?;
-    loop {
-        // Short steps: a stop request is noticed within one.
-        let step = TXN_STEP.min(cx.control.deadline_left()).max(Duration::from_millis(10));
-        match cx.sink.producer.commit_transaction(step) {
-            Ok(()) => break,
-            Err(e) => {
-                let (retriable, abort) = match &e {
-                    rdkafka::error::KafkaError::Transaction(re) => (re.is_retriable(), re.txn_requires_abort()),
-                    // rdkafka flushes before committing: a step that ends
-                    // with batches still in flight (a broker away, a leader
-                    // moving) is a timeout to ask again, not a failure.
-                    e if step_timed_out(e) => (true, false),
-                    _ => (false, false),
-                };
-                if abort {
-                    let producer = &cx.sink.producer;
-                    let _ = stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d));
-                    return Err(Outcome::Aborted(Aborted(e.to_string())));
-                }
-                if retriable && !cx.control.past_deadline() {
-                    tracing::debug!(stream = %spec.name, "commit not confirmed yet ({e}); asking again");
-                    continue;
-                }
-                if retriable {
-                    return Ok(false);
-                }
-                return Err(txn_err(e));
-            }
-        }
-    }
-    for f in &finished {
-        cx.open.remove(f);
-    }
-    cx.stats.files_done.store(p.files_done, Ordering::Relaxed);
-    cx.ckpt = p;
-    cx.control.deliveries().pending.clear();
-    let t = cx.txn.as_mut().expect("exactly-once");
-    t.open = false;
-    t.dirty = false;
-    t.sent = 0;
-    t.last_commit = Instant::now();
-    t.last_commit_tick = super::now_ms() / (t.spec.commit_interval.as_millis().max(1) as u64);
-    if let Some(path) = t.imported.take() {
-        let mut done = path.clone().into_os_string();
-        done.push(".imported");
-        if let Err(e) = std::fs::rename(&path, &done) {
-            tracing::warn!("cannot rename the imported checkpoint {}: {e}", path.display());
-        }
-    }
-    Ok(true)
 }
 
 /// A transactional call's step ran out while rdkafka was flushing.
@@ -1197,33 +883,10 @@ fn send_rows(
         let row = kept_rows[i];
         // Every earlier row of the file is sent, filtered out or quarantined.
         cx.open.get_mut(&f).expect("open file").handed = row;
-        if let Some(t) = cx.txn.as_mut() {
-            if !cx.skip.is_empty() && cx.skip.contains(&(file.to_string(), row)) {
-                continue;
-            }
-            if !t.open {
-                let id = t.spec.id.clone();
-                cx.sink.producer.begin_transaction().map_err(|e| StreamError::from_txn(cx.spec, &id, &e))?;
-                t.open = true;
-            }
-            t.sent += 1;
-        }
-        // Checkpoint before more than max_in_flight rows could be re-sent after a crash.
-        while cx.txn.is_none() && cx.unsaved.len() >= cx.spec.max_in_flight {
-            settle(cx, true)?;
-            if cx.unsaved.len() < cx.spec.max_in_flight {
-                break;
-            }
-            if let Some(o) = fatal(cx) {
-                return Err(o);
-            }
-            if cx.control.stopping() {
-                return Ok(Flow::Stopped);
-            }
-            cx.control.wait_report(Duration::from_millis(100));
-        }
-        if cx.txn.is_none() {
-            cx.unsaved.push_back((f, row));
+        match with_delivery(cx, |d, cx| d.admit(cx, f, file, row))? {
+            Admit::Send => {}
+            Admit::Skip => continue,
+            Admit::Stopped => return Ok(Flow::Stopped),
         }
         cx.control.deliveries().pending.insert((f, row));
         match cx.sink.send(key.as_bytes(), &datum, f, row) {
@@ -1232,11 +895,7 @@ fn send_rows(
             }
             Err(e) => {
                 cx.control.deliveries().pending.remove(&(f, row));
-                if cx.txn.is_none() {
-                    cx.unsaved.pop_back();
-                } else if let Some(t) = cx.txn.as_mut() {
-                    t.sent -= 1;
-                }
+                with_delivery(cx, |d, _| d.not_sent());
                 match e {
                     SendError::Stopped => return Ok(Flow::Stopped),
                     SendError::TooLarge(msg) => quarantine(
@@ -1253,30 +912,6 @@ fn send_rows(
         }
     }
     Ok(Flow::Go)
-}
-
-/// Wait for every pending delivery report, then record them. Flushing sends
-/// the last batches now instead of after `linger.ms`. A stop whose deadline
-/// passes ends the wait: what is still pending stays unconfirmed.
-fn drain(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
-    if cx.txn.is_some() {
-        return commit(cx).map(|_| ());
-    }
-    loop {
-        if let Some(o) = fatal(cx) {
-            return Err(o);
-        }
-        if cx.control.deliveries().pending.is_empty() || cx.control.past_deadline() {
-            break;
-        }
-        // flush returns once librdkafka's queue is empty (or after the step,
-        // while the broker is slow or away); the last reports may still be
-        // on their way to the callback.
-        if cx.sink.flush(Duration::from_millis(100)) {
-            cx.control.wait_report(Duration::from_millis(10));
-        }
-    }
-    settle(cx, true)
 }
 
 #[cfg(test)]

@@ -524,3 +524,38 @@ mod tests {
         assert_eq!(values(late), (0..200).collect::<Vec<_>>());
     }
 }
+
+#[cfg(test)]
+mod poison_tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    /// A stream that panicked while holding the registry (or a position)
+    /// lock leaves it poisoned; the other streams go on reading.
+    #[test]
+    fn a_poisoned_registry_does_not_hang_other_streams() {
+        let _ = std::thread::spawn(|| {
+            let _r = registry().lock();
+            let _p = positions().lock();
+            panic!("a stream panics holding the locks");
+        })
+        .join();
+        assert!(registry().is_poisoned() && positions().is_poisoned());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.parquet");
+        let col: arrow_array::ArrayRef = Arc::new(Int64Array::from_iter_values(0..5));
+        let batch = RecordBatch::try_from_iter([("n", col)]).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let f = Follower::new();
+        let (store, input) = crate::stream::store::local_file(&p).unwrap();
+        let rows: usize = f
+            .open(&store, &input, &How::all(crate::config::SourceFormat::Parquet, 10))
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum();
+        assert_eq!(rows, 5);
+    }
+}

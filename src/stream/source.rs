@@ -818,3 +818,42 @@ mod pruning_tests {
         assert!(all >= input.len * 9 / 10, "{all} of {}", input.len);
     }
 }
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    /// A decoder that panics fails its file as bad data (a quarantine
+    /// reason), and the reader ends there: the stream goes on.
+    #[test]
+    fn a_decoder_panic_is_bad_data_and_ends_the_file() {
+        let schema = Arc::new(arrow_schema::Schema::empty());
+        let mut r = FileReader {
+            schema: schema.clone(),
+            full_schema: schema,
+            bytes: Arc::default(),
+            inner: Box::new(std::iter::from_fn(|| -> Option<Result<RecordBatch, SourceError>> {
+                panic!("index out of bounds in a malformed page")
+            })),
+        };
+        match r.next() {
+            Some(Err(SourceError::BadData(m))) => assert!(m.contains("malformed page"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(r.next().is_none());
+    }
+
+    /// A local file rewritten in place after it was listed is not read as
+    /// a mix of versions: the open is refused as transient, and the next
+    /// listing sees the new version.
+    #[test]
+    fn a_file_changed_since_its_listing_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.avro");
+        std::fs::write(&p, b"first version").unwrap();
+        let (st, input) = store::local_file(&p).unwrap();
+        std::fs::write(&p, b"second, longer version").unwrap();
+        let e = st.read(&input, &AtomicU64::new(0)).unwrap_err();
+        assert!(e.is_transient() && e.to_string().contains("changed since it was listed"), "{e}");
+    }
+}
