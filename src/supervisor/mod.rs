@@ -18,6 +18,7 @@ pub mod http;
 pub mod members;
 pub mod reload;
 pub mod status;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -292,6 +293,67 @@ fn stop_in_place(shared: &Shared, names: &[String], deadline: Instant) {
 
 /// Run until idle (`until_idle`) or until SIGINT/SIGTERM. A second SIGINT
 /// or SIGTERM exits at once (code 1).
+/// Join the group that shares the streams between instances
+/// (exactly-once): the membership, the group view, and the state topic's
+/// partition count, checked against `[run] state_partitions`.
+fn join_group(
+    initial: &Loaded,
+    member_user: Option<&str>,
+    stream_keys: Arc<Mutex<BTreeMap<String, String>>>,
+) -> Result<(members::Membership, members::Viewer, i32)> {
+    let run_cfg = &initial.config.run;
+    let conn = crate::cluster::user_connection(initial, member_user)?;
+    check_state_topic(initial)?;
+    let state_partitions = stream::state::Reader::new(&conn, &run_cfg.group)
+        .and_then(|r| r.partitions(&run_cfg.state_topic))
+        .map_err(|e| anyhow!(e))?;
+    // Each stream's state lives on the partition its key hashes to: with
+    // another count every stream would find nothing and start over.
+    if state_partitions != run_cfg.state_partitions {
+        anyhow::bail!(
+            "the state topic {:?} has {state_partitions} partition(s) but [run] state_partitions is {}: every stream \
+             would start over and publish everything again. Set state_partitions = {state_partitions} in fink.toml \
+             (a state topic's partitions must never change)",
+            run_cfg.state_topic,
+            run_cfg.state_partitions
+        );
+    }
+    let membership =
+        members::Membership::join(&conn, &run_cfg.group, &run_cfg.state_topic, run_cfg.session_timeout_ms)?;
+    let view = members::Viewer::start(conn, run_cfg.group.clone(), run_cfg.state_topic.clone(), stream_keys);
+    tracing::info!(group = %run_cfg.group, instance = stream::instance_id(), "joined the group; streams start once assigned");
+    Ok((membership, view, state_partitions))
+}
+
+/// `/metrics` and `/status` on `[run] metrics_addr` ("" turns them off);
+/// the bound address is recorded for `fink status` (port 0).
+fn serve_status(initial: &Loaded, shared: &Arc<Shared>) -> Result<()> {
+    let addr = initial.config.run.metrics_addr.clone();
+    if addr.is_empty() {
+        return Ok(());
+    }
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow!("cannot install the metrics recorder: {e}"))?;
+    let (s1, s2) = (shared.clone(), shared.clone());
+    let metrics: http::Render = Arc::new(move || {
+        status::export_metrics(&s1.status());
+        handle.render()
+    });
+    let status: http::Render = Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
+    let a = http::serve(&addr, metrics, status)
+        .map_err(|e| anyhow!("cannot listen on {addr} for /metrics: {e} (set [run] metrics_addr)"))?;
+    tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status");
+    // With port 0 the OS picks one: `fink status` finds it here.
+    let file = bound_addr_file(initial);
+    if let Err(e) = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))
+        .and_then(|_| std::fs::write(&file, a.to_string()))
+    {
+        tracing::warn!("cannot write {}: {e}", file.display());
+    }
+    Ok(())
+}
+
 pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     let specs = stream::specs(&initial, opts.only.as_deref(), &opts.night)?;
     if specs.is_empty() {
@@ -300,35 +362,17 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     // Filters were compiled when the config was checked (`check::load`).
     let bound = specs.into_iter().map(|s| stream::bind(&initial, s)).collect::<Result<Vec<_>>>()?;
     let run_cfg = initial.config.run.clone();
-    // Exactly-once: join the group that shares the streams between instances.
-    let mut membership = None;
-    let mut view = None;
     let stream_keys: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-    let mut state_partitions = 0;
-    if run_cfg.exactly_once() {
+    let group = if run_cfg.exactly_once() {
         let member_user = if initial.config.cluster.admin.is_some() { None } else { Some(bound[0].0.user.clone()) };
-        let conn = crate::cluster::user_connection(&initial, member_user.as_deref())?;
-        check_state_topic(&initial)?;
-        state_partitions = stream::state::Reader::new(&conn, &run_cfg.group)
-            .and_then(|r| r.partitions(&run_cfg.state_topic))
-            .map_err(|e| anyhow!(e))?;
-        // Each stream's state lives on the partition its key hashes to: with
-        // another count every stream would find nothing and start over.
-        if state_partitions != run_cfg.state_partitions {
-            anyhow::bail!(
-                "the state topic {:?} has {state_partitions} partition(s) but [run] state_partitions is {}: every stream \
-                 would start over and publish everything again. Set state_partitions = {state_partitions} in fink.toml \
-                 (a state topic's partitions must never change)",
-                run_cfg.state_topic,
-                run_cfg.state_partitions
-            );
-        }
-        membership =
-            Some(members::Membership::join(&conn, &run_cfg.group, &run_cfg.state_topic, run_cfg.session_timeout_ms)?);
-        let v = members::Viewer::start(conn, run_cfg.group.clone(), run_cfg.state_topic.clone(), stream_keys.clone());
-        view = Some(v);
-        tracing::info!(group = %run_cfg.group, instance = stream::instance_id(), "joined the group; streams start once assigned");
-    }
+        Some(join_group(&initial, member_user.as_deref(), stream_keys.clone())?)
+    } else {
+        None
+    };
+    let (mut membership, view, state_partitions) = match group {
+        Some((m, v, n)) => (Some(m), Some(v), n),
+        None => (None, None, 0),
+    };
     let shared = Arc::new(Shared {
         owned: Mutex::new(membership.as_ref().map(|_| BTreeSet::new())),
         state_partitions: std::sync::atomic::AtomicI32::new(state_partitions),
@@ -355,29 +399,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
-    // Config watching: the parent directory, since editors save by rename.
-    let (cfg_tx, cfg_rx) = std::sync::mpsc::channel();
-    let mut cfg_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(150), None, cfg_tx)?;
-    let mut cfg_files = config_files(&initial);
-    let mut cfg_dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    // Included files, and the folders of included globs (a new file there
-    // may be one more include).
-    let watch_config_dirs =
-        |w: &mut notify_debouncer_full::Debouncer<_, _>, dirs: &mut BTreeSet<PathBuf>, files: &[PathBuf]| {
-            for f in files {
-                let d = f.parent().map(Path::to_path_buf).unwrap_or_default();
-                let d = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d };
-                if dirs.insert(d.clone()) {
-                    if let Err(e) = w.watch(&d, notify::RecursiveMode::NonRecursive) {
-                        tracing::warn!("cannot watch {}: {e} (reload with SIGHUP)", d.display());
-                    }
-                }
-            }
-        };
-    if opts.watch_config {
-        watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
-    }
-
+    let mut config_watch = watch::ConfigWatch::start(&initial, opts.watch_config)?;
     // An edit saved between loading the file and watching it has no event:
     // compare once now, so it is not lost.
     let mut missed_edit = opts.watch_config
@@ -385,34 +407,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             Ok(l) => l.hash != initial.hash,
             Err(_) => true,
         };
-
-    // Metrics and status endpoint.
-    let addr = initial.config.run.metrics_addr.clone();
-    if !addr.is_empty() {
-        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .map_err(|e| anyhow!("cannot install the metrics recorder: {e}"))?;
-        let (s1, s2) = (shared.clone(), shared.clone());
-        let metrics: http::Render = Arc::new(move || {
-            status::export_metrics(&s1.status());
-            handle.render()
-        });
-        let status: http::Render =
-            Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
-        match http::serve(&addr, metrics, status) {
-            Ok(a) => {
-                tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status");
-                // With port 0 the OS picks one: `fink status` finds it here.
-                let file = bound_addr_file(&initial);
-                if let Err(e) = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))
-                    .and_then(|_| std::fs::write(&file, a.to_string()))
-                {
-                    tracing::warn!("cannot write {}: {e}", file.display());
-                }
-            }
-            Err(e) => return Err(anyhow!("cannot listen on {addr} for /metrics: {e} (set [run] metrics_addr)")),
-        }
-    }
+    serve_status(&initial, &shared)?;
 
     shared.set_declared(&bound.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>());
     let start = start_options(&initial, &opts);
@@ -424,25 +419,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
         let name = spec.name.clone();
         shared.streams.lock().unwrap().insert(name, Slot::new(RunningStream::start(spec, conn, start)));
     }
-
-    // Source watching: wake the streams of a root when something changes under it.
-    let (src_tx, src_rx) = std::sync::mpsc::channel();
-    let mut src_watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(100), None, src_tx)?;
-    let mut watched_roots: BTreeSet<PathBuf> = BTreeSet::new();
-    let watch_roots =
-        |w: &mut notify_debouncer_full::Debouncer<_, _>, watched: &mut BTreeSet<PathBuf>, shared: &Shared| {
-            for s in shared.streams.lock().unwrap().values() {
-                // Remote sources are listed every poll interval instead.
-                let Some(root) = s.stream.spec.source.local().map(Path::to_path_buf) else { continue };
-                if !watched.contains(&root) && root.is_dir() {
-                    if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
-                        tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
-                    }
-                    watched.insert(root);
-                }
-            }
-        };
-    watch_roots(&mut src_watcher, &mut watched_roots, &shared);
+    let mut source_watch = watch::SourceWatch::start(&shared)?;
 
     let mut current = Arc::new(initial);
     let opts = Arc::new(opts);
@@ -464,49 +441,23 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
             );
             break;
         }
-        // Source events.
-        while let Ok(ev) = src_rx.try_recv() {
-            if let Ok(events) = ev {
-                let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.clone()).collect();
-                for s in shared.streams.lock().unwrap().values() {
-                    if s.stream.spec.source.local().is_some_and(|root| paths.iter().any(|p| p.starts_with(root))) {
-                        s.stream.wake();
-                    }
-                }
-            }
-        }
-        // Config events and SIGHUP.
+        source_watch.wake(&shared);
+        // Config edits and SIGHUP.
         pending_reload |= hup.swap(false, Ordering::SeqCst) || std::mem::take(&mut missed_edit);
-        while let Ok(ev) = cfg_rx.try_recv() {
-            if let Ok(events) = ev {
-                let include_dirs: Vec<PathBuf> =
-                    current.includes.iter().filter_map(|i| i.path.parent()).map(Path::to_path_buf).collect();
-                let relevant = |p: &Path| {
-                    same_file(p, &cfg_files)
-                        || (p.extension().is_some_and(|x| x == "toml")
-                            && p.parent().is_some_and(|d| include_dirs.iter().any(|i| same_dir(d, i))))
-                };
-                if events.iter().any(|e| is_content_change(e) && e.paths.iter().any(|p| relevant(p))) {
-                    pending_reload = true;
-                }
-            }
-        }
+        pending_reload |= config_watch.changed(&current);
         // A finished job hands back the config in force.
         if job.as_ref().is_some_and(|j| j.handle.is_finished()) {
             let j = job.take().expect("a job");
             match j.handle.join() {
                 Ok(next) if j.reload => {
                     current = next;
-                    cfg_files = config_files(&current);
-                    if opts.watch_config {
-                        watch_config_dirs(&mut cfg_watcher, &mut cfg_dirs, &cfg_files);
-                    }
+                    config_watch.follow(&current);
                     shared.stall_after_ms.store(current.config.run.stall_after_s.max(1) * 1000, Ordering::Relaxed);
                 }
                 Ok(_) => {}
                 Err(_) => tracing::error!("the {} panicked; the streams keep running as they were", j.what),
             }
-            watch_roots(&mut src_watcher, &mut watched_roots, &shared);
+            source_watch.follow(&shared);
         }
         if let Some(m) = membership.as_mut() {
             match m.poll() {
@@ -684,34 +635,6 @@ pub fn status_addr(l: &Loaded) -> String {
         }
     }
     addr.clone()
-}
-
-fn config_files(l: &Loaded) -> Vec<PathBuf> {
-    let mut v = vec![l.config_path.clone()];
-    if let Some(p) = &l.profile_path {
-        v.push(p.clone());
-    }
-    v.extend(l.includes.iter().map(|i| i.path.clone()));
-    v
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let canon = |x: &Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_path_buf());
-    canon(a) == canon(b)
-}
-
-fn is_content_change(e: &notify_debouncer_full::DebouncedEvent) -> bool {
-    use notify::EventKind;
-    matches!(e.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
-}
-
-fn same_file(p: &Path, files: &[PathBuf]) -> bool {
-    let canon = |x: &Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_path_buf());
-    files.iter().any(|f| {
-        p.file_name() == f.file_name()
-            && canon(p.parent().unwrap_or(p))
-                == canon(f.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-    })
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
