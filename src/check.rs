@@ -59,16 +59,8 @@ pub fn producer_properties(loaded: &Loaded) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (i, s) in loaded.config.streams.iter().enumerate() {
         for (k, v) in &s.producer.properties {
+            // Checked with the config itself (validate.rs).
             if config::validate::OWNED_PRODUCER_PROPERTIES.contains(&k.as_str()) {
-                let at = vec![key("stream"), Seg::Index(i), key("producer"), key("properties"), key(k)];
-                out.push((
-                    at,
-                    format!(
-                        "stream {:?}: producer property {k:?} is set by fink (delivery, transactions and the \
-                         connection depend on it); remove it",
-                        s.name
-                    ),
-                ));
                 continue;
             }
             if let Err(e) = crate::cluster::ffi::check_producer_property(k, v) {

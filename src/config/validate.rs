@@ -481,6 +481,18 @@ fn check_run(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
         if s.producer.batch_size == Some(0) {
             c.err(at("batch_size"), format!("stream {:?}: producer batch_size must be at least 1", s.name));
         }
+        for k in s.producer.properties.keys().filter(|k| OWNED_PRODUCER_PROPERTIES.contains(&k.as_str())) {
+            let mut path = at("properties");
+            path.push(key(k));
+            c.err(
+                path,
+                format!(
+                    "stream {:?}: producer property {k:?} is set by fink (delivery, transactions and the connection \
+                     depend on it); remove it",
+                    s.name
+                ),
+            );
+        }
     }
     if !r.exactly_once() {
         return;
