@@ -49,7 +49,8 @@ impl Counter {
 #[test]
 fn low_pass_streams_commit_every_burst_and_keep_nothing_in_flight() {
     let w = Workspace::new();
-    let bursts = std::env::var("FINK_LIVENESS_BURSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10u64);
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (bursts, per_burst) = (env("FINK_LIVENESS_BURSTS", 8), env("FINK_LIVENESS_ALERTS", 2000));
     let topics: Vec<String> = (0..STREAMS).map(|k| unique(&format!("live{k}"))).collect();
     let mut cfg = String::from("[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\n\n");
     for (k, t) in topics.iter().enumerate() {
@@ -70,7 +71,7 @@ fn low_pass_streams_commit_every_burst_and_keep_nothing_in_flight() {
             "--out",
             &stage,
             "--alerts",
-            "400",
+            &per_burst.to_string(),
             "--per-file",
             "100",
             "--seed",
