@@ -291,6 +291,8 @@ struct Ctx<'a> {
     /// `[[notify]]` of this stream: offered each alert handed to Kafka.
     notifiers: Vec<super::notify::Notifier>,
     filter_errors_logged: u32,
+    /// Sealed folders already reported as waiting to be told apart.
+    waiting_reported: std::collections::BTreeSet<String>,
 }
 
 /// A file whose rows are (being) handed to the producer. It is marked done
@@ -356,6 +358,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             })
             .collect(),
         filter_errors_logged: 0,
+        waiting_reported: Default::default(),
     };
     let delivery: Box<dyn Delivery> = match &spec.txn {
         None => {
@@ -414,7 +417,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         files.sort();
         cx.listing = files.iter().map(Input::listed).collect();
         let plan = cx.ckpt.plan(&cx.listing, super::now_ms());
-        report_changes(&cx, &files, &plan);
+        report_changes(&mut cx, &files, &plan);
         // What the listing taught (changed files, a folder to read again)
         // is recorded with the next commit.
         let learned = !(plan.changed.is_empty() && plan.changed_folders.is_empty() && plan.unresolved.is_empty());
@@ -621,7 +624,17 @@ fn source_unavailable(cx: &mut Ctx<'_>, backoff: &mut Backoff, error: &str, doin
 
 /// Done files that changed since they were published: a warning each
 /// (once), a metric; `fink state show` lists them. Never read again.
-fn report_changes(cx: &Ctx<'_>, files: &[Input], plan: &super::checkpoint::Plan) {
+fn report_changes(cx: &mut Ctx<'_>, files: &[Input], plan: &super::checkpoint::Plan) {
+    for d in &plan.waiting {
+        if cx.waiting_reported.insert(d.clone()) {
+            tracing::warn!(
+                stream = %cx.spec.name,
+                "{}: files were added to this finished folder while fink was away, more than its record tells \
+                 apart; its new files wait until its listing is stable for 5 minutes, then the folder is read again",
+                cx.store.url_of(d)
+            );
+        }
+    }
     for &i in &plan.changed {
         tracing::warn!(
             stream = %cx.spec.name,
