@@ -207,31 +207,7 @@ fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) 
         return Ok(Some(Login::Refused(msg.unwrap_or_else(|| format!("error code {code}")))));
     }
     let server_first = String::from_utf8_lossy(&r.bytes()?).into_owned();
-    let mut snonce = None;
-    let mut salt = None;
-    let mut iterations = None;
-    for part in server_first.split(',') {
-        if let Some(v) = part.strip_prefix("r=") {
-            snonce = Some(v.to_string());
-        } else if let Some(v) = part.strip_prefix("s=") {
-            salt = B64.decode(v).ok();
-        } else if let Some(v) = part.strip_prefix("i=") {
-            iterations = v.parse::<u32>().ok();
-        }
-    }
-    let (Some(snonce), Some(salt), Some(iterations)) = (snonce, salt, iterations) else {
-        return Err(std::io::Error::other("malformed SCRAM server-first message"));
-    };
-    // A broker's count sets how long PBKDF2 runs here: Kafka accepts
-    // 4096..16384, so anything far above is refused, not computed for hours.
-    if iterations > MAX_ITERATIONS {
-        return Err(std::io::Error::other(format!(
-            "the broker asks for {iterations} SCRAM iterations, more than the {MAX_ITERATIONS} fink accepts"
-        )));
-    }
-    if !snonce.starts_with(&cnonce) {
-        return Err(std::io::Error::other("SCRAM server nonce does not extend ours"));
-    }
+    let (snonce, salt, iterations) = server_first_fields(&server_first, &cnonce)?;
     let final_bare = format!("c=biws,r={snonce}");
     let auth_message = format!("{first_bare},{server_first},{final_bare}");
     let k = match mechanism {
@@ -254,8 +230,51 @@ fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) 
     }
 }
 
+/// The server-first message's nonce, salt and iteration count, checked:
+/// the nonce extends ours, and the count is one fink will compute.
+fn server_first_fields(server_first: &str, cnonce: &str) -> std::io::Result<(String, Vec<u8>, u32)> {
+    let mut snonce = None;
+    let mut salt = None;
+    let mut iterations = None;
+    for part in server_first.split(',') {
+        if let Some(v) = part.strip_prefix("r=") {
+            snonce = Some(v.to_string());
+        } else if let Some(v) = part.strip_prefix("s=") {
+            salt = B64.decode(v).ok();
+        } else if let Some(v) = part.strip_prefix("i=") {
+            iterations = v.parse::<u32>().ok();
+        }
+    }
+    let (Some(snonce), Some(salt), Some(iterations)) = (snonce, salt, iterations) else {
+        return Err(std::io::Error::other("malformed SCRAM server-first message"));
+    };
+    // A broker's count sets how long PBKDF2 runs here: Kafka accepts
+    // 4096..16384, so anything far above is refused, not computed for hours.
+    if iterations > MAX_ITERATIONS {
+        return Err(std::io::Error::other(format!(
+            "the broker asks for {iterations} SCRAM iterations, more than the {MAX_ITERATIONS} fink accepts"
+        )));
+    }
+    if !snonce.starts_with(cnonce) {
+        return Err(std::io::Error::other("SCRAM server nonce does not extend ours"));
+    }
+    Ok((snonce, salt, iterations))
+}
+
 #[cfg(test)]
 mod tests {
+    /// A broker asking for an absurd iteration count is refused before
+    /// any PBKDF2 runs; Kafka's own range passes.
+    #[test]
+    fn a_brokers_iteration_count_is_bounded() {
+        let msg = |i: u64| format!("r=abcXYZ,s=W22ZaJ0SNY7soEsUEjb6gQ==,i={i}");
+        assert_eq!(super::server_first_fields(&msg(16384), "abc").unwrap().2, 16384);
+        let e = super::server_first_fields(&msg(4_000_000_000), "abc").unwrap_err();
+        assert!(e.to_string().contains("more than the 100000"), "{e}");
+        let e = super::server_first_fields(&msg(4096), "zzz").unwrap_err();
+        assert!(e.to_string().contains("does not extend ours"), "{e}");
+    }
+
     #[test]
     fn nonces_are_random_and_a_failing_source_is_an_error() {
         let (a, b) = (super::nonce().unwrap(), super::nonce().unwrap());
