@@ -120,16 +120,7 @@ fn page_with_crc(chunk: &[u8], at: usize, out: &mut Vec<u8>) -> anyhow::Result<u
     let crc = crc32fast::hash(data) as i32;
     out.extend_from_slice(&chunk[at..after_sizes]);
     out.push(0x15); // field 4 (delta 1), i32
-    let mut z = ((crc << 1) ^ (crc >> 31)) as u32 as u64;
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
+    crate::stream::source::put_varint(out, crc as i64);
     // The struct that followed field 3 now follows field 4.
     out.push(next - 0x10);
     out.extend_from_slice(&chunk[after_sizes + 1..header_end]);

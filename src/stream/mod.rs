@@ -426,6 +426,13 @@ pub struct Stats {
     pub source_error: std::sync::Mutex<Option<String>>,
 }
 
+/// A lock whose holder panicked is still usable: what the stream engine
+/// keeps behind its locks is updated whole, so one stream's panic cannot
+/// hang the others.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub fn now_secs() -> u64 {
     now_ms() / 1000
 }

@@ -14,7 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -41,11 +41,7 @@ pub type Decoded = Result<(SchemaRef, SchemaRef, u64, Vec<Result<RecordBatch, So
 /// stop) for longer.
 pub const TAKE_WAIT: Duration = Duration::from_secs(2);
 
-/// A lock whose holder panicked is still usable: every entry is a whole
-/// value, never left half-written.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use super::lock;
 
 enum Entry {
     Decoding,

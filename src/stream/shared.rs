@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
@@ -29,11 +29,7 @@ pub const LAGGARD_WAIT: Duration = Duration::from_secs(2);
 
 type Item = Result<RecordBatch, SourceError>;
 
-/// A lock whose holder panicked is still usable here (every field is
-/// updated whole), so one stream's panic cannot hang the others.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use super::lock;
 
 /// A file as listed, read a given way: one replaced under the same name
 /// (another size or time) is another file.

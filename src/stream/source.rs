@@ -487,23 +487,25 @@ pub fn detect_format(path: &Path) -> Option<SourceFormat> {
         .find(|f| list_files(path, *f).map(|v| !v.is_empty()).unwrap_or(false))
 }
 
+/// A zig-zag varint, as Avro and Thrift's compact protocol write integers.
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let byte = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 /// Some writers (Spark, older ZTF tools) name records by full name
 /// (`"name": "ztf.alert.cutout"`, no namespace). That is valid Avro, but the
 /// Arrow reader resolves references only by name + namespace, so rewrite such
 /// names in the file header before reading. Other files pass unchanged.
 fn normalize_ocf_header(bytes: Vec<u8>) -> Vec<u8> {
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let byte = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
     fn fix(v: &mut serde_json::Value) -> bool {
         let mut changed = false;
         match v {
