@@ -95,10 +95,11 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
+    /// Bounded below [`HEAD_TIMEOUT`]: a server that served one client at
+    /// a time would keep this one waiting behind a stuck one, and fail it.
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut c = TcpStream::connect(addr).unwrap();
-        // Bounds the test, not a figure: a blocked server fails it.
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.set_read_timeout(Some(HEAD_TIMEOUT / 2)).unwrap();
         write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         let mut out = String::new();
         c.read_to_string(&mut out).unwrap();
