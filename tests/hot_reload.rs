@@ -72,7 +72,7 @@ fn filter_change_mid_backlog_has_no_gap_and_no_duplicate() {
     let w = Workspace::new();
     let topic = unique("hrf");
     let addr = "127.0.0.1:0".to_string();
-    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "1500", "--per-file", "300", "--seed", "5"]).code, 0);
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "4000", "--per-file", "400", "--seed", "5"]).code, 0);
     w.config(&body(&topic, "candidate.fid == 1", &addr));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
     let r = FinkRun::start(&w, &[]);
