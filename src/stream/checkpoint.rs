@@ -176,6 +176,9 @@ pub struct Plan {
     pub unresolved: Vec<String>,
     /// Sealed folders not read this time: they cannot be told apart yet.
     pub waiting: Vec<String>,
+    /// Files partly published that changed since (newly found): read again
+    /// from their first row (also in `read`).
+    pub restarted: Vec<usize>,
 }
 
 /// A file's identity: length and modification time, or the store's ETag
@@ -395,13 +398,15 @@ impl Progress {
     pub fn plan(&mut self, listing: &[Listed], now_ms: u64) -> Plan {
         self.carry_legacy(listing);
         let mut plan = Plan::default();
-        // A file partly published, then changed: what is left of its first
-        // version is gone; the new one is not read on from the old
-        // position. Reported, and done.
+        // A file partly published, then changed: never read on from the
+        // old position (two versions would mix), and the rest of it never
+        // dropped either: the new version is read from its first row, and
+        // reported (its first alerts are published again).
         for (i, f) in listing.iter().enumerate() {
             if self.partial_ids.get(&f.rel).is_some_and(|&id| id != f.id) {
-                plan.changed.push(i);
-                self.mark_done(&f.rel, f.id);
+                plan.restarted.push(i);
+                self.partial.remove(&f.rel);
+                self.partial_ids.remove(&f.rel);
             }
         }
         let mut by_folder: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -439,6 +444,9 @@ impl Progress {
         }
         for d in plan.changed_folders.clone() {
             self.note_changed(&d, now_ms);
+        }
+        for &i in &plan.restarted {
+            self.note_changed(&listing[i].rel, now_ms);
         }
         plan
     }

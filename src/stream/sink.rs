@@ -187,11 +187,55 @@ impl ProducerContext for SinkContext {
 }
 
 pub struct Sink {
-    pub producer: ThreadedProducer<SinkContext>,
+    out: Out,
     pub control: Arc<Control>,
     pub topic: String,
     spread: Option<Spread>,
     stats: Arc<Stats>,
+}
+
+/// Where a sink's alerts go.
+enum Out {
+    Kafka(ThreadedProducer<SinkContext>),
+    Memory(Arc<MemoryTopic>),
+}
+
+/// A topic held in memory, for running the engine without a broker: each
+/// alert is confirmed as it is handed over, as a delivery report would.
+#[derive(Default)]
+pub struct MemoryTopic {
+    records: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// The process "crashes" (the stream thread panics, nothing is saved
+    /// on the way out) when a send would make the topic this long.
+    crash_at: Mutex<Option<usize>>,
+}
+
+impl MemoryTopic {
+    /// Every (key, value) published so far.
+    pub fn records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Crash the stream that would publish the `n`th record (`None`: never).
+    pub fn crash_at(&self, n: Option<usize>) {
+        *self.crash_at.lock().unwrap_or_else(|p| p.into_inner()) = n;
+    }
+
+    fn publish(&self, key: &[u8], payload: &[u8]) {
+        let len = self.records.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let crash = {
+            let mut c = self.crash_at.lock().unwrap_or_else(|p| p.into_inner());
+            let now = c.is_some_and(|n| len + 1 >= n);
+            if now {
+                *c = None;
+            }
+            now
+        };
+        if crash {
+            panic!("simulated crash before record {}", len + 1);
+        }
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).push((key.to_vec(), payload.to_vec()));
+    }
 }
 
 /// Why one alert was not handed to the producer.
@@ -354,7 +398,25 @@ impl Sink {
                 .saturating_mul(19)
                 / 20,
         });
-        Ok(Sink { producer, control, topic: topic.to_string(), spread, stats })
+        Ok(Sink { out: Out::Kafka(producer), control, topic: topic.to_string(), spread, stats })
+    }
+
+    /// A sink publishing to `memory` (at-least-once only: there are no
+    /// transactions in memory).
+    pub fn memory(memory: Arc<MemoryTopic>, topic: &str, stats: Arc<Stats>, control: Arc<Control>) -> Sink {
+        Sink { out: Out::Memory(memory), control, topic: topic.to_string(), spread: None, stats }
+    }
+
+    /// The Kafka producer, for transactions.
+    ///
+    /// # Panics
+    /// On an in-memory sink, which [`crate::stream::runner::Prepared`]
+    /// never pairs with exactly-once delivery.
+    pub fn producer(&self) -> &ThreadedProducer<SinkContext> {
+        match &self.out {
+            Out::Kafka(p) => p,
+            Out::Memory(_) => panic!("an in-memory sink has no transactions"),
+        }
     }
 
     /// Fail early and clearly if the topic is missing or not writable. A
@@ -366,7 +428,7 @@ impl Sink {
         let settle = start + TOPIC_SETTLE.min(timeout);
         let (code, n) = loop {
             let step = Duration::from_secs(2).min(timeout);
-            let md = match self.producer.client().fetch_metadata(Some(&self.topic), step) {
+            let md = match self.producer().client().fetch_metadata(Some(&self.topic), step) {
                 Ok(md) => md,
                 Err(e) if start.elapsed() < timeout && !self.control.stopping() => {
                     tracing::debug!(topic = %self.topic, "metadata: {e}; asking again");
@@ -415,6 +477,18 @@ impl Sink {
         // the alert then stayed "in flight" for ever: an idle stream shown
         // stalled with in_flight=1.
         self.stats.sent();
+        if let Out::Memory(m) = &self.out {
+            m.publish(key, payload);
+            let mut st = self.control.deliveries.lock().unwrap();
+            self.stats.reported();
+            st.pending.remove(&(file, row));
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+            drop(st);
+            self.control.reported.notify_all();
+            return Ok(());
+        }
+        let producer = self.producer();
         let unsent = || {
             self.stats.unsent();
             if let (Some(s), Some(p)) = (&self.spread, partition) {
@@ -426,7 +500,7 @@ impl Sink {
             if let Some(p) = partition {
                 rec = rec.partition(p);
             }
-            match self.producer.send(rec) {
+            match producer.send(rec) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec)) => {
                     if self.control.stopping() {
@@ -455,20 +529,25 @@ impl Sink {
         self.control.deliveries().state_offset = None;
         let tag: Tag = Box::new((STATE_TAG, 0));
         let rec = BaseRecord::with_opaque_to(topic, tag).partition(partition).key(key).payload(value);
-        self.producer.send(rec).map_err(|(e, _)| e)
+        self.producer().send(rec).map_err(|(e, _)| e)
     }
 
     /// Hand queued alerts to the broker now (not after `linger.ms`) and wait
     /// up to `max` for the queue to empty.
     pub fn flush(&self, max: Duration) -> bool {
-        self.producer.flush(max).is_ok()
+        match &self.out {
+            Out::Kafka(p) => p.flush(max).is_ok(),
+            Out::Memory(_) => true,
+        }
     }
 
     /// Give up on what is queued or in flight: their reports come back as
     /// purged and they stay pending (unconfirmed).
     pub fn purge(&self) {
-        self.producer.purge(PurgeConfig::default().queue().inflight());
-        let _ = self.producer.flush(Duration::from_millis(500));
+        if let Out::Kafka(p) = &self.out {
+            p.purge(PurgeConfig::default().queue().inflight());
+            let _ = p.flush(Duration::from_millis(500));
+        }
     }
 }
 

@@ -65,6 +65,23 @@ pub enum RemoteKind {
         namenode: String,
         user: Option<String>,
     },
+    /// An object store held by this process, registered under `name` with
+    /// [`register_memory`]: the engine's tests drive streams over it
+    /// without a server. fink.toml never names one.
+    Memory { name: String },
+}
+
+/// The process's registered in-memory object stores.
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static M: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// Make `os` the store that a [`RemoteKind::Memory`] root named `name`
+/// reads (an `object_store::memory::InMemory`, or a wrapper of one that
+/// injects faults).
+pub fn register_memory(name: &str, os: Arc<dyn ObjectStore>) {
+    memory_stores().lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), os);
 }
 
 impl Root {
@@ -213,6 +230,12 @@ impl Store {
         &self.root
     }
 
+    /// An in-process store: nothing is written to it concurrently by
+    /// another process's clock, so its listings need no settle pause.
+    fn is_memory(&self) -> bool {
+        matches!(&self.root, Root::Remote(Remote { kind: RemoteKind::Memory { .. }, .. }))
+    }
+
     /// An identity for sharing decoded files between streams: equal for
     /// streams reading the same root.
     pub fn id(&self) -> String {
@@ -235,7 +258,9 @@ impl Store {
                 };
                 // New or changed objects: read only once two listings agree.
                 let settled = if changed {
-                    std::thread::sleep(SETTLE);
+                    if !self.is_memory() {
+                        std::thread::sleep(SETTLE);
+                    }
                     agreeing(first, &list_objects(os, prefix, format)?)
                 } else {
                     first
@@ -370,6 +395,12 @@ fn object_store_for(r: &Remote) -> Result<Arc<dyn ObjectStore>, SourceError> {
             }
             Ok(Arc::new(b.build().map_err(|e| SourceError::Fatal(format!("{}: {}", r.url, flatten(&e))))?))
         }
+        RemoteKind::Memory { name } => memory_stores()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SourceError::Fatal(format!("{}: no in-memory store registered as {name:?}", r.url))),
         RemoteKind::Hdfs { namenode, user } => {
             let _guard = runtime().enter();
             let mut b =

@@ -233,7 +233,7 @@ impl Transactional {
         partitions: i32,
     ) -> Result<Transactional, StreamError> {
         let spec = cx.spec;
-        let producer = &cx.sink.producer;
+        let producer = cx.sink.producer();
         stepped(cx.control, conn.timeout, |d| producer.init_transactions(d))
             .map_err(|e| StreamError::from_txn(spec, &t.id, &e))?;
         let partition = state::partition_for(&t.state_key, partitions);
@@ -325,7 +325,7 @@ impl Transactional {
         let id = self.spec.id.clone();
         let txn_err = |e: rdkafka::error::KafkaError| Outcome::Failed(StreamError::from_txn(spec, &id, &e));
         if !self.open {
-            cx.sink.producer.begin_transaction().map_err(txn_err)?;
+            cx.sink.producer().begin_transaction().map_err(txn_err)?;
             self.open = true;
         }
         let mut p = cx.ckpt.clone();
@@ -348,7 +348,7 @@ impl Transactional {
         loop {
             // Short steps: a stop request is noticed within one.
             let step = TXN_STEP.min(cx.control.deadline_left()).max(Duration::from_millis(10));
-            match cx.sink.producer.commit_transaction(step) {
+            match cx.sink.producer().commit_transaction(step) {
                 Ok(()) => break,
                 Err(e) => {
                     let (retriable, abort) = match &e {
@@ -360,7 +360,7 @@ impl Transactional {
                         _ => (false, false),
                     };
                     if abort {
-                        let producer = &cx.sink.producer;
+                        let producer = cx.sink.producer();
                         let _ = stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d));
                         return Err(Outcome::Aborted(Aborted(e.to_string())));
                     }
@@ -403,7 +403,7 @@ impl Delivery for Transactional {
             return Ok(Admit::Skip);
         }
         if !self.open {
-            cx.sink.producer.begin_transaction().map_err(|e| StreamError::from_txn(cx.spec, &self.spec.id, &e))?;
+            cx.sink.producer().begin_transaction().map_err(|e| StreamError::from_txn(cx.spec, &self.spec.id, &e))?;
             self.open = true;
         }
         self.sent += 1;
@@ -436,7 +436,7 @@ impl Delivery for Transactional {
         if !self.open || definitive(code) {
             return Outcome::Failed(e);
         }
-        let producer = &cx.sink.producer;
+        let producer = cx.sink.producer();
         match stepped(cx.control, Duration::from_secs(30), |d| producer.abort_transaction(d)) {
             Ok(()) => Outcome::Aborted(Aborted(format!("a delivery failed ({code}): {msg}"))),
             Err(abort) => {
@@ -459,7 +459,7 @@ impl Delivery for Transactional {
         let unconfirmed = if self.open { self.sent } else { 0 };
         if self.open {
             let left = cx.control.deadline_left();
-            if let Err(e) = cx.sink.producer.abort_transaction(left.max(Duration::from_millis(100))) {
+            if let Err(e) = cx.sink.producer().abort_transaction(left.max(Duration::from_millis(100))) {
                 tracing::debug!(stream = %cx.spec.name, "abort at stop: {e}");
             }
             if unconfirmed > 0 {
