@@ -136,7 +136,7 @@ pub fn ahead(store: &Arc<Store>, inputs: &[Input], how: &How) {
 
 /// The decoded file if it was read ahead (waiting up to [`TAKE_WAIT`]
 /// while it is being decoded); `None`: open it directly.
-pub fn take(store: &Store, input: &Input, how: &How) -> Option<Decoded> {
+pub fn take(store: &Store, input: &Input, how: &How, stop: &dyn Fn() -> bool) -> Option<Decoded> {
     let p = prefetcher();
     let mut c = lock(&p.cache);
     if c.entries.is_empty() {
@@ -149,14 +149,18 @@ pub fn take(store: &Store, input: &Input, how: &How) -> Option<Decoded> {
             None => return None,
             Some(Entry::Decoding) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                if left.is_zero() || stop() {
                     // Not waited for any longer: the stream reads it itself,
                     // and the late result is dropped on arrival.
                     c.entries.remove(&key);
                     c.order.retain(|k| k != &key);
                     return None;
                 }
-                c = p.done.wait_timeout(c, left).unwrap_or_else(PoisonError::into_inner).0;
+                c = p
+                    .done
+                    .wait_timeout(c, left.min(super::shared::STOP_CHECK))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
             Some(Entry::Ready(_)) => {
                 c.order.retain(|k| k != &key);
@@ -208,14 +212,14 @@ mod tests {
         let (store, ia) = local_file(&a).unwrap();
         let (_, ib) = local_file(&b).unwrap();
         ahead(&store, &[ia.clone(), ib.clone()], &how);
-        assert_eq!(values(take(&store, &ia, &how).expect("read ahead")), vec![1, 2, 3]);
+        assert_eq!(values(take(&store, &ia, &how, &|| false).expect("read ahead")), vec![1, 2, 3]);
         // Taken once: a second open reads the file itself.
-        assert!(take(&store, &ia, &how).is_none());
+        assert!(take(&store, &ia, &how, &|| false).is_none());
         // Replaced after the hint: not the file that was read ahead.
         std::thread::sleep(std::time::Duration::from_millis(5));
         write(&b, &[6, 7, 8, 9]);
         let (_, ib2) = local_file(&b).unwrap();
-        assert!(take(&store, &ib2, &how).is_none());
+        assert!(take(&store, &ib2, &how, &|| false).is_none());
     }
 
     #[test]
@@ -226,7 +230,7 @@ mod tests {
         let how = How::all(SourceFormat::Parquet, 100);
         let (store, input) = local_file(&bad).unwrap();
         ahead(&store, std::slice::from_ref(&input), &how);
-        let err = take(&store, &input, &how).expect("read ahead").unwrap_err();
+        let err = take(&store, &input, &how, &|| false).expect("read ahead").unwrap_err();
         assert_eq!(err, source::open_file(&store, &input, &how).err().unwrap());
     }
 }

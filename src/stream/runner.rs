@@ -360,7 +360,10 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         delivery: None,
         file_no: 0,
         open: BTreeMap::new(),
-        follower: shared::Follower::new(),
+        follower: {
+            let control = control.clone();
+            shared::Follower::with_stop(Arc::new(move || control.stopping()))
+        },
         pipeline: None,
         notifiers: spec
             .notify

@@ -111,6 +111,21 @@ fn positions() -> &'static Mutex<HashMap<u64, Slot>> {
 pub struct Follower {
     id: u64,
     lagging: Arc<AtomicBool>,
+    stop: Stop,
+}
+
+/// Whether the stream reading is stopping: every wait of a reader (for a
+/// batch another stream decodes, for a slow stream, for a read-ahead)
+/// checks it at least every [`STOP_CHECK`].
+pub type Stop = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a waiting reader looks at its stream's stop request.
+pub const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The error a reader returns when its stream stops while it waits (the
+/// stream, which checks its stop first, never reports it).
+fn stopping() -> SourceError {
+    SourceError::Transient("the stream is stopping".into())
 }
 
 impl Default for Follower {
@@ -121,11 +136,16 @@ impl Default for Follower {
 
 impl Follower {
     pub fn new() -> Follower {
+        Self::with_stop(Arc::new(|| false))
+    }
+
+    /// A follower whose waits end when `stop` says the stream stops.
+    pub fn with_stop(stop: Stop) -> Follower {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let lagging = Arc::new(AtomicBool::new(false));
         lock(positions()).insert(id, Slot { pos: None, lagging: lagging.clone() });
-        Follower { id, lagging }
+        Follower { id, lagging, stop }
     }
 
     /// Open `path` for this stream, sharing decoded batches with the other
@@ -146,7 +166,7 @@ impl Follower {
                 .filter(|s| s.pos == here || (prev.is_some() && s.pos == prev))
                 .count()
         };
-        open_expecting(store, input, how, expected, Some(self.lagging.clone()))
+        open_expecting(store, input, how, expected, Some(self.lagging.clone()), self.stop.clone())
     }
 }
 
@@ -165,7 +185,7 @@ pub fn open(
     batch_size: usize,
 ) -> Result<SharedReader, SourceError> {
     let (store, input) = super::store::local_file(path).map_err(|e| super::store::io_error("cannot open", &e))?;
-    open_expecting(&store, &input, &How::all(format, batch_size), 1, None)
+    open_expecting(&store, &input, &How::all(format, batch_size), 1, None, Arc::new(|| false))
 }
 
 fn open_expecting(
@@ -174,6 +194,7 @@ fn open_expecting(
     how: &How,
     expected: usize,
     lagging: Option<Arc<AtomicBool>>,
+    stop: Stop,
 ) -> Result<SharedReader, SourceError> {
     let key = Key::of(store, input, how);
     let existing = {
@@ -186,7 +207,7 @@ fn open_expecting(
         None => {
             // Opened with no lock held: a slow or stuck open (a store away,
             // a read-ahead being waited for) holds up no other stream.
-            let reader = source::open(store, input, how)?;
+            let reader = source::open(store, input, how, &*stop)?;
             let f = Arc::new(SharedFile {
                 store: store.clone(),
                 key: key.clone(),
@@ -228,9 +249,10 @@ fn open_expecting(
             return Ok(SharedReader {
                 id,
                 shared: None,
-                private: Some(Private::open(store, &key)?),
+                private: Some(Private::open(store, &key, &*stop)?),
                 left_behind: false,
                 lagging,
+                stop,
             });
         }
         w.cursors.insert(id, 0);
@@ -238,7 +260,7 @@ fn open_expecting(
         // The decoder may be keeping the first batch for this reader.
         file.moved.notify_all();
     }
-    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false, lagging })
+    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false, lagging, stop })
 }
 
 struct Private {
@@ -248,8 +270,8 @@ struct Private {
 }
 
 impl Private {
-    fn open(store: &Arc<Store>, key: &Key) -> Result<Private, SourceError> {
-        Ok(Private { reader: source::open(store, &key.input, &key.how)?, skip: 0 })
+    fn open(store: &Arc<Store>, key: &Key, stop: &dyn Fn() -> bool) -> Result<Private, SourceError> {
+        Ok(Private { reader: source::open(store, &key.input, &key.how, stop)?, skip: 0 })
     }
 }
 
@@ -262,6 +284,7 @@ pub struct SharedReader {
     left_behind: bool,
     /// The stream's lagging flag, raised when it falls out.
     lagging: Option<Arc<AtomicBool>>,
+    stop: Stop,
 }
 
 impl SharedReader {
@@ -317,9 +340,12 @@ impl SharedReader {
             if w.finished {
                 return None;
             }
+            if (self.stop)() {
+                return Some(Ok(Err(stopping())));
+            }
             if w.decoding {
                 // Another reader decodes the batch this one needs.
-                w = f.moved.wait_timeout(w, Duration::from_millis(100)).unwrap_or_else(PoisonError::into_inner).0;
+                w = f.moved.wait_timeout(w, STOP_CHECK).unwrap_or_else(PoisonError::into_inner).0;
                 continue;
             }
             // Make room, keeping the oldest batch for readers in step that
@@ -328,7 +354,11 @@ impl SharedReader {
             if w.items.len() >= WINDOW {
                 let now = Instant::now();
                 if !w.front_taken() && now < deadline {
-                    w = f.moved.wait_timeout(w, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+                    w = f
+                        .moved
+                        .wait_timeout(w, (deadline - now).min(STOP_CHECK))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                     continue;
                 }
                 w.items.pop_front();
@@ -372,7 +402,7 @@ impl Iterator for SharedReader {
                     if let Some(l) = &self.lagging {
                         l.store(true, Ordering::SeqCst);
                     }
-                    match Private::open(&f.store, &f.key) {
+                    match Private::open(&f.store, &f.key, &*self.stop) {
                         Ok(mut p) => {
                             p.skip = idx;
                             self.private = Some(p);
@@ -518,6 +548,33 @@ mod tests {
         // A reader joining now starts at row 0 on its own.
         let late = open(&p, SourceFormat::Parquet, 10).unwrap();
         assert_eq!(values(late), (0..200).collect::<Vec<_>>());
+    }
+    #[test]
+    fn a_reader_that_would_wait_returns_at_once_when_its_stream_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        write_parquet(&p, 10 * (WINDOW as i64 + 20));
+        let mut slow = open(&p, SourceFormat::Parquet, 10).unwrap();
+        assert_eq!(slow.next().unwrap().unwrap().num_rows(), 10);
+        // A stream already stopping: it takes what is decoded, and instead
+        // of decoding on or waiting LAGGARD_WAIT for the slow reader, ends.
+        let (store, input) = crate::stream::store::local_file(&p).unwrap();
+        let how = How::all(SourceFormat::Parquet, 10);
+        let mut fast = open_expecting(&store, &input, &how, 1, None, Arc::new(|| true)).unwrap();
+        let started = Instant::now();
+        let mut got = 0;
+        let err = loop {
+            match fast.next().expect("not at the end") {
+                Ok(_) => got += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("stopping"), "{err}");
+        assert!(started.elapsed() < LAGGARD_WAIT, "it waited for the slow reader");
+        assert!(got < WINDOW, "it decoded on after the stop: {got} batches");
+        drop(fast);
+        // The other stream loses nothing.
+        assert_eq!(values(slow), (10..10 * (WINDOW as i64 + 20)).collect::<Vec<_>>());
     }
 }
 

@@ -146,8 +146,8 @@ fn reading(meta: &ArrowReaderMetadata, how: &How) -> (SchemaRef, parquet::arrow:
 }
 
 /// Open one file, taking it from the read-ahead if it was decoded there.
-pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, SourceError> {
-    match super::prefetch::take(store, input, how) {
+pub fn open(store: &Arc<Store>, input: &Input, how: &How, stop: &dyn Fn() -> bool) -> Result<FileReader, SourceError> {
+    match super::prefetch::take(store, input, how, stop) {
         Some(decoded) => {
             let (schema, full_schema, bytes, batches) = decoded?;
             Ok(FileReader {
@@ -157,6 +157,7 @@ pub fn open(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileReader, 
                 inner: Box::new(batches.into_iter()),
             })
         }
+        None if stop() => Err(SourceError::Transient("the stream is stopping".into())),
         None => open_file(store, input, how),
     }
 }
