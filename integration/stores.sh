@@ -38,9 +38,10 @@ case "${1:-}" in
   start)
     "$0" stop
     mkdir -p "$dir"
+    # What a fresh checkout lacks: Java, the venv with moto, Hadoop's jars.
+    bash conf/install_deps.sh >/dev/null
+    bash conf/install_python.sh 'moto=moto[server]' boto3=boto3
     python=.fink/venv/bin/python
-    "$python" -c "import moto, boto3" 2>/dev/null \
-      || .fink/venv/bin/pip install -q --disable-pip-version-check 'moto[server]'
     libs=$(bash conf/install_hdfs.sh)
     rm -rf "$dir/hdfs" "$dir/s3.env"
     setsid "$python" integration/s3/moto_s3.py "$S3_PORT" "$dir/s3.env" >"$dir/s3.log" 2>&1 &

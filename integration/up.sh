@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 # What a fresh Debian machine lacks (the same step as .ci/run).
 bash conf/install_deps.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release
-FINK=target/release/fink
+# FINK_BUILD=debug uses the debug build (CI, which has it already).
+if [ "${FINK_BUILD:-release}" = debug ]; then
+  cargo build
+  FINK=target/debug/fink
+else
+  cargo build --release
+  FINK=target/release/fink
+fi
 "$FINK" cluster start
 "$FINK" apply --auto-approve
 if [ ! -d .fink/demo/science ]; then
@@ -21,6 +27,18 @@ else
   echo $! > .fink/run.pid
   echo "fink run started (pid $!, log .fink/run.log); stop it with: kill \$(cat .fink/run.pid)"
 fi
-sleep 3
+# The demo streams read the generated alerts: wait (up to 2 minutes) until
+# every stream is idle, its alerts committed, before showing them.
+idle() {
+  "$FINK" status --output json 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+sys.exit(0 if s["streams"] and all(x["state"]["state"] == "idle" for x in s["streams"]) else 1)'
+}
+for _ in $(seq 1 240); do
+  idle && break
+  sleep 0.5
+done
+idle || echo "the streams are not idle yet after 2 minutes; see .fink/run.log"
 "$FINK" status
 "$FINK" consume fink_bright_ztf --max 5

@@ -170,7 +170,14 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
             } else {
                 hash
             };
-            t.add_row(vec![i.instance.clone(), i.host.clone(), i.streams.join(", "), hash]);
+            // A long list would make a row wider than the terminal: the
+            // names are under `--output json`.
+            let streams = if i.streams.len() <= 3 {
+                i.streams.join(", ")
+            } else {
+                format!("{} streams", i.streams.len())
+            };
+            t.add_row(vec![i.instance.clone(), i.host.clone(), streams, hash]);
         }
         let _ = writeln!(out, "{t}");
         if !g.config_mismatch.is_empty() {

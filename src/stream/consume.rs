@@ -103,6 +103,28 @@ impl Decoder {
     }
 }
 
+/// The consumer's client context: the end of a partition is how a read
+/// ends, never an error to log; other client errors are warnings (those
+/// that stop the read come back from `poll` too).
+struct Reading;
+
+impl rdkafka::ClientContext for Reading {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::cluster::librdkafka_log(level, fac, log_message);
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        match error {
+            rdkafka::error::KafkaError::PartitionEOF(_) => tracing::debug!(target: "librdkafka", "{reason}"),
+            e if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!(target: "librdkafka", "{reason}")
+            }
+            e => tracing::warn!(target: "librdkafka", error = %e, "{reason}"),
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Reading {}
+
 /// Read the topic and hand each decoded alert to `on_alert` as it comes;
 /// returns how many were read.
 pub fn consume(
@@ -118,7 +140,7 @@ pub fn consume(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = cfg.create().context("cannot create consumer")?;
+    let consumer: BaseConsumer<Reading> = cfg.create_with_context(Reading).context("cannot create consumer")?;
     let md = consumer.fetch_metadata(Some(&opts.topic), conn.timeout).context("cannot read topic metadata")?;
     let t = md.topics().first().ok_or_else(|| anyhow!("no metadata for topic {:?}", opts.topic))?;
     if let Some(e) = t.error() {

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Rubin visits through Fink's whole LSST catalogue (conf/fink/lsst.toml, 7
+# topics), as they land: VISITS visits of ALERTS alerts (and one of
+# BIG alerts), one every PERIOD seconds, each written as Fink's pipeline
+# writes a night folder: FILES Parquet part files, each under a temporary
+# name, then renamed, with random (Spark-like) names. `fink run` follows
+# the folder with the [run] defaults (exactly-once). A read_committed
+# consumer (integration/python/visit_consumer.py, as fink-client reads)
+# logs when each alert becomes readable.
+#
+# Reports, per visit: the latency from its last file landing to its last
+# alert readable on any topic (p50, p98, max), the 40,000-alert visit on
+# its own; fink's CPU-seconds per 10,000 alerts and its peak RSS; and
+# whether any stream reported stalled. Runs its own one-node cluster on
+# ports 49093/49193.
+#   VISITS=20 ALERTS=10000 BIG=40000 PERIOD=37 integration/bench_visits.sh
+# KEEP=1 keeps the work folder (logs, arrivals) for a look afterwards.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VISITS=${VISITS:-20}
+ALERTS=${ALERTS:-10000}
+BIG=${BIG:-40000}
+PERIOD=${PERIOD:-37}
+FILES=${FILES:-4}
+REPO=$PWD
+bash conf/install_deps.sh >/dev/null || exit 1
+bash conf/install_kafka.sh >/dev/null || exit 1
+bash conf/install_python.sh fink_client=fink-client pyarrow=pyarrow || exit 1
+cargo build --release -q || exit 1
+FINK=$REPO/target/release/fink
+work=$(mktemp -d)
+cleanup() {
+  [ -n "${cons:-}" ] && kill "$cons" 2>/dev/null
+  [ -n "${runpid:-}" ] && kill "$runpid" 2>/dev/null
+  "$FINK" --config "$work/fink.toml" cluster stop --grace 10 >/dev/null 2>&1
+  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+cd "$work"
+
+sed 's#path = "\.fink/demo/lsst"#path = "visits"#' "$REPO/conf/fink/lsst.toml" > lsst.toml
+cat > fink.toml <<TOML
+include = ["lsst.toml"]
+scope = ["fink_*_lsst"]
+[cluster]
+bootstrap = ["127.0.0.1:49093"]
+timeout_secs = 60
+[cluster.admin]
+user = "admin"
+password = { file = "secrets/admin.pw", generate = true }
+[local]
+port = 49093
+controller_port = 49193
+data_dir = "data"
+heap = "1g"
+[run]
+state_dir = "state"
+metrics_addr = "127.0.0.1:49094"
+TOML
+"$FINK" cluster start >/dev/null 2>&1 || exit 1
+"$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
+topics=$(grep -o '^name = "fink_[a-z_]*_lsst"' lsst.toml | cut -d'"' -f2)
+
+echo "generating $VISITS visits of $ALERTS alerts and one of $BIG..."
+for v in $(seq 1 $((VISITS + 1))); do
+  n=$ALERTS
+  [ "$v" -eq $((VISITS + 1)) ] && n=$BIG
+  "$FINK" simulate --survey lsst --alerts "$n" --per-file $(((n + FILES - 1) / FILES)) --seed "$((1000 + v))" \
+    --out "gen/$v" >/dev/null || exit 1
+done
+du -sh gen | awk '{print "source: " $1 " of Parquet"}'
+mkdir -p visits/20261204
+
+venv_py() { "$REPO/.fink/venv/bin/python" "$@"; }
+venv_py "$REPO/integration/python/visit_consumer.py" 127.0.0.1:49093 admin secrets/admin.pw arrivals.txt $topics \
+  > consumer.log 2>&1 &
+cons=$!
+until grep -q ready consumer.log 2>/dev/null; do
+  kill -0 "$cons" 2>/dev/null || { cat consumer.log; exit 1; }
+  sleep 0.2
+done
+
+/usr/bin/time -f "%e %U %S %M" -o time.txt "$FINK" run --no-progress > run.log 2>&1 &
+runpid=$!
+# Every stream running (its producer logged in) before the first visit.
+for _ in $(seq 1 600); do
+  curl -sf http://127.0.0.1:49094/status > status.json 2>/dev/null &&
+    python3 -c "import json,sys; s=json.load(open('status.json')); sys.exit(0 if s['streams'] and all(x['state']['state'] in ('idle','running') for x in s['streams']) else 1)" 2>/dev/null &&
+    break
+  sleep 0.2
+done
+
+: > landed.txt
+for v in $(seq 1 $((VISITS + 1))); do
+  start=$(date +%s.%N)
+  for f in gen/"$v"/*/*.parquet; do
+    name="part-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')-c000.snappy.parquet"
+    mkdir -p visits/20261204/_temporary
+    cp "$f" "visits/20261204/_temporary/$name"
+    mv "visits/20261204/_temporary/$name" "visits/20261204/$name"
+    echo "$v $(date +%s.%N) $f" >> landed.txt
+  done
+  echo "visit $v landed ($(ls gen/"$v"/*/*.parquet | wc -l) files)"
+  # The next visit PERIOD s after this one started; the big one last.
+  left=$(python3 -c "import sys,time; print(max(0.0, float(sys.argv[1]) + float(sys.argv[2]) - time.time()))" "$start" "$PERIOD")
+  [ "$v" -le "$VISITS" ] && sleep "$left"
+done
+# The consumer has seen everything once nothing new arrives for 30 s.
+prev=-1
+while true; do
+  sleep 10
+  now=$(wc -l < arrivals.txt)
+  [ "$now" -eq "$prev" ] && [ "$(find arrivals.txt -mmin -0.5 | wc -l)" -eq 0 ] && break
+  prev=$now
+done
+curl -sf http://127.0.0.1:49094/status > status.json
+kill "$cons"; wait "$cons"; cons=
+kill -TERM "$(pgrep -P "$runpid" -x fink || echo "$runpid")"; wait "$runpid"; runpid=
+
+venv_py - "$ALERTS" "$BIG" "$VISITS" <<'PY'
+import collections, glob, json, sys
+import pyarrow.parquet as pq
+
+alerts, big, visits = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+landed = {}
+visit_of = {}
+for line in open("landed.txt"):
+    v, t, f = line.split()
+    v, t = int(v), float(t)
+    landed[v] = max(landed.get(v, 0.0), t)
+    for sid in pq.read_table(f, columns=["diaSourceId"]).column(0).to_pylist():
+        visit_of[sid] = v
+last = collections.defaultdict(float)
+count = collections.Counter()
+unknown = 0
+for line in open("arrivals.txt"):
+    topic, sid, t = line.split()
+    v = visit_of.get(int(sid))
+    if v is None:
+        unknown += 1
+        continue
+    last[v] = max(last[v], float(t))
+    count[v] += 1
+lat = sorted(last[v] - landed[v] for v in range(1, visits + 1) if v in last)
+if not lat:
+    sys.exit("no alert of any visit was read: see consumer.log and run.log")
+def pct(p):
+    return lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))]
+secs, user, system, rss = open("time.txt").read().split()[-4:]
+cpu = float(user) + float(system)
+total = alerts * visits + big
+status = json.load(open("status.json"))
+stalled = [s["name"] for s in status["streams"] if s.get("stalled_secs") or s["state"]["state"] not in ("idle", "running")]
+print(f"visits of {alerts:,} alerts: {len(lat)} measured, records on the topics per visit: median {sorted(count[v] for v in range(1, visits + 1))[visits // 2]}")
+print(f"latency, last file landed -> last alert readable (read_committed), over {len(lat)} visits:")
+print(f"  p50 {pct(50):.2f} s, p98 {pct(98):.2f} s, max {lat[-1]:.2f} s (goal: p98 <= 5 s)")
+b = visits + 1
+if b in last:
+    print(f"the {big:,}-alert visit: {last[b] - landed[b]:.2f} s (goal <= 20 s)")
+print(f"fink run: {cpu:.1f} CPU-seconds for {total:,} alerts = {cpu / total * 10000:.2f} per 10,000; peak RSS {int(rss) / 1024:.0f} MB (goal <= 500 MB)")
+print(f"streams stalled or failed at the end: {stalled or 'none'}; records not from a landed visit: {unknown}")
+PY
+grep -E "stalled|ERROR" run.log | grep -v "│" | head -5
