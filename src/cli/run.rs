@@ -172,11 +172,8 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
             };
             // A long list would make a row wider than the terminal: the
             // names are under `--output json`.
-            let streams = if i.streams.len() <= 3 {
-                i.streams.join(", ")
-            } else {
-                format!("{} streams", i.streams.len())
-            };
+            let streams =
+                if i.streams.len() <= 3 { i.streams.join(", ") } else { format!("{} streams", i.streams.len()) };
             t.add_row(vec![i.instance.clone(), i.host.clone(), streams, hash]);
         }
         let _ = writeln!(out, "{t}");

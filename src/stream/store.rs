@@ -483,7 +483,8 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
             } else if is_input_name(name, format) {
                 let Ok(meta) = entry.metadata() else { continue };
                 let settled =
-                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true);
+                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true)
+                        || is_complete(&path, &meta);
                 if settled {
                     let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
                     out.push(Input { rel, len: meta.len(), modified_ms: modified_ms(&meta), etag: None });
@@ -493,6 +494,38 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
     }
     out.sort();
     Ok(out)
+}
+
+/// Path -> (length, modification time) when it was seen complete.
+type Complete = HashMap<PathBuf, (u64, Option<SystemTime>)>;
+
+/// Local files known to be complete although young: renamed into place or
+/// closed after writing (inotify's `IN_MOVED_TO` and `IN_CLOSE_WRITE`,
+/// seen by `fink run`'s watch of its local sources), with the length and
+/// time they had then. They are read at once; other young files wait
+/// [`SETTLE`], as they may still be growing.
+fn complete_files() -> &'static Mutex<Complete> {
+    static C: OnceLock<Mutex<Complete>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// `path` was renamed into place or closed after writing: complete as it
+/// is now. A later change of its length or time makes it young again.
+pub fn mark_complete(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if !meta.is_file() {
+        return;
+    }
+    let now = SystemTime::now();
+    let mut c = complete_files().lock().unwrap_or_else(|p| p.into_inner());
+    // Past SETTLE a file needs no mark: only the young ones are kept.
+    c.retain(|_, (_, t)| t.is_some_and(|t| now.duration_since(t).unwrap_or_default() < SETTLE * 4));
+    c.insert(path.to_path_buf(), (meta.len(), meta.modified().ok()));
+}
+
+fn is_complete(path: &Path, meta: &std::fs::Metadata) -> bool {
+    let c = complete_files().lock().unwrap_or_else(|p| p.into_inner());
+    c.get(path).is_some_and(|&(len, t)| len == meta.len() && t.is_some() && t == meta.modified().ok())
 }
 
 /// One local file as an [`Input`] of its parent directory (tests, and
@@ -534,6 +567,29 @@ mod tests {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_young_file_is_listed_once_known_complete_and_not_after_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        // Times ahead of now keep the file young however slow the machine.
+        let young = |bytes: &[u8], ahead: u64| {
+            std::fs::write(&p, bytes).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() + Duration::from_secs(ahead)).unwrap();
+        };
+        let listed = || list_local(dir.path(), SourceFormat::Parquet).unwrap().len();
+        young(b"part", 60);
+        assert_eq!(listed(), 0, "a young file may still grow");
+        // Renamed into place, or closed after writing: complete.
+        mark_complete(&p);
+        assert_eq!(listed(), 1);
+        // Written again since: young again until it settles or is marked.
+        young(b"part, longer", 61);
+        assert_eq!(listed(), 0);
+        mark_complete(&p);
+        assert_eq!(listed(), 1);
     }
 
     #[test]

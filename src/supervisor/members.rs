@@ -28,7 +28,7 @@ use crate::cluster::Connection;
 use crate::stream::{self, state};
 
 pub struct Membership {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<state::Quiet>,
     topic: String,
     /// State topic partitions owned now.
     owned: BTreeSet<i32>,
@@ -48,7 +48,10 @@ impl Membership {
             .set("auto.offset.reset", "latest")
             // It reads nothing (its partitions are paused): no prefetch.
             .set("queued.max.messages.kbytes", "64");
-        let consumer: BaseConsumer = cfg.create().map_err(|e| anyhow!("cannot create the group member: {e}"))?;
+        // Its client errors (a broker away) are debug lines: what they mean
+        // for the streams is reported by the streams (stalled) and by `poll`.
+        let consumer: BaseConsumer<state::Quiet> =
+            cfg.create_with_context(state::Quiet).map_err(|e| anyhow!("cannot create the group member: {e}"))?;
         consumer
             .subscribe(&[topic])
             .map_err(|e| anyhow!("cannot join group {group:?} over {topic:?} as {:?}: {e}", conn.who()))?;

@@ -504,7 +504,7 @@ pub fn run(initial: Loaded, opts: RunOptions) -> Result<Vec<StreamStatus>> {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        source_watch.wait(Duration::from_millis(100));
     }
     {
         // Under the map's lock: a job checks it there before it adds a stream.

@@ -74,13 +74,16 @@ pub(super) struct SourceWatch {
     watcher: Watcher,
     events: Receiver<DebounceEventResult>,
     roots: BTreeSet<PathBuf>,
+    /// Events taken while waiting, for the next [`SourceWatch::wake`].
+    early: Vec<DebounceEventResult>,
 }
 
 impl SourceWatch {
     pub(super) fn start(shared: &Shared) -> Result<SourceWatch> {
         let (tx, events) = channel();
-        let watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(100), None, tx)?;
-        let mut w = SourceWatch { watcher, events, roots: BTreeSet::new() };
+        // Short: a complete file is read as soon as it is seen.
+        let watcher = notify_debouncer_full::new_debouncer(Duration::from_millis(20), None, tx)?;
+        let mut w = SourceWatch { watcher, events, roots: BTreeSet::new(), early: Vec::new() };
         w.follow(shared);
         Ok(w)
     }
@@ -99,16 +102,48 @@ impl SourceWatch {
         }
     }
 
-    /// Wake the streams of a root where something changed.
-    pub(super) fn wake(&self, shared: &Shared) {
-        while let Ok(ev) = self.events.try_recv() {
+    /// Wake the streams of a root where something changed. A file renamed
+    /// into place or closed after writing is complete: it is read at once,
+    /// without the settle wait of a file that may still grow.
+    pub(super) fn wake(&mut self, shared: &Shared) {
+        let early = std::mem::take(&mut self.early);
+        for ev in early.into_iter().chain(std::iter::from_fn(|| self.events.try_recv().ok())) {
             let Ok(events) = ev else { continue };
+            for e in &events {
+                if let Some(p) = completed(e) {
+                    crate::stream::store::mark_complete(p);
+                }
+            }
             let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.clone()).collect();
             for s in shared.streams.lock().unwrap().values() {
                 if s.stream.spec.source.local().is_some_and(|root| paths.iter().any(|p| p.starts_with(root))) {
                     s.stream.wake();
                 }
             }
+        }
+    }
+}
+
+/// The file an event shows complete: the target of a rename, or a file
+/// closed after writing.
+fn completed(e: &notify_debouncer_full::DebouncedEvent) -> Option<&Path> {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::EventKind;
+    match e.kind {
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => e.paths.first(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => e.paths.last(),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => e.paths.first(),
+        _ => None,
+    }
+    .map(PathBuf::as_path)
+}
+
+impl SourceWatch {
+    /// Wait up to `max` for a change in a source folder (the supervisor's
+    /// pause between two rounds, cut short so a new file is read at once).
+    pub(super) fn wait(&mut self, max: Duration) {
+        if let Ok(ev) = self.events.recv_timeout(max) {
+            self.early.push(ev);
         }
     }
 }
