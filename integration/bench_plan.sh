@@ -6,6 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
+# What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
+bash conf/install_deps.sh >/dev/null || exit 1
 cargo build --release -q
 FINK=$PWD/target/release/fink
 work=$(mktemp -d)

@@ -8,6 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 EDITS=${EDITS:-20}
+# What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
+bash conf/install_deps.sh >/dev/null || exit 1
 cargo build --release -q || exit 1
 FINK=$PWD/target/release/fink
 work=$(mktemp -d)

@@ -19,6 +19,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ALERTS=${ALERTS:-20000}
 RUNS=${RUNS:-2}
+# What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
+bash conf/install_deps.sh >/dev/null || exit 1
 cargo build --release -q || exit 1
 FINK=$PWD/target/release/fink
 REPO=$PWD

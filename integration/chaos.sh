@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}
 ALERTS=${ALERTS:-50000}
+# What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
+bash conf/install_deps.sh >/dev/null || exit 1
 cargo build -q --bin fink
 if ! target/debug/fink --profile test cluster status >/dev/null 2>&1; then
   target/debug/fink --profile test cluster start
