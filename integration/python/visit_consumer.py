@@ -1,8 +1,10 @@
-"""Read every fink_*_lsst topic as fink-client's users do (read_committed,
+"""Read topics as fink-client's users do (read_committed,
 SASL/SCRAM-SHA-512, key = the Avro schema, value = schemaless Avro) and log
-when each alert becomes readable: one line per record, "topic id time".
+when each alert becomes readable: one line per record, "topic id time"
+(the id: diaSourceId for Rubin alerts, candid for ZTF ones).
 
-integration/bench_visits.sh joins the ids with the visits it landed.
+integration/bench_visits.sh and bench_latency.sh join the ids with the
+files they landed.
 Stops on SIGTERM, flushing what it logged.
     python visit_consumer.py BOOTSTRAP USER PASSWORD_FILE OUT TOPIC...
 """
@@ -62,7 +64,10 @@ while not stop:
             schema = fastavro.parse_schema(json.loads(key))
             schemas[key] = schema
         rec = fastavro.schemaless_reader(io.BytesIO(m.value()), schema)
+        # Rubin alerts are told apart by diaSourceId, ZTF ones by candid.
         sid = rec.get("diaSourceId")
+        if sid is None:
+            sid = rec.get("candid")
         if sid is None:
             sid = (rec.get("diaSource") or {}).get("diaSourceId", -1)
         out.write("%s %d %.6f\n" % (m.topic(), sid, now))
