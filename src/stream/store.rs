@@ -520,12 +520,18 @@ pub fn mark_complete(path: &Path) {
     let mut c = complete_files().lock().unwrap_or_else(|p| p.into_inner());
     // Past SETTLE a file needs no mark: only the young ones are kept.
     c.retain(|_, (_, t)| t.is_some_and(|t| now.duration_since(t).unwrap_or_default() < SETTLE * 4));
-    c.insert(path.to_path_buf(), (meta.len(), meta.modified().ok()));
+    c.insert(absolute(path), (meta.len(), meta.modified().ok()));
+}
+
+/// Keys are absolute: watch events name absolute paths, a source root may
+/// be relative to the directory fink runs in.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn is_complete(path: &Path, meta: &std::fs::Metadata) -> bool {
     let c = complete_files().lock().unwrap_or_else(|p| p.into_inner());
-    c.get(path).is_some_and(|&(len, t)| len == meta.len() && t.is_some() && t == meta.modified().ok())
+    c.get(&absolute(path)).is_some_and(|&(len, t)| len == meta.len() && t.is_some() && t == meta.modified().ok())
 }
 
 /// One local file as an [`Input`] of its parent directory (tests, and

@@ -92,7 +92,7 @@ impl SourceWatch {
     /// listed every poll interval instead.
     pub(super) fn follow(&mut self, shared: &Shared) {
         for s in shared.streams.lock().unwrap().values() {
-            let Some(root) = s.stream.spec.source.local().map(Path::to_path_buf) else { continue };
+            let Some(root) = s.stream.spec.source.local().map(absolute) else { continue };
             if !self.roots.contains(&root) && root.is_dir() {
                 if let Err(e) = self.watcher.watch(&root, notify::RecursiveMode::Recursive) {
                     tracing::warn!("cannot watch {}: {e} (falling back to rescans)", root.display());
@@ -116,7 +116,12 @@ impl SourceWatch {
             }
             let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.clone()).collect();
             for s in shared.streams.lock().unwrap().values() {
-                if s.stream.spec.source.local().is_some_and(|root| paths.iter().any(|p| p.starts_with(root))) {
+                // Events name absolute paths; a root may be relative to
+                // the directory fink runs in.
+                if s.stream.spec.source.local().is_some_and(|root| {
+                    let root = absolute(root);
+                    paths.iter().any(|p| p.starts_with(&root))
+                }) {
                     s.stream.wake();
                 }
             }
@@ -146,6 +151,11 @@ impl SourceWatch {
             self.early.push(ev);
         }
     }
+}
+
+/// `p` made absolute against the working directory (no filesystem access).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn config_files(l: &Loaded) -> Vec<PathBuf> {
