@@ -53,6 +53,33 @@ pub struct Config {
     /// Object stores and HDFS clusters that sources name.
     #[serde(default)]
     pub storage: BTreeMap<String, StorageConfig>,
+    /// The worker processes that run Python filters.
+    #[serde(default)]
+    pub python: PythonConfig,
+}
+
+/// `[python]`: how Python filters run.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PythonConfig {
+    /// The interpreter that runs filters, usually a virtualenv's
+    /// (`.fink/venv/bin/python`; a path with `/` is relative to this file).
+    /// It needs pyarrow and pandas, and what the filters import.
+    pub interpreter: String,
+    /// Worker processes per fink instance; 0: the number of cores.
+    pub workers: usize,
+    /// Seconds one batch may take in a filter before its worker is killed
+    /// and replaced.
+    pub timeout_s: u64,
+    /// Failed attempts in a row on a batch (a worker that died or timed
+    /// out) before the stream is failed and restarted by the restart policy.
+    pub max_failures: u32,
+}
+
+impl Default for PythonConfig {
+    fn default() -> Self {
+        PythonConfig { interpreter: "python3".into(), workers: 0, timeout_s: 60, max_failures: 3 }
+    }
 }
 
 /// `[[notify]]`: a short message per published alert of a stream, posted
@@ -555,8 +582,26 @@ fn default_pattern() -> PatternType {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
-    /// A CEL expression over the alert's fields.
+    /// A CEL expression over the alert's fields. A filter has either
+    /// `expr` or `python`.
+    #[serde(default)]
     pub expr: String,
+    /// A Python function: `"package.module:function"` (importable by
+    /// `[python] interpreter`) or `"path/file.py:function"` (relative to this
+    /// file). Its arguments are the columns whose paths end with their
+    /// names, as Fink's Spark runner binds them; it returns one boolean per
+    /// row (a pandas Series or array).
+    #[serde(default)]
+    pub python: Option<String>,
+    /// Column paths for the function's arguments, in order, instead of
+    /// binding by name (`["candidate.magpsf", "cmagpsfc"]`).
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// The function takes the whole batch as one pandas DataFrame (every
+    /// column the stream reads; structs as dicts) instead of one argument
+    /// per column.
+    #[serde(default)]
+    pub dataframe: bool,
     #[serde(default)]
     pub description: Option<String>,
     /// What a null or missing field means in this filter.

@@ -292,11 +292,41 @@ fn check_acls(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
 }
 
 /// [filter.NAME]
-fn check_filters(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
+fn check_filters(c: &mut Checker, cfg: &Config, base: &Path, _n: &Names) {
     for (name, f) in &cfg.filters {
-        // Compiling the expression is `check::filters`' job (config is a leaf).
-        if f.expr.trim().is_empty() {
-            c.err(vec![key("filter"), key(name), key("expr")], format!("filter {name:?}: expr is empty"));
+        let at = |k: &str| vec![key("filter"), key(name), key(k)];
+        let Some(py) = &f.python else {
+            // Compiling the expression is `check::filters`' job (config is a leaf).
+            if f.expr.trim().is_empty() {
+                c.err(at("expr"), format!("filter {name:?}: expr is empty (a filter has expr or python)"));
+            }
+            for k in ["args", "dataframe"] {
+                if (k == "args" && f.args.is_some()) || (k == "dataframe" && f.dataframe) {
+                    c.err(at(k), format!("filter {name:?}: {k} belongs to a python filter"));
+                }
+            }
+            continue;
+        };
+        if !f.expr.is_empty() {
+            c.err(at("expr"), format!("filter {name:?}: has both expr and python; keep one"));
+        }
+        if f.dataframe && f.args.is_some() {
+            c.err(at("args"), format!("filter {name:?}: a dataframe filter takes no args"));
+        }
+        match py.rsplit_once(':') {
+            Some((target, func)) if !target.is_empty() && !func.is_empty() => {
+                let file = target.ends_with(".py") || target.contains('/');
+                if file && !base.join(target).is_file() {
+                    c.err(at("python"), format!("filter {name:?}: no file {target} (paths are relative to this file)"));
+                }
+                if !func.chars().all(|ch| ch.is_alphanumeric() || ch == '_') {
+                    c.err(at("python"), format!("filter {name:?}: {func:?} is not a Python function name"));
+                }
+            }
+            _ => c.err(
+                at("python"),
+                format!("filter {name:?}: python = {py:?}: expected \"module:function\" or \"file.py:function\""),
+            ),
         }
     }
 }

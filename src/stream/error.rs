@@ -36,6 +36,9 @@ pub enum StreamError {
          adds TransactionalId {prefix:?} prefixed Write and Describe) and run `fink apply`"
     )]
     TxnNotAuthorized { user: String, txn_id: String, prefix: String, code: RDKafkaErrorCode },
+    /// A Python filter failed `max_failures` times in a row.
+    #[error("{0}")]
+    Filter(String),
     #[error("the stream's thread panicked: {0}")]
     Panicked(String),
 }

@@ -13,6 +13,7 @@ pub mod night;
 pub mod notify;
 pub mod prefetch;
 pub mod project;
+pub mod python;
 pub mod runner;
 pub mod shared;
 pub mod sink;
@@ -55,6 +56,12 @@ pub struct StreamSpec {
     /// The constants and filters its filters use (and only those: a change
     /// elsewhere does not restart it).
     pub library: Library,
+    /// Python filters, in declared order; they run after the CEL ones, on
+    /// the rows those kept.
+    pub python: Vec<python::PyFilter>,
+    /// `[python]`, for a stream with Python filters (only those restart
+    /// when it changes).
+    pub python_spec: Option<python::PythonSpec>,
     pub select: Vec<String>,
     pub drop: Vec<String>,
     pub user: String,
@@ -125,7 +132,43 @@ pub fn progress_name(stream: &str, night: &Option<String>) -> String {
 pub fn library(cfg: &crate::config::Config) -> Library {
     Library {
         consts: cfg.consts.clone(),
-        filters: cfg.filters.iter().map(|(n, f)| (n.clone(), (f.expr.clone(), f.on_null))).collect(),
+        filters: cfg
+            .filters
+            .iter()
+            .filter(|(_, f)| f.python.is_none())
+            .map(|(n, f)| (n.clone(), (f.expr.clone(), f.on_null)))
+            .collect(),
+    }
+}
+
+/// A stream's Python filters, in its `filters` order.
+pub fn python_filters(loaded: &Loaded, names: &[String]) -> Result<Vec<python::PyFilter>> {
+    let cfg = &loaded.config;
+    names
+        .iter()
+        .filter_map(|n| cfg.filters.get(n).and_then(|f| f.python.as_ref().map(|p| (n, f, p))))
+        .map(|(n, f, p)| {
+            let mut pf = python::PyFilter::parse(n, p, &loaded.base_dir).map_err(|e| anyhow!("filter {n:?}: {e}"))?;
+            pf.args = f.args.clone();
+            pf.dataframe = f.dataframe;
+            Ok(pf)
+        })
+        .collect()
+}
+
+/// `[python]` resolved: the interpreter against fink.toml's folder, the
+/// worker count against the cores.
+pub fn python_spec(loaded: &Loaded) -> python::PythonSpec {
+    let p = &loaded.config.python;
+    let interpreter =
+        if p.interpreter.contains('/') { loaded.path(&p.interpreter) } else { PathBuf::from(&p.interpreter) };
+    let workers =
+        if p.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { p.workers };
+    python::PythonSpec {
+        interpreter,
+        workers,
+        timeout: std::time::Duration::from_secs(p.timeout_s.max(1)),
+        max_failures: p.max_failures.max(1),
     }
 }
 
@@ -140,8 +183,13 @@ pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Resul
         if only.is_some_and(|o| o != s.name) {
             continue;
         }
-        let mut filters: Vec<(String, String, OnNull)> =
-            s.filters.iter().map(|f| (f.clone(), cfg.filters[f].expr.clone(), cfg.filters[f].on_null)).collect();
+        let mut filters: Vec<(String, String, OnNull)> = s
+            .filters
+            .iter()
+            .filter(|f| cfg.filters[*f].python.is_none())
+            .map(|f| (f.clone(), cfg.filters[f].expr.clone(), cfg.filters[f].on_null))
+            .collect();
+        let python = python_filters(loaded, &s.filters)?;
         if let Some(inline) = &s.filter {
             filters.push(("inline".into(), inline.clone(), OnNull::Error));
         }
@@ -177,6 +225,8 @@ pub fn specs(loaded: &Loaded, only: Option<&str>, night: &night::Night) -> Resul
             topic: s.topic.clone(),
             filters,
             library,
+            python_spec: (!python.is_empty()).then(|| python_spec(loaded)),
+            python,
             select: s.select.clone(),
             drop: s.drop.clone(),
             user,
@@ -224,10 +274,27 @@ fn all_needs(loaded: &Loaded, night: &night::Night) -> Vec<(store::Root, SourceF
         .iter()
         .filter_map(|s| {
             let mut reads = std::collections::BTreeSet::new();
+            for f in s.filters.iter().filter_map(|f| cfg.filters.get(f)).filter(|f| f.python.is_some()) {
+                match &f.args {
+                    // Only its arguments' roots.
+                    Some(args) if !f.dataframe => reads.extend(args.iter().flat_map(|a| python::bind::roots_of(a))),
+                    // Bound by name or a whole DataFrame: which columns is
+                    // known only from the function and the file.
+                    _ => {
+                        return Some((
+                            source_root(loaded, &s.source, night).ok()?,
+                            s.source.format,
+                            source::Columns::All,
+                        ))
+                    }
+                }
+            }
             let exprs = s
                 .filters
                 .iter()
-                .filter_map(|f| cfg.filters.get(f).map(|c| (f.as_str(), c.expr.as_str(), c.on_null)))
+                .filter_map(|f| {
+                    cfg.filters.get(f).filter(|c| c.python.is_none()).map(|c| (f.as_str(), c.expr.as_str(), c.on_null))
+                })
                 .chain(s.filter.as_deref().map(|e| ("inline", e, OnNull::Error)));
             for (name, expr, on_null) in exprs {
                 match Filter::compile_in(name, expr, on_null, &lib) {

@@ -15,6 +15,7 @@ use super::encode::{pretty_schema, AvroEncoder};
 use super::error::StreamError;
 use super::filter::FilterSet;
 use super::project::Projection;
+use super::python::{Stage, StageError};
 use super::sink::{Control, MemoryTopic, SendError, Sink};
 use super::source::How;
 use super::store::{Input, Store};
@@ -61,9 +62,20 @@ pub struct Prepared {
     /// Exactly-once: the state topic's reader and partition count.
     state: Option<(state::Reader, i32)>,
     filters: FilterSet,
+    /// Its Python filters, imported in the pool's workers.
+    python: Option<Stage>,
     sink: Sink,
     stats: Arc<Stats>,
     control: Arc<Control>,
+}
+
+/// The Python stage, its filters imported first: a stream whose module
+/// does not import never replaces a running one.
+fn python_stage(spec: &StreamSpec) -> Result<Option<Stage>, StreamError> {
+    match &spec.python_spec {
+        Some(ps) if !spec.python.is_empty() => Ok(Some(Stage::new(ps, &spec.python).map_err(StreamError::Setup)?)),
+        _ => Ok(None),
+    }
 }
 
 impl Prepared {
@@ -79,6 +91,7 @@ impl Prepared {
         control: Arc<Control>,
     ) -> Result<Prepared, StreamError> {
         let filters = FilterSet::new(spec.compile_filters().map_err(|e| StreamError::Setup(format!("{e:#}")))?);
+        let python = python_stage(&spec)?;
         let txn_id = spec.txn.as_ref().map(|t| t.id.clone());
         let sink = Sink::new(conn, &spec.topic, &spec.producer, stats.clone(), control.clone(), txn_id.as_deref())?;
         sink.check_topic(&spec.user, conn.timeout)?;
@@ -92,7 +105,7 @@ impl Prepared {
             }
             None => None,
         };
-        Ok(Prepared { spec, conn: Some(conn.clone()), state, filters, sink, stats, control })
+        Ok(Prepared { spec, conn: Some(conn.clone()), state, filters, python, sink, stats, control })
     }
 
     /// A stream publishing to `topic` in memory instead of Kafka, with
@@ -103,9 +116,10 @@ impl Prepared {
             return Err(StreamError::Setup("an in-memory topic has no transactions: use at-least-once".into()));
         }
         let filters = FilterSet::new(spec.compile_filters().map_err(|e| StreamError::Setup(format!("{e:#}")))?);
+        let python = python_stage(&spec)?;
         let (stats, control): (Arc<Stats>, Arc<Control>) = (Arc::default(), Arc::default());
         let sink = Sink::memory(topic, &spec.topic, stats.clone(), control.clone());
-        Ok(Prepared { spec, conn: None, state: None, filters, sink, stats, control })
+        Ok(Prepared { spec, conn: None, state: None, filters, python, sink, stats, control })
     }
 }
 
@@ -287,6 +301,7 @@ struct Ctx<'a> {
     stats: &'a Stats,
     control: &'a Control,
     filters: FilterSet,
+    python: Option<Stage>,
     sink: Sink,
     /// Progress: saved (at-least-once) or last committed (exactly-once).
     ckpt: Progress,
@@ -336,6 +351,9 @@ enum Flow {
     /// The source did not answer; the file is read again later from what
     /// was delivered (or committed).
     Unavailable(String),
+    /// A Python filter raised on a batch: the rest of its file is
+    /// quarantined with the reason.
+    Quarantined(String),
 }
 
 /// A transaction was aborted: what it held is sent again from the last
@@ -343,7 +361,7 @@ enum Flow {
 struct Aborted(String);
 
 fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOptions) -> Result<(), StreamError> {
-    let Prepared { spec, conn, state: state_reader, filters, sink, stats, control } = p;
+    let Prepared { spec, conn, state: state_reader, filters, python, sink, stats, control } = p;
     let spec = &spec;
     let store =
         Store::open(&spec.source).map_err(|e| StreamError::Setup(format!("source {}: {e}", spec.source.display())))?;
@@ -354,6 +372,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         stats: &stats,
         control: &control,
         filters,
+        python,
         sink,
         ckpt: Progress::new(&spec.name),
         listing: Vec::new(),
@@ -494,7 +513,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             // taken now, never evicted by the hint for a later one).
             super::prefetch::ahead(&cx.store, &todo[i..], &cx.how);
             match process_file(&mut cx, f) {
-                Ok(Flow::Go) => unavailable.failures = 0,
+                Ok(Flow::Go | Flow::Quarantined(_)) => unavailable.failures = 0,
                 Ok(Flow::Stopped) => break,
                 Ok(Flow::Unavailable(e)) => {
                     source_unavailable(&mut cx, &mut unavailable, &e, "reading");
@@ -846,9 +865,15 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
             cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
             break Flow::Go;
         }
-        if send_batch(cx, f, &name, &batch, first)? == Flow::Stopped {
+        match send_batch(cx, f, &name, &batch, first)? {
             // `handed` stays at the first row not sent.
-            return Ok(Flow::Stopped);
+            Flow::Stopped => return Ok(Flow::Stopped),
+            Flow::Quarantined(reason) => {
+                quarantine(cx, &name, Some(first), &format!("{reason} (rows from {first} on are skipped)"));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break Flow::Go;
+            }
+            _ => {}
         }
         cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
         row_base += n;
@@ -867,6 +892,18 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let (mask, errors) = cx.filters.evaluate(batch);
+    let mask = match cx.python.as_mut() {
+        Some(stage) => {
+            let control = cx.control;
+            match stage.apply(&cx.spec.name, batch, mask, &|| control.stopping()) {
+                Ok(m) => m,
+                Err(StageError::Stopped) => return Ok(Flow::Stopped),
+                Err(StageError::Quarantine(reason)) => return Ok(Flow::Quarantined(reason)),
+                Err(StageError::Fail(reason)) => return Err(StreamError::Filter(reason).into()),
+            }
+        }
+        None => mask,
+    };
     for (row, e) in &errors {
         cx.stats.errors.fetch_add(1, Ordering::Relaxed);
         if cx.filter_errors_logged < 5 {

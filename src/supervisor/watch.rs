@@ -164,6 +164,14 @@ fn config_files(l: &Loaded) -> Vec<PathBuf> {
         v.push(p.clone());
     }
     v.extend(l.includes.iter().map(|i| i.path.clone()));
+    // Python filters named by path: an edit reloads the streams using them.
+    for (name, f) in &l.config.filters {
+        if let Some(Ok(pf)) = f.python.as_ref().map(|p| crate::stream::python::PyFilter::parse(name, p, &l.base_dir)) {
+            if let crate::stream::python::Target::File(path) = pf.target {
+                v.push(path);
+            }
+        }
+    }
     v
 }
 

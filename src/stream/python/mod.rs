@@ -1,0 +1,632 @@
+//! Python filters: users' functions (Fink's `userfilters/leveltwo.py`,
+//! fink-filters' livestream filters) run in a pool of worker processes.
+//! Batches go to a worker as Arrow IPC over its pipes; one boolean per row
+//! comes back. A worker that dies or overruns its timeout is killed and
+//! replaced; the batch is tried again by the caller.
+
+pub mod bind;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use serde_json::{json, Value};
+
+/// The worker program, shipped inside the binary.
+pub const WORKER: &str = include_str!("worker.py");
+
+/// `[python]` as a stream runs it: two streams with equal settings share
+/// one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PythonSpec {
+    pub interpreter: PathBuf,
+    pub workers: usize,
+    pub timeout: Duration,
+    /// Failed attempts in a row (worker died or timed out) before the
+    /// stream is failed.
+    pub max_failures: u32,
+}
+
+/// Where a filter's function is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An importable module (`fink_filters.ztf.livestream...filter`).
+    Module(String),
+    /// A file, resolved against fink.toml's folder.
+    File(PathBuf),
+}
+
+/// One Python filter of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PyFilter {
+    pub name: String,
+    pub target: Target,
+    pub function: String,
+    /// `args = [...]`: column paths, one per parameter.
+    pub args: Option<Vec<String>>,
+    /// The function takes the whole batch as one pandas DataFrame.
+    pub dataframe: bool,
+    /// A file target's content digest: an edit makes the stream's spec
+    /// differ, and the workers load the new version.
+    pub digest: u64,
+    /// A file target's content as of the spec: the workers run this
+    /// version, even after the file is edited (a stream kept running by a
+    /// rejected reload goes on with the code it was built with).
+    pub source: Option<Arc<String>>,
+}
+
+impl PyFilter {
+    /// `python = "module:function"` or `"path/file.py:function"`.
+    pub fn parse(name: &str, text: &str, base: &std::path::Path) -> Result<PyFilter, String> {
+        let (target, function) = text
+            .rsplit_once(':')
+            .filter(|(t, f)| !t.is_empty() && !f.is_empty())
+            .ok_or_else(|| format!("python = {text:?}: expected \"module:function\" or \"file.py:function\""))?;
+        let target = if target.ends_with(".py") || target.contains('/') {
+            Target::File(base.join(target))
+        } else {
+            Target::Module(target.to_string())
+        };
+        let mut f = PyFilter {
+            name: name.to_string(),
+            target,
+            function: function.to_string(),
+            args: None,
+            dataframe: false,
+            digest: 0,
+            source: None,
+        };
+        f.refresh_digest();
+        Ok(f)
+    }
+
+    pub fn refresh_digest(&mut self) {
+        if let Target::File(p) = &self.target {
+            use std::hash::{Hash, Hasher};
+            let text = std::fs::read_to_string(p).ok();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            self.digest = h.finish();
+            self.source = text.map(Arc::new);
+        }
+    }
+
+    /// What a worker knows this version of the filter by.
+    fn load_id(&self) -> String {
+        format!("{}#{:016x}", self.name, self.digest)
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Module(m) => format!("{m}:{}", self.function),
+            Target::File(p) => format!("{}:{}", p.display(), self.function),
+        }
+    }
+
+    fn load_request(&self) -> Value {
+        let (kind, target) = match &self.target {
+            Target::Module(m) => ("module", m.clone()),
+            Target::File(p) => ("file", p.to_string_lossy().into_owned()),
+        };
+        json!({"op": "load", "id": self.load_id(), "kind": kind, "target": target,
+               "function": self.function, "dataframe": self.dataframe,
+               "source": self.source.as_deref()})
+    }
+}
+
+/// Why a call did not give booleans.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The module did not import, or has no such function.
+    Import { message: String, traceback: String },
+    /// The function raised.
+    Exception { message: String, traceback: String },
+    /// It returned something other than one boolean per row.
+    Return(String),
+    /// Its arguments do not resolve to columns.
+    Bind(String),
+    /// The worker died (exit code or signal) or never started.
+    Died(String),
+    /// The worker passed `timeout_s` and was killed.
+    Timeout(Duration),
+    /// The stream is stopping.
+    Stopped,
+}
+
+impl CallError {
+    /// Worth trying again on a fresh worker.
+    pub fn retriable(&self) -> bool {
+        matches!(self, CallError::Died(_) | CallError::Timeout(_))
+    }
+    pub fn traceback(&self) -> Option<&str> {
+        match self {
+            CallError::Import { traceback, .. } | CallError::Exception { traceback, .. } if !traceback.is_empty() => {
+                Some(traceback)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Import { message, .. } => write!(f, "cannot import: {message}"),
+            CallError::Exception { message, .. } => write!(f, "raised {message}"),
+            CallError::Return(m) => write!(f, "{m}"),
+            CallError::Bind(m) => write!(f, "{m}"),
+            CallError::Died(m) => write!(f, "its worker died ({m})"),
+            CallError::Timeout(t) => write!(f, "took longer than timeout_s ({} s); its worker was killed", t.as_secs()),
+            CallError::Stopped => write!(f, "the stream is stopping"),
+        }
+    }
+}
+
+/// Counters per filter, exported as Prometheus metrics.
+#[derive(Debug, Default)]
+pub struct FilterStats {
+    pub batches: AtomicU64,
+    pub rows_in: AtomicU64,
+    pub rows_kept: AtomicU64,
+    pub errors: AtomicU64,
+    /// Microseconds spent inside the function.
+    pub python_us: AtomicU64,
+}
+
+/// Every Python filter's counters in this process, by filter name.
+pub fn filter_stats(name: &str) -> Arc<FilterStats> {
+    let mut all = stats_registry().lock().unwrap_or_else(|p| p.into_inner());
+    all.entry(name.to_string()).or_default().clone()
+}
+
+fn stats_registry() -> &'static Mutex<BTreeMap<String, Arc<FilterStats>>> {
+    static ALL: OnceLock<Mutex<BTreeMap<String, Arc<FilterStats>>>> = OnceLock::new();
+    ALL.get_or_init(Default::default)
+}
+
+/// (filter, counters) of every Python filter that ran here.
+pub fn all_filter_stats() -> Vec<(String, Arc<FilterStats>)> {
+    stats_registry().lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A function's parameters and how many of them (the last ones) have
+/// defaults.
+pub type Params = (Vec<String>, usize);
+
+/// Workers started to replace one that died or timed out.
+pub static WORKER_RESTARTS: AtomicU64 = AtomicU64::new(0);
+
+type Frame = (Value, Vec<u8>);
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<std::io::Result<Frame>>,
+    /// Load ids this worker imported, with (parameters, how many have defaults).
+    loaded: HashMap<String, (Vec<String>, usize)>,
+    /// Filter name -> the digest loaded: a new digest means a new worker.
+    versions: HashMap<String, u64>,
+}
+
+impl Worker {
+    fn spawn(spec: &PythonSpec) -> Result<Worker, CallError> {
+        let mut child = Command::new(&spec.interpreter)
+            .arg("-u")
+            .arg("-c")
+            .arg(WORKER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| CallError::Died(format!("cannot start {}: {e}", spec.interpreter.display())))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        // Reads answers so that the caller can wait with a timeout.
+        std::thread::Builder::new()
+            .name("fink-python-reader".into())
+            .spawn(move || loop {
+                let r = read_frame(&mut stdout);
+                let end = r.is_err();
+                if tx.send(r).is_err() || end {
+                    break;
+                }
+            })
+            .map_err(|e| CallError::Died(e.to_string()))?;
+        Ok(Worker { child, stdin, rx, loaded: HashMap::new(), versions: HashMap::new() })
+    }
+
+    fn request(
+        &mut self,
+        header: &Value,
+        body: &[u8],
+        timeout: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Frame, CallError> {
+        let h = serde_json::to_vec(header).expect("json");
+        let mut msg = Vec::with_capacity(12 + h.len() + body.len());
+        msg.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        msg.extend_from_slice(&h);
+        msg.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        msg.extend_from_slice(body);
+        if self.stdin.write_all(&msg).and_then(|_| self.stdin.flush()).is_err() {
+            return Err(CallError::Died(self.exit_status()));
+        }
+        let until = Instant::now() + timeout;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CallError::Timeout(timeout));
+            }
+            match self.rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(Ok(frame)) => return Ok(frame),
+                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => return Err(CallError::Died(self.exit_status())),
+                Err(RecvTimeoutError::Timeout) if stop() => return Err(CallError::Stopped),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn exit_status(&mut self) -> String {
+        // The pipe closed: the process is gone or about to be.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    return match (st.code(), st.signal()) {
+                        (_, Some(sig)) => format!("killed by signal {sig}"),
+                        (Some(c), _) => format!("exit code {c}"),
+                        _ => st.to_string(),
+                    };
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => return "its pipe closed".into(),
+            }
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_frame(r: &mut impl Read) -> std::io::Result<Frame> {
+    let mut n4 = [0u8; 4];
+    r.read_exact(&mut n4)?;
+    let mut h = vec![0u8; u32::from_le_bytes(n4) as usize];
+    r.read_exact(&mut h)?;
+    let mut n8 = [0u8; 8];
+    r.read_exact(&mut n8)?;
+    let mut body = vec![0u8; u64::from_le_bytes(n8) as usize];
+    r.read_exact(&mut body)?;
+    let header = serde_json::from_slice(&h).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok((header, body))
+}
+
+fn answer_error(h: &Value) -> CallError {
+    let s = |k: &str| h.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    match s("kind").as_str() {
+        "import" => CallError::Import { message: s("error"), traceback: s("traceback") },
+        "exception" => CallError::Exception { message: s("error"), traceback: s("traceback") },
+        "return" => CallError::Return(s("error")),
+        _ => CallError::Bind(s("error")),
+    }
+}
+
+/// The workers of one `[python]` setting.
+pub struct Pool {
+    spec: PythonSpec,
+    idle: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<Worker>,
+    /// Workers in existence (idle or lent).
+    live: usize,
+}
+
+/// The pool for these settings, shared by every stream of this process
+/// that has them; it ends (its workers killed) with its last stream.
+pub fn pool(spec: &PythonSpec) -> Arc<Pool> {
+    static POOLS: OnceLock<Mutex<HashMap<PythonSpec, Weak<Pool>>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    pools.retain(|_, w| w.strong_count() > 0);
+    if let Some(p) = pools.get(spec).and_then(Weak::upgrade) {
+        return p;
+    }
+    let p = Arc::new(Pool::new(spec.clone()));
+    pools.insert(spec.clone(), Arc::downgrade(&p));
+    p
+}
+
+impl Pool {
+    pub fn new(spec: PythonSpec) -> Pool {
+        Pool { spec, idle: Mutex::new(PoolState { idle: Vec::new(), live: 0 }), freed: Condvar::new() }
+    }
+
+    pub fn spec(&self) -> &PythonSpec {
+        &self.spec
+    }
+
+    fn checkout(&self, stop: &dyn Fn() -> bool) -> Result<Worker, CallError> {
+        let mut st = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(w) = st.idle.pop() {
+                return Ok(w);
+            }
+            if st.live < self.spec.workers.max(1) {
+                st.live += 1;
+                drop(st);
+                return Worker::spawn(&self.spec).inspect_err(|_| self.lost());
+            }
+            if stop() {
+                return Err(CallError::Stopped);
+            }
+            st = self.freed.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    fn give_back(&self, w: Worker) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).idle.push(w);
+        self.freed.notify_one();
+    }
+
+    /// A worker is gone: make room for its replacement.
+    fn lost(&self) {
+        let mut st = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        st.live = st.live.saturating_sub(1);
+        self.freed.notify_one();
+    }
+
+    fn retire(&self, w: Worker, replaced: bool) {
+        w.kill();
+        if replaced {
+            WORKER_RESTARTS.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lost();
+    }
+
+    /// Load `f` into `w` (once per version): its parameters.
+    fn ensure_loaded(
+        &self,
+        w: &mut Worker,
+        f: &PyFilter,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(Vec<String>, usize), CallError> {
+        if let Some(p) = w.loaded.get(&f.load_id()) {
+            return Ok(p.clone());
+        }
+        let (h, _) = w.request(&f.load_request(), &[], self.spec.timeout, stop)?;
+        if h.get("ok") != Some(&Value::Bool(true)) {
+            return Err(answer_error(&h));
+        }
+        let params: Vec<String> = h
+            .get("params")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let optional = h.get("optional").and_then(Value::as_u64).unwrap_or(0) as usize;
+        w.loaded.insert(f.load_id(), (params.clone(), optional));
+        w.versions.insert(f.name.clone(), f.digest);
+        Ok((params, optional))
+    }
+
+    /// Borrow a worker for `work`; a worker that died or overran is killed
+    /// and counted, and the next call starts a new one.
+    fn with_worker<T>(
+        &self,
+        f: &PyFilter,
+        stop: &dyn Fn() -> bool,
+        work: impl FnOnce(&mut Worker) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let mut w = self.checkout(stop)?;
+        // An edited file: this worker holds the old module; a new worker
+        // imports the new one from scratch.
+        if w.versions.get(&f.name).is_some_and(|d| *d != f.digest) {
+            self.retire(w, false);
+            w = self.checkout(stop)?;
+        }
+        let r = work(&mut w);
+        match &r {
+            Err(e) if e.retriable() => self.retire(w, true),
+            // Interrupted mid-request: its answer would come to the next caller.
+            Err(CallError::Stopped) => self.retire(w, false),
+            _ => self.give_back(w),
+        }
+        r
+    }
+
+    /// Import `f` in a worker: its parameters and how many have defaults.
+    pub fn load(&self, f: &PyFilter, stop: &dyn Fn() -> bool) -> Result<(Vec<String>, usize), CallError> {
+        self.with_worker(f, stop, |w| self.ensure_loaded(w, f, stop))
+    }
+
+    /// Run `f` on `batch` (the stream's columns): one boolean per row and
+    /// the seconds spent in Python.
+    pub fn call(
+        &self,
+        f: &PyFilter,
+        batch: &RecordBatch,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(BooleanArray, f64), CallError> {
+        self.with_worker(f, stop, |w| {
+            let (params, optional) = self.ensure_loaded(w, f, stop)?;
+            let args = if f.dataframe {
+                batch.clone()
+            } else {
+                bind::arguments(batch, &params, optional, f.args.as_deref())
+                    .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?
+            };
+            let body = ipc_bytes(&args).map_err(CallError::Bind)?;
+            let (h, body) = w.request(&json!({"op": "eval", "id": f.load_id()}), &body, self.spec.timeout, stop)?;
+            if h.get("ok") != Some(&Value::Bool(true)) {
+                return Err(answer_error(&h));
+            }
+            let mask = read_mask(&body).map_err(|e| CallError::Return(format!("unreadable answer: {e}")))?;
+            if mask.len() != batch.num_rows() {
+                return Err(CallError::Return(format!("returned {} values for {} rows", mask.len(), batch.num_rows())));
+            }
+            Ok((mask, h.get("seconds").and_then(Value::as_f64).unwrap_or(0.0)))
+        })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let st = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
+        for w in st.idle.drain(..) {
+            w.kill();
+        }
+    }
+}
+
+fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut buf, &batch.schema()).map_err(|e| e.to_string())?;
+    w.write(batch).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    drop(w);
+    Ok(buf)
+}
+
+fn read_mask(body: &[u8]) -> Result<BooleanArray, String> {
+    let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).map_err(|e| e.to_string())?;
+    let mut out: Vec<Option<bool>> = Vec::new();
+    for b in r {
+        let b = b.map_err(|e| e.to_string())?;
+        let col = b.column(0);
+        let bools = col.as_any().downcast_ref::<BooleanArray>().ok_or("not booleans")?;
+        out.extend(bools.iter());
+    }
+    Ok(BooleanArray::from(out))
+}
+
+/// Import every filter in a fresh worker (fink validate, reload): per
+/// filter, its parameters or why it does not import.
+pub fn check(spec: &PythonSpec, filters: &[PyFilter]) -> Vec<(String, Result<Params, CallError>)> {
+    let pool = Pool::new(PythonSpec { workers: 1, ..spec.clone() });
+    filters.iter().map(|f| (f.name.clone(), pool.load(f, &|| false))).collect()
+}
+
+/// A stream's Python filters with their pool: the stage after CEL.
+pub struct Stage {
+    pool: Arc<Pool>,
+    filters: Vec<(PyFilter, Arc<FilterStats>)>,
+    max_failures: u32,
+    /// Batches in a row that no filter could answer.
+    failures: u32,
+}
+
+/// Why a batch got no verdict from the Python stage.
+#[derive(Debug)]
+pub enum StageError {
+    /// The filter raised or answered wrongly on this batch: the rest of its
+    /// file is quarantined, and the stream goes on.
+    Quarantine(String),
+    /// `max_failures` failures in a row: the stream fails (and is restarted
+    /// by the restart policy).
+    Fail(String),
+    Stopped,
+}
+
+/// First wait before a batch is tried again on a new worker; doubles.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+impl Stage {
+    /// Import every filter first: a stream whose module does not import
+    /// never replaces a running one.
+    pub fn new(spec: &PythonSpec, filters: &[PyFilter]) -> Result<Stage, String> {
+        let pool = pool(spec);
+        for f in filters {
+            pool.load(f, &|| false).map_err(|e| {
+                let tb = e.traceback().map(|t| format!("\n{t}")).unwrap_or_default();
+                format!("python filter {:?} ({}): {e}{tb}", f.name, f.describe())
+            })?;
+        }
+        Ok(Stage {
+            pool,
+            filters: filters.iter().map(|f| (f.clone(), filter_stats(&f.name))).collect(),
+            max_failures: spec.max_failures,
+            failures: 0,
+        })
+    }
+
+    /// Narrow `mask` (what CEL kept) by each filter in turn; each sees only
+    /// the rows still kept.
+    pub fn apply(
+        &mut self,
+        stream: &str,
+        batch: &RecordBatch,
+        mut mask: BooleanArray,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<BooleanArray, StageError> {
+        for (f, stats) in &self.filters {
+            let kept: Vec<usize> =
+                mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| i).collect();
+            if kept.is_empty() {
+                break;
+            }
+            let sub = if kept.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                arrow_select::filter::filter_record_batch(batch, &mask)
+                    .map_err(|e| StageError::Fail(format!("python filter {:?}: {e}", f.name)))?
+            };
+            let mut attempt = 0u32;
+            let verdict = loop {
+                attempt += 1;
+                match self.pool.call(f, &sub, stop) {
+                    Ok(v) => break v,
+                    Err(CallError::Stopped) => return Err(StageError::Stopped),
+                    Err(e) => {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                        let what = format!("python filter {:?} ({}): {e}", f.name, f.describe());
+                        if let Some(tb) = e.traceback() {
+                            tracing::error!(stream, filter = %f.name, "{what}\n{tb}");
+                        } else {
+                            tracing::warn!(stream, filter = %f.name, attempt, "{what}");
+                        }
+                        self.failures += 1;
+                        if self.failures >= self.max_failures {
+                            let tb = e.traceback().map(|t| format!("\n{t}")).unwrap_or_default();
+                            return Err(StageError::Fail(format!("{what} ({} failures in a row){tb}", self.failures)));
+                        }
+                        if !e.retriable() {
+                            return Err(StageError::Quarantine(what));
+                        }
+                        let wait = RETRY_FIRST * 2u32.saturating_pow(attempt - 1);
+                        let until = Instant::now() + wait;
+                        while Instant::now() < until {
+                            if stop() {
+                                return Err(StageError::Stopped);
+                            }
+                            std::thread::sleep(Duration::from_millis(20).min(wait));
+                        }
+                    }
+                }
+            };
+            self.failures = 0;
+            let (answer, seconds) = verdict;
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.rows_in.fetch_add(kept.len() as u64, Ordering::Relaxed);
+            stats.rows_kept.fetch_add(answer.true_count() as u64, Ordering::Relaxed);
+            stats.python_us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+            let mut next = vec![false; batch.num_rows()];
+            for (j, &i) in kept.iter().enumerate() {
+                // A null answer keeps nothing, as a null in Spark's filter.
+                next[i] = answer.is_valid(j) && answer.value(j);
+            }
+            mask = BooleanArray::from(next);
+        }
+        Ok(mask)
+    }
+}

@@ -1,0 +1,195 @@
+"""fink's Python filter worker: runs users' filter functions on batches.
+
+Shipped inside the fink binary and started as `python -c <this file>`. It
+needs pyarrow and pandas, plus whatever the filters' modules import. One
+worker serves every Python filter of a fink instance; it stays alive
+between batches, so modules (and the catalogues they load at import) are
+loaded once.
+
+Protocol, on the pipes fink gave it (stdin: requests, fd 3 duplicated from
+the original stdout: answers; the filters' own prints go to stderr):
+  frame = u32 LE header length, header (JSON), u64 LE body length, body
+  load  {"op": "load", "id", "kind": "module"|"file", "target", "function",
+         "dataframe"} -> {"ok": true, "params": [...]}
+  eval  {"op": "eval", "id"} + Arrow IPC stream of the argument columns
+        -> {"ok": true} + Arrow IPC stream of one boolean column
+  errors -> {"ok": false, "kind": "import"|"exception"|"return"|"bind",
+             "error": "...", "traceback": "..."}
+"""
+
+import hashlib
+import importlib
+import importlib.util
+import io
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+import types
+
+# Answers go to a private copy of stdout; whatever the filters print goes to
+# stderr, never into the protocol.
+OUT = os.fdopen(os.dup(1), "wb", buffering=0)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+IN = os.fdopen(0, "rb", buffering=0)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+FUNCS = {}
+
+
+def read_exact(n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = IN.read(n - len(buf))
+        if not chunk:
+            sys.exit(0)
+        buf.extend(chunk)
+    return bytes(buf)
+
+
+def read_frame():
+    (hlen,) = struct.unpack("<I", read_exact(4))
+    header = json.loads(read_exact(hlen))
+    (blen,) = struct.unpack("<Q", read_exact(8))
+    return header, read_exact(blen) if blen else b""
+
+
+def write_frame(header, body=b""):
+    h = json.dumps(header).encode()
+    OUT.write(struct.pack("<I", len(h)) + h + struct.pack("<Q", len(body)) + body)
+
+
+def fail(kind, message, tb=""):
+    write_frame({"ok": False, "kind": kind, "error": message, "traceback": tb})
+
+
+def load_function(req):
+    if req["kind"] == "file":
+        path = req["target"]
+        source = req.get("source")
+        if source is None:
+            with open(path) as f:
+                source = f.read()
+        # A module name per version: an edited file is a new module.
+        digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+        name = "fink_user_" + os.path.splitext(os.path.basename(path))[0] + "_" + digest
+        module = types.ModuleType(name)
+        module.__file__ = path
+        # The file's folder is importable, as it is for `python file.py`.
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        sys.modules[name] = module
+        exec(compile(source, path, "exec"), module.__dict__)
+    else:
+        module = importlib.import_module(req["target"])
+    func = getattr(module, req["function"], None)
+    if func is None:
+        raise LookupError("{} has no function {!r}".format(req["target"], req["function"]))
+    # Fink's filters are Spark pandas UDFs: the plain function is `.func`.
+    func = getattr(func, "func", func)
+    if not callable(func):
+        raise TypeError("{}:{} is not a function".format(req["target"], req["function"]))
+    code = func.__code__
+    params = list(code.co_varnames[: code.co_argcount])
+    optional = len(func.__defaults__ or ())
+    return func, params, optional
+
+
+def to_series(column, name):
+    """A column as Spark hands it to a pandas UDF: numbers as numpy values
+    (NaN for null), strings as objects (None for null), a struct as a
+    DataFrame of its fields, a list as an array per row."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    t = column.type
+    if pa.types.is_struct(t):
+        # flatten(): a null struct makes its fields null.
+        fields = column.flatten()
+        return pd.DataFrame({t.field(i).name: to_series(fields[i], t.field(i).name) for i in range(t.num_fields)})
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return pd.Series(column.to_pylist(), dtype=object, name=name)
+    s = column.to_pandas()
+    s.name = name
+    return s
+
+
+def as_mask(result, n):
+    """The filter's answer as n booleans, or a message saying what it was."""
+    if isinstance(result, pd.DataFrame):
+        return None, "returned a DataFrame, not one boolean per row"
+    if isinstance(result, pd.Series):
+        values = result.to_numpy()
+    elif isinstance(result, (np.ndarray, list, tuple)):
+        values = np.asarray(result)
+    else:
+        return None, "returned {}, not booleans (a pandas Series or an array)".format(type(result).__name__)
+    if values.ndim != 1 or len(values) != n:
+        return None, "returned {} values for {} rows".format(values.size, n)
+    if values.dtype == object:
+        if not all(isinstance(v, (bool, np.bool_)) for v in values):
+            bad = next(v for v in values if not isinstance(v, (bool, np.bool_)))
+            return None, "returned {!r} ({}) among its values, not a boolean".format(bad, type(bad).__name__)
+        values = values.astype(bool)
+    elif values.dtype != np.bool_:
+        return None, "returned values of type {}, not booleans".format(values.dtype)
+    return values, None
+
+
+def evaluate(req, body):
+    entry = FUNCS.get(req["id"])
+    if entry is None:
+        fail("bind", "filter {} is not loaded in this worker".format(req["id"]))
+        return
+    func, _params, dataframe = entry
+    batch = pa.ipc.open_stream(io.BytesIO(body)).read_all()
+    n = batch.num_rows
+    if dataframe:
+        args = [batch.to_pandas()]
+    else:
+        args = [to_series(batch.column(i), batch.schema.names[i]) for i in range(batch.num_columns)]
+    started = time.perf_counter()
+    try:
+        result = func(*args)
+    except BaseException as e:  # noqa: B036 (SystemExit from a filter is its error too)
+        fail("exception", "{}: {}".format(type(e).__name__, e), traceback.format_exc())
+        return
+    spent = time.perf_counter() - started
+    values, why = as_mask(result, n)
+    if why is not None:
+        fail("return", why)
+        return
+    sink = io.BytesIO()
+    out = pa.record_batch([pa.array(values, type=pa.bool_())], names=["keep"])
+    with pa.ipc.new_stream(sink, out.schema) as w:
+        w.write_batch(out)
+    write_frame({"ok": True, "seconds": spent}, sink.getvalue())
+
+
+def main():
+    while True:
+        req, body = read_frame()
+        op = req.get("op")
+        if op == "load":
+            try:
+                func, params, optional = load_function(req)
+            except BaseException as e:  # noqa: B036
+                fail("import", "{}: {}".format(type(e).__name__, e), traceback.format_exc())
+                continue
+            FUNCS[req["id"]] = (func, params, bool(req.get("dataframe")))
+            write_frame({"ok": True, "params": params, "optional": optional})
+        elif op == "eval":
+            evaluate(req, body)
+        elif op == "ping":
+            write_frame({"ok": True, "python": sys.version.split()[0], "executable": sys.executable})
+        else:
+            fail("protocol", "unknown request {!r}".format(op))
+
+
+main()
