@@ -152,3 +152,42 @@ pub fn against_schema(loaded: &Loaded, schema: &arrow_schema::Schema, sample: &s
     }
     out
 }
+
+/// `fink validate`: every Python filter imports in a worker of `[python]
+/// interpreter`, and with a sample schema its arguments resolve to columns.
+pub fn python(loaded: &Loaded, sample: Option<(&arrow_schema::Schema, &str)>) -> Vec<Diagnostic> {
+    let cfg = &loaded.config;
+    let names: Vec<String> = cfg.filters.iter().filter(|(_, f)| f.python.is_some()).map(|(n, _)| n.clone()).collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let Ok(filters) = crate::stream::python_filters(loaded, &names) else {
+        // A malformed `python =` is reported by the config checks.
+        return Vec::new();
+    };
+    let spec = crate::stream::python_spec(loaded);
+    let loc = loaded.locator();
+    let mut out = Vec::new();
+    let empty = sample.map(|(s, _)| arrow_array::RecordBatch::new_empty(std::sync::Arc::new(s.clone())));
+    for (f, (name, r)) in filters.iter().zip(crate::stream::python::check(&spec, &filters)) {
+        let at = vec![Seg::Key("filter".into()), Seg::Key(name.clone()), Seg::Key("python".into())];
+        match r {
+            Err(e) => {
+                let msg = format!("filter {name:?}: {} {e} (interpreter {})", f.describe(), spec.interpreter.display());
+                out.push(loc.locate(&at, Severity::Error, msg));
+            }
+            Ok((params, optional)) => {
+                if let (Some(batch), Some((_, what))) = (&empty, sample) {
+                    if f.dataframe {
+                        continue;
+                    }
+                    if let Err(e) = crate::stream::python::bind::arguments(batch, &params, optional, f.args.as_deref())
+                    {
+                        out.push(loc.locate(&at, Severity::Error, format!("filter {name:?}: {e} ({what})")));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

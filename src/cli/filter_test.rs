@@ -12,18 +12,28 @@ use crate::stream::filter::Filter;
 use crate::stream::filter_test::FilterReport;
 
 pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Option<&str>) -> Result<ExitCode> {
+    let mut python = Vec::new();
+    let mut python_spec = None;
     let filters: Vec<Filter> = match expr {
         Some(e) => vec![Filter::compile("expr", e).map_err(|e| anyhow!("--expr: {e}"))?],
         None => {
             let loaded = crate::loaded_or_return!(ctx);
+            python_spec = Some(crate::stream::python_spec(&loaded));
             match stream_name {
-                Some(s) => crate::stream::specs(&loaded, Some(s), &ctx.night)?.remove(0).compile_filters()?,
+                Some(s) => {
+                    let spec = crate::stream::specs(&loaded, Some(s), &ctx.night)?.remove(0);
+                    python = spec.python.clone();
+                    spec.compile_filters()?
+                }
                 None => {
                     let lib = crate::stream::library(&loaded.config);
+                    let names: Vec<String> = loaded.config.filters.keys().cloned().collect();
+                    python = crate::stream::python_filters(&loaded, &names)?;
                     loaded
                         .config
                         .filters
                         .iter()
+                        .filter(|(_, f)| f.python.is_none())
                         .map(|(n, f)| {
                             Filter::compile_in(n, &f.expr, f.on_null, &lib).map_err(|e| anyhow!("filter {n:?}: {e}"))
                         })
@@ -32,12 +42,15 @@ pub fn filter_test(ctx: &Ctx, data: &Path, stream_name: Option<&str>, expr: Opti
             }
         }
     };
-    if filters.is_empty() {
+    if filters.is_empty() && python.is_empty() {
         anyhow::bail!("no filters to test: declare [filter.NAME] or pass --expr");
     }
     // A remote --data URL uses the config's store settings when there is one.
     let loaded = ctx.load().ok();
-    let report = crate::stream::filter_test::run_in(loaded.as_ref(), &filters, data)?;
+    let mut report = crate::stream::filter_test::run_in(loaded.as_ref(), &filters, data)?;
+    if let (false, Some(spec)) = (python.is_empty(), &python_spec) {
+        report.extend(crate::stream::filter_test::run_python(loaded.as_ref(), spec, &python, data)?);
+    }
     if ctx.json() {
         output::print_json(&report)?;
     } else {

@@ -16,7 +16,14 @@ pub fn validate(ctx: &Ctx, data: Option<&std::path::Path>) -> Result<ExitCode> {
         let how = stream::source::How::all(format, 16);
         let reader = stream::source::open_file(&store, input, &how)
             .map_err(|e| anyhow::anyhow!("{}: {e}", store.url_of(&input.rel)))?;
-        let errs = crate::check::against_schema(l, &reader.schema, &format!("sample {}", store.url_of(&input.rel)));
+        let sample = format!("sample {}", store.url_of(&input.rel));
+        let mut errs = crate::check::against_schema(l, &reader.schema, &sample);
+        errs.extend(crate::check::python(l, Some((&reader.schema, &sample))));
+        if !errs.is_empty() {
+            result = Err(crate::config::ConfigErrors(errs));
+        }
+    } else if let Ok(l) = &result {
+        let errs = crate::check::python(l, None);
         if !errs.is_empty() {
             result = Err(crate::config::ConfigErrors(errs));
         }

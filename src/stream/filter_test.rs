@@ -166,3 +166,82 @@ pub fn run_in(loaded: Option<&crate::config::Loaded>, filters: &[Filter], data: 
     }
     Ok(reports)
 }
+
+/// Python filters on the same files, each on its own, in a worker of
+/// `[python]`: what each keeps, and which column each argument bound to.
+pub fn run_python(
+    loaded: Option<&crate::config::Loaded>,
+    spec: &super::python::PythonSpec,
+    filters: &[super::python::PyFilter],
+    data: &Path,
+) -> Result<Vec<FilterReport>> {
+    let (store, format, inputs) = super::data_inputs(loaded, data)?;
+    let mut batches = Vec::new();
+    for i in &inputs {
+        let (_, b) = source::read_input(&store, i, format).map_err(|e| anyhow!("{}: {e}", store.url_of(&i.rel)))?;
+        batches.extend(b);
+    }
+    let pool = super::python::Pool::new(spec.clone());
+    let mut reports = Vec::new();
+    for f in filters {
+        let mut r = FilterReport {
+            filter: f.name.clone(),
+            expr: format!("python {}", f.describe()),
+            on_null: "error",
+            alerts: 0,
+            kept: 0,
+            errors: 0,
+            kept_ids: Vec::new(),
+            first_errors: Vec::new(),
+            fields: Vec::new(),
+        };
+        match pool.load(f, &|| false) {
+            Err(e) => {
+                let tb = e.traceback().map(|t| format!("\n{t}")).unwrap_or_default();
+                return Err(anyhow!("python filter {:?} ({}): {e}{tb}", f.name, f.describe()));
+            }
+            Ok((params, optional)) => {
+                if let (Some(b), false) = (batches.first(), f.dataframe) {
+                    let flat = super::python::bind::flatten(b.schema().fields());
+                    for (i, p) in params.iter().enumerate() {
+                        let path = match &f.args {
+                            Some(a) => a.get(i).cloned().ok_or_else(|| "(default)".to_string()),
+                            None => super::python::bind::resolve(p, &flat),
+                        };
+                        let status = match (path, i >= params.len() - optional) {
+                            (Ok(path), _) => format!("bound to {path}"),
+                            (Err(_), true) => "left to its default".into(),
+                            (Err(_), false) if p.len() > 2 && p.starts_with('c') && p.ends_with('c') => {
+                                "history then current value (c<field>c)".into()
+                            }
+                            (Err(e), false) => e,
+                        };
+                        r.fields.push(FieldReport { field: p.clone(), status, nulls: 0 });
+                    }
+                }
+            }
+        }
+        for b in &batches {
+            r.alerts += b.num_rows();
+            match pool.call(f, b, &|| false) {
+                Ok((mask, _)) => {
+                    for row in 0..b.num_rows() {
+                        if mask.is_valid(row) && mask.value(row) {
+                            r.kept += 1;
+                            r.kept_ids.push(id_of(b, row));
+                        }
+                    }
+                }
+                Err(e) => {
+                    r.errors += b.num_rows();
+                    if r.first_errors.len() < 5 {
+                        let tb = e.traceback().map(|t| format!("\n{t}")).unwrap_or_default();
+                        r.first_errors.push(format!("batch of {} alerts: {e}{tb}", b.num_rows()));
+                    }
+                }
+            }
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use std::sync::atomic::Ordering;
+
 use serde::{Deserialize, Serialize};
 
 use crate::stream::runner::{RunningStream, State};
@@ -131,6 +133,16 @@ pub fn export_metrics(status: &Status) {
     for name in &status.elsewhere {
         metrics::gauge!("fink_stream_owned", &[("stream", name.clone())]).set(0.0);
     }
+    for (name, f) in crate::stream::python::all_filter_stats() {
+        let l = [("filter", name)];
+        metrics::counter!("fink_python_filter_batches_total", &l).absolute(f.batches.load(Ordering::Relaxed));
+        metrics::counter!("fink_python_filter_rows_in_total", &l).absolute(f.rows_in.load(Ordering::Relaxed));
+        metrics::counter!("fink_python_filter_rows_kept_total", &l).absolute(f.rows_kept.load(Ordering::Relaxed));
+        metrics::counter!("fink_python_filter_errors_total", &l).absolute(f.errors.load(Ordering::Relaxed));
+        metrics::gauge!("fink_python_filter_seconds_total", &l).set(f.python_us.load(Ordering::Relaxed) as f64 / 1e6);
+    }
+    metrics::counter!("fink_python_worker_restarts_total")
+        .absolute(crate::stream::python::WORKER_RESTARTS.load(Ordering::Relaxed));
     let r = &status.config;
     metrics::gauge!("fink_config_last_reload_success").set(if r.last_reload_error.is_some() { 0.0 } else { 1.0 });
     metrics::counter!("fink_config_reloads_total").absolute(r.reloads);

@@ -36,6 +36,12 @@ os.dup2(2, 1)
 sys.stdout = sys.stderr
 IN = os.fdopen(0, "rb", buffering=0)
 
+import warnings  # noqa: E402
+
+# Every fink-filters module declares its Spark pandas UDFs the deprecated
+# way; the warning says nothing to a fink operator.
+warnings.filterwarnings("ignore", message=".*pandas UDF type.*", category=UserWarning)
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
