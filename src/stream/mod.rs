@@ -332,7 +332,7 @@ pub fn data_inputs(
             return Ok((st, format, vec![input]));
         }
         let st = store::Store::open(&store::Root::Local(data.to_path_buf())).map_err(|e| anyhow!("{e}"))?;
-        let inputs = st.list(format).map_err(|e| anyhow!("{}: {e}", data.display()))?;
+        let inputs = st.list_now(format).map_err(|e| anyhow!("{}: {e}", data.display()))?;
         return Ok((st, format, inputs));
     };
     let authority = rest.split('/').next().unwrap_or("");

@@ -34,7 +34,7 @@ pub fn is_input(path: &Path, format: SourceFormat) -> bool {
 /// Every input file under a local `root`, sorted (nights in order).
 pub fn list_files(root: &Path, format: SourceFormat) -> std::io::Result<Vec<std::path::PathBuf>> {
     let store = Store::open(&store::Root::Local(root.to_path_buf())).expect("local stores always open");
-    let inputs = store.list(format).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let inputs = store.list_now(format).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(inputs.into_iter().map(|i| root.join(i.rel)).collect())
 }
 

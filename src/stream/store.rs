@@ -245,8 +245,18 @@ impl Store {
     /// Every input file, sorted by path (nights in order), without hidden
     /// or temporary files, Spark's markers, or files still being written.
     pub fn list(&self, format: SourceFormat) -> Result<Vec<Input>, SourceError> {
+        self.list_with(format, true)
+    }
+
+    /// Every input file as it is now, young ones too: for commands that
+    /// read files once (`--data`), where nothing is being followed.
+    pub fn list_now(&self, format: SourceFormat) -> Result<Vec<Input>, SourceError> {
+        self.list_with(format, false)
+    }
+
+    fn list_with(&self, format: SourceFormat, settle: bool) -> Result<Vec<Input>, SourceError> {
         match &self.kind {
-            Kind::Local(root) => list_local(root, format).map_err(|e| match e.kind() {
+            Kind::Local(root) => list_local(root, format, settle).map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => SourceError::Fatal(e.to_string()),
                 _ => io_error("listing", &e),
             }),
@@ -462,7 +472,7 @@ fn list_objects(os: &Arc<dyn ObjectStore>, prefix: &ObjPath, format: SourceForma
     Ok(out)
 }
 
-fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> {
+fn list_local(root: &Path, format: SourceFormat, settle: bool) -> std::io::Result<Vec<Input>> {
     let mut out = Vec::new();
     let now = SystemTime::now();
     let mut stack = vec![root.to_path_buf()];
@@ -482,9 +492,9 @@ fn list_local(root: &Path, format: SourceFormat) -> std::io::Result<Vec<Input>> 
                 }
             } else if is_input_name(name, format) {
                 let Ok(meta) = entry.metadata() else { continue };
-                let settled =
-                    meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true)
-                        || is_complete(&path, &meta);
+                let settled = !settle
+                    || meta.modified().map(|t| now.duration_since(t).unwrap_or_default() >= SETTLE).unwrap_or(true)
+                    || is_complete(&path, &meta);
                 if settled {
                     let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
                     out.push(Input { rel, len: meta.len(), modified_ms: modified_ms(&meta), etag: None });
@@ -585,7 +595,7 @@ mod tests {
             let f = std::fs::File::options().write(true).open(&p).unwrap();
             f.set_modified(SystemTime::now() + Duration::from_secs(ahead)).unwrap();
         };
-        let listed = || list_local(dir.path(), SourceFormat::Parquet).unwrap().len();
+        let listed = || list_local(dir.path(), SourceFormat::Parquet, true).unwrap().len();
         young(b"part", 60);
         assert_eq!(listed(), 0, "a young file may still grow");
         // Renamed into place, or closed after writing: complete.
