@@ -21,6 +21,7 @@ ALERTS=${ALERTS:-20000}
 RUNS=${RUNS:-2}
 # What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
 bash conf/install_deps.sh >/dev/null || exit 1
+bash conf/install_python_filters.sh || exit 1
 cargo build --release -q || exit 1
 FINK=$PWD/target/release/fink
 REPO=$PWD
@@ -42,6 +43,8 @@ port = 49092
 controller_port = 49192
 data_dir = "data"
 heap = "1g"
+[python]
+interpreter = "$REPO/.fink/venv/bin/python"
 [run]
 state_dir = "state"
 metrics_addr = ""

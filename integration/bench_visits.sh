@@ -26,6 +26,7 @@ REPO=$PWD
 bash conf/install_deps.sh >/dev/null || exit 1
 bash conf/install_kafka.sh >/dev/null || exit 1
 bash conf/install_python.sh fink_client=fink-client pyarrow=pyarrow || exit 1
+bash conf/install_python_filters.sh || exit 1
 cargo build --release -q || exit 1
 FINK=$REPO/target/release/fink
 work=$(mktemp -d)
@@ -53,13 +54,15 @@ port = 49093
 controller_port = 49193
 data_dir = "data"
 heap = "1g"
+[python]
+interpreter = "$REPO/.fink/venv/bin/python"
 [run]
 state_dir = "state"
 metrics_addr = "127.0.0.1:49094"
 TOML
 "$FINK" cluster start >/dev/null 2>&1 || exit 1
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
-topics=$(grep -o '^name = "fink_[a-z_]*_lsst"' lsst.toml | cut -d'"' -f2)
+topics=$(grep -o '^name = "fink_[a-z0-9_]*_lsst"' lsst.toml | cut -d'"' -f2)
 
 echo "generating $VISITS visits of $ALERTS alerts and one of $BIG..."
 for v in $(seq 1 $((VISITS + 1))); do

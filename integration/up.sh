@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # What a fresh Debian machine lacks (the same step as .ci/run).
 bash conf/install_deps.sh
+# The Python topics' interpreter (fink.toml's [python]): fink-filters and
+# what it imports, into .fink/venv.
+bash conf/install_python_filters.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 # FINK_BUILD=debug uses the debug build (CI, which has it already).
 if [ "${FINK_BUILD:-release}" = debug ]; then

@@ -24,6 +24,16 @@ fn python() -> std::path::PathBuf {
     p
 }
 
+/// Filters that sample at random without a seed (fink-filters'
+/// `fast_transient_gvom`: a Monte-Carlo flux rate): two runs differ.
+const RANDOM: &[&str] = &["fast_transient_gvom"];
+
+/// Filters whose verdict on an alert depends on the other alerts of its
+/// batch: fink-filters' `magnetic_cvs` matches each catalogued star to its
+/// nearest alert in the batch only (fink_science's cross_match_astropy), as
+/// in Spark, where the batch is Arrow's.
+const BATCHED: &[&str] = &["magnetic_cvs"];
+
 /// fink-filters' verdicts: filter -> kept ids.
 fn reference(survey: &str, data: &Path) -> BTreeMap<String, Vec<String>> {
     let out = Command::new(python())
@@ -64,9 +74,10 @@ fn workspace() -> Workspace {
         "fink.toml",
         &format!(
             "include = [\"{}\", \"{}\"]\n[cluster]\nbootstrap = [\"127.0.0.1:9092\"]\n[cluster.admin]\nuser = \
-             \"admin\"\npassword = {{ file = \"admin.pw\" }}\n",
+             \"admin\"\npassword = {{ file = \"admin.pw\" }}\n[python]\ninterpreter = \"{}\"\n",
             conf.join("ztf.toml").display(),
-            conf.join("lsst.toml").display()
+            conf.join("lsst.toml").display(),
+            python().display()
         ),
     );
     w
@@ -81,6 +92,24 @@ fn same(w: &Workspace, survey: &str, data: &Path) -> Vec<(String, usize, u64)> {
     for (name, ids) in &want {
         let (mine, alerts, errors) = got.get(name).unwrap_or_else(|| panic!("catalogue has no filter {name}"));
         assert_eq!(*errors, 0, "{survey} filter {name}: alerts in error");
+        if BATCHED.contains(&name.as_str()) {
+            // Each batch keeps at most one alert per catalogued star: fink's
+            // batches are smaller than the reference's single one, so it
+            // keeps what the reference keeps, and maybe more.
+            assert!(
+                ids.iter().all(|i| mine.contains(i)),
+                "{survey} filter {name}: fink keeps {mine:?}, fink-filters {ids:?}"
+            );
+            out.push((name.clone(), mine.len(), *alerts));
+            continue;
+        }
+        if RANDOM.contains(&name.as_str()) {
+            // Unseeded Monte-Carlo: the same keep rate, not the same alerts.
+            let (a, b) = (mine.len() as i64, ids.len() as i64);
+            assert!((a - b).abs() <= 3.max(b / 5), "{survey} filter {name}: fink keeps {a}, fink-filters {b}");
+            out.push((name.clone(), ids.len(), *alerts));
+            continue;
+        }
         assert_eq!(
             mine,
             ids,
@@ -98,7 +127,10 @@ fn same(w: &Workspace, survey: &str, data: &Path) -> Vec<(String, usize, u64)> {
 fn ztf_catalogue_equals_fink_filters_on_its_own_test_alerts() {
     let w = workspace();
     let kept = same(&w, "ztf", &shared_data().join("ztf/filters_test"));
-    assert_eq!(kept.len(), 13);
+    // 13 in CEL, 2 Python (yso_spicy_candidates needs SPICY columns these
+    // alerts lack: the simulated ones have them).
+    assert_eq!(kept.len(), 15);
+    assert!(kept.iter().any(|k| k.0 == "fast_riser_candidates" && k.1 > 0), "{kept:?}");
     // fink-filters' docstrings: the two young SNe of 2021-11-22.
     let early = kept.iter().find(|k| k.0 == "early_sn_candidates").unwrap();
     assert_eq!(early.1, 2);
@@ -113,7 +145,7 @@ fn ztf_catalogue_equals_fink_filters_on_its_own_test_alerts() {
 fn lsst_catalogue_equals_fink_filters_on_rubin_alerts() {
     let w = workspace();
     let kept = same(&w, "lsst", &shared_data().join("lsst/science"));
-    assert_eq!(kept.len(), 7);
+    assert_eq!(kept.len(), 13);
     assert!(kept.iter().any(|k| k.0 == "is_solar_system" && k.1 > 0), "{kept:?}");
 }
 
@@ -147,7 +179,7 @@ fn lsst_catalogue_equals_fink_filters_on_ten_thousand_simulated_alerts() {
     ]);
     assert_eq!(r.code, 0, "{}", r.all());
     let kept = same(&w, "lsst", &w.path().join("sim"));
-    assert_eq!(kept.len(), 7);
+    assert_eq!(kept.len(), 13);
     for (name, n, alerts) in kept {
         assert_eq!(alerts, 10_000);
         assert!(n > 0 && (n as u64) < alerts, "{name} keeps {n} of {alerts}: the simulation should exercise it");

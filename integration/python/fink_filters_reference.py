@@ -40,6 +40,10 @@ ZTF = {
     "vra": "vra",
     "unknowns": "unknowns_",
     "first_pass_candidates": "first_pass_candidates_",
+    # Served by fink's Python workers (fink-filters' own functions).
+    "fast_riser_candidates": "fast_riser_candidates_",
+    "magnetic_cvs": "magnetic_cvs",
+    "yso_spicy_candidates": "yso_spicy_candidates",
 }
 LSST = [
     "uniform_sample",
@@ -49,6 +53,13 @@ LSST = [
     "remove_unlikely_transients",
     "most_likely_sn",
     "hostless_candidate",
+    # Served by fink's Python workers (fink-filters' own functions).
+    "extragalactic_lt20mag_candidate",
+    "extragalactic_new_candidate",
+    "extragalactic_svom",
+    "faint_trails",
+    "fast_transient_gvom",
+    "sn_near_galaxy_candidate",
 ]
 
 STUBBED = ("pyspark", "fink_utils.spark", "fink_utils.tg_bot", "fink_filters.tester")
@@ -93,9 +104,17 @@ class _Stubs(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 sys.meta_path.insert(0, _Stubs())
 
+# The filters print (magnetic_cvs: "Telegram token ... is not set"): keep
+# stdout for the JSON answer.
+OUT = sys.stdout
+sys.stdout = sys.stderr
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+
+
+SCHEMA = {}
 
 
 def read(paths):
@@ -103,7 +122,10 @@ def read(paths):
     for p in paths:
         files += sorted(glob.glob(os.path.join(p, "**", "*.parquet"), recursive=True)) if os.path.isdir(p) else [p]
     # Object columns, None for nulls: what Spark hands pandas UDFs.
-    frames = [pq.read_table(f).to_pandas() for f in files]
+    tables = [pq.read_table(f) for f in files]
+    if tables:
+        SCHEMA["schema"] = tables[0].schema
+    frames = [t.to_pandas() for t in tables]
     pdf = pd.concat(frames, ignore_index=True)
     for c in pdf.columns:
         if pd.api.types.is_string_dtype(pdf[c]) and pdf[c].dtype != object:
@@ -142,18 +164,59 @@ def column(pdf, path):
             # Numbers: float64 with NaN for null, as Arrow gives pandas.
             nulls = len(present) < len(values)
             s = pd.Series([np.nan if v is None else v for v in values], dtype=float if nulls else None)
+        elif present and len(present) == len(values) and all(isinstance(v, bool) for v in present):
+            # Booleans without nulls: a bool Series, as Arrow gives pandas
+            # (`~` on objects would invert Python ints).
+            s = pd.Series(values, dtype=bool)
         else:
             # Strings, booleans, structs: objects, None for null.
             s = pd.Series(values, dtype=object)
     return s
 
 
-def argument(pdf, flat, name):
+HISTORY = [("candidate", "prv_candidates"), ("diaSource", "prvDiaSources")]
+
+
+def history(pdf, name):
+    """concat_col, as Fink's distribution adds c<field>c before its filters:
+    the history's values of the field, then the current one (arrays of the
+    field's type, NaN for a null number), or None if the data has neither."""
+    field = name[1:-1]
+    if name == "cstampDatac" and "cutoutScience" in pdf.columns:
+        return column(pdf, "cutoutScience.stampData")
+    schema = SCHEMA.get("schema")
+    for current, hist in HISTORY:
+        if current not in pdf.columns or hist not in pdf.columns:
+            continue
+        ctype = schema.field(current).type
+        if ctype.get_field_index(field) < 0:
+            continue
+        dtype = ctype.field(field).type.to_pandas_dtype()
+        out = []
+        for now, prv in zip(pdf[current], pdf[hist]):
+            values = [p.get(field) for p in (prv if prv is not None else [])]
+            values.append(now.get(field) if isinstance(now, dict) else None)
+            if np.issubdtype(dtype, np.floating):
+                out.append(np.array([np.nan if v is None else v for v in values], dtype=dtype))
+            else:
+                out.append(np.array(values, dtype=dtype if None not in values else object))
+        return pd.Series(out)
+    return None
+
+
+def argument(pdf, flat, name, path=None):
+    if path is not None:
+        s = column(pdf, path)
+        return s
     cands = [p for p in flat if p.endswith(name)]
     exact = [p for p in cands if p.split(".")[-1] == name]
     if len(cands) > 1:
         roots = [p for p in exact if "." not in p]
         cands = exact if len(exact) == 1 else roots
+    if not cands and len(name) > 2 and name.startswith("c") and name.endswith("c"):
+        h = history(pdf, name)
+        if h is not None:
+            return h
     if not cands:
         # Not in this data (in_tns' tns_fullname): null for every alert.
         return pd.Series([None] * len(pdf))
@@ -165,9 +228,18 @@ def argument(pdf, flat, name):
     return s
 
 
-def run(func, pdf, flat):
+# Arguments Fink's runner cannot find by name, given by path (as the
+# catalogue's `args`): yso_spicy reads lc_features_r.linear_fit_slope.
+PATHS = {"yso_spicy_candidates": {"linear_fit_slope": "lc_features_r.linear_fit_slope"}}
+# Columns of Fink's science modules that some data lacks: the topic is left
+# out where they are missing (fink reports its alerts in error there).
+REQUIRES = {"yso_spicy_candidates": ["spicy_id", "spicy_class", "lc_features_r"]}
+
+
+def run(func, pdf, flat, topic=None):
     names = list(inspect.signature(func).parameters)
-    args = [argument(pdf, flat, n) for n in names if n != "flavor"]
+    paths = PATHS.get(topic, {})
+    args = [argument(pdf, flat, n, paths.get(n)) for n in names if n != "flavor"]
     return np.asarray(func(*args), dtype=bool)
 
 
@@ -179,6 +251,8 @@ def main():
     if survey == "ztf":
         ids = pdf["objectId"].astype(str).tolist()
         for topic, fname in ZTF.items():
+            if any(c not in pdf.columns for c in REQUIRES.get(topic, [])):
+                continue
             mod = importlib.import_module(f"fink_filters.ztf.livestream.filter_{topic}.filter")
             func = getattr(mod, fname)
             if fname == "unknowns_":
@@ -193,7 +267,7 @@ def main():
                     dtype=bool,
                 )
             else:
-                keep = run(func, pdf, flat)
+                keep = run(func, pdf, flat, topic)
             out[topic] = [i for i, k in zip(ids, keep) if k]
     else:
         ids = pdf["diaSourceId"].astype(str).tolist()
@@ -201,7 +275,7 @@ def main():
             mod = importlib.import_module(f"fink_filters.rubin.livestream.filter_{topic}.filter")
             keep = run(getattr(mod, topic), pdf, flat)
             out[topic] = [i for i, k in zip(ids, keep) if k]
-    json.dump(out, sys.stdout)
+    json.dump(out, OUT)
 
 
 if __name__ == "__main__":

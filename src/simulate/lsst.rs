@@ -121,7 +121,15 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
     for f in FLAGS {
         s.bool(f, (0..n).map(|_| Some(rng.below(100) == 0)).collect());
     }
+    // Trails (faint_trails): most sources are points, a few long streaks;
+    // null where the trail fit failed, as in Rubin's alerts.
+    s.f32(
+        "trailLength",
+        (0..n).map(|_| if rng.below(3) == 0 { None } else { Some(rng.range(0.0, 1.0).powi(3) as f32 * 8.0) }).collect(),
+    );
+    s.f32("trailFlux", (0..n).map(|i| Some((fluxes[i] * rng.range(0.5, 1.5)) as f32)).collect());
     let dia_source = s.into_struct(None);
+    let trail_length = dia_source_trail(&dia_source);
 
     // prvDiaSources: earlier detections of the object (null for the first).
     let mut offsets = vec![0i32];
@@ -165,6 +173,13 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
     for b in BANDS {
         o.f32(&format!("{b}_psfFluxMean"), fluxes.iter().map(|f| Some((f.abs() * 0.9) as f32)).collect());
         o.f32(&format!("{b}_psfFluxMeanErr"), errs.iter().map(|e| Some(*e as f32)).collect());
+        // The brightest point and the detections in each band (the
+        // extragalactic filters' sampling and peak absolute magnitude).
+        o.f32(
+            &format!("{b}_psfFluxMax"),
+            fluxes.iter().map(|f| Some((f.abs() * rng.range(1.0, 1.4)) as f32)).collect(),
+        );
+        o.i32(&format!("{b}_psfFluxNdata"), counts.iter().map(|c| Some(rng.below(*c as u64 + 1) as i32)).collect());
     }
     let dia_object = o.into_struct(Some(sso.iter().map(|s| !s).collect()));
 
@@ -177,6 +192,23 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
     x.str(
         "tns_fullname",
         (0..n).map(|_| (rng.below(100) < 3).then(|| format!("2026{}", rng.below(100_000)))).collect(),
+    );
+    // Mangrove galaxies (luminosity distance, Mpc), Gaia DR3 stars with
+    // their parallaxes and VSX variables: matched for a minority of alerts,
+    // as in Fink's cross-match (fink-filters' extragalactic blocks).
+    x.f32("mangrove_lum_dist", (0..n).map(|_| (rng.below(10) < 3).then(|| rng.range(5.0, 400.0) as f32)).collect());
+    let gaia: Vec<bool> = (0..n).map(|_| rng.below(10) < 2).collect();
+    x.str("gaiadr3_DR3Name", gaia.iter().map(|g| g.then(|| format!("Gaia DR3 {}", rng.below(1 << 62)))).collect());
+    x.f32("gaiadr3_Plx", gaia.iter().map(|g| g.then(|| rng.range(-0.5, 5.0) as f32)).collect());
+    x.f32("gaiadr3_e_Plx", gaia.iter().map(|g| g.then(|| rng.range(0.02, 1.0) as f32)).collect());
+    x.str(
+        "vsx_Type",
+        (0..n)
+            .map(|_| {
+                (rng.below(20) == 0)
+                    .then(|| super::pick(rng, &[("EA", 3), ("RRAB", 2), ("M", 1), ("ROT", 2), ("SR", 1)]).to_string())
+            })
+            .collect(),
     );
     x.f32(
         "legacydr8_zphot",
@@ -209,11 +241,21 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
     top.add("diaSource", Arc::new(dia_source));
     top.add("prvDiaSources", Arc::new(prv));
     top.add("diaObject", Arc::new(dia_object));
+    // Rubin's cutouts: uncompressed FITS, three HDUs (image, variance,
+    // mask) of 30x30 pixels, 34,560 bytes as in the sample alerts. A source
+    // with a long trail gets a streak (faint_trails measures elongation).
+    let points = &pools[0];
+    let streaks = &pools[1];
+    let trailed: Vec<bool> = trail_length.iter().map(|l| l.is_some_and(|l| l > 2.0)).collect();
     for (k, name) in ["cutoutDifference", "cutoutScience", "cutoutTemplate"].iter().enumerate() {
         let stamps: Vec<Vec<u8>> = (0..n)
             .map(|i| {
-                let mut stamp = pools[k][rng.below(pools[k].len() as u64) as usize].clone();
-                stamp[4..8].copy_from_slice(&(ids[i] as u32).to_le_bytes());
+                let pool = if trailed[i] && k != 2 { streaks } else { points };
+                let mut stamp = pool[rng.below(pool.len() as u64) as usize].clone();
+                // Each stamp its own bytes, in the last HDU's padding: the
+                // images stay as they are.
+                let l = stamp.len();
+                stamp[l - 8..l - 4].copy_from_slice(&(ids[i] as u32).to_le_bytes());
                 stamp
             })
             .collect();
@@ -226,4 +268,73 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
     top.add("misc", Arc::new(misc));
     let schema = Arc::new(Schema::new(top.fields));
     RecordBatch::try_new(schema, top.arrays).expect("columns match the schema")
+}
+
+fn dia_source_trail(dia_source: &StructArray) -> Vec<Option<f32>> {
+    use arrow_array::cast::AsArray;
+    dia_source
+        .column_by_name("trailLength")
+        .map(|c| c.as_primitive::<arrow_array::types::Float32Type>().iter().collect())
+        .unwrap_or_default()
+}
+
+/// The cutout pools of a Rubin simulation: point sources, then streaks.
+pub fn cutout_pools(rng: &mut Rng) -> Vec<Vec<Vec<u8>>> {
+    vec![(0..48).map(|_| rubin_cutout(rng, false)).collect(), (0..16).map(|_| rubin_cutout(rng, true)).collect()]
+}
+
+/// One FITS HDU: a header of two 2880-byte blocks (Rubin's carry WCS and
+/// provenance cards) and 30x30 float32 pixels.
+fn hdu(first: bool, pixels: &[f32]) -> Vec<u8> {
+    let mut cards: Vec<String> = vec![
+        if first { "SIMPLE  =                    T".into() } else { "XTENSION= 'IMAGE   '".into() },
+        "BITPIX  =                  -32".into(),
+        "NAXIS   =                    2".into(),
+        "NAXIS1  =                   30".into(),
+        "NAXIS2  =                   30".into(),
+    ];
+    if !first {
+        cards.push("PCOUNT  =                    0".into());
+        cards.push("GCOUNT  =                    1".into());
+    }
+    cards.push("ORIGIN  = 'fink simulate'".into());
+    while cards.len() < 40 {
+        cards.push(format!("COMMENT card {} of the simulated header", cards.len()));
+    }
+    cards.push("END".into());
+    let mut out: Vec<u8> = cards.iter().flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+    out.resize(2 * 2880, b' ');
+    for p in pixels {
+        out.extend_from_slice(&p.to_be_bytes());
+    }
+    out.resize(4 * 2880, 0);
+    out
+}
+
+/// Image, variance and mask of a point source or a streak.
+fn rubin_cutout(rng: &mut Rng, streak: bool) -> Vec<u8> {
+    let (cx, cy) = (rng.range(13.0, 17.0), rng.range(13.0, 17.0));
+    let amp = rng.range(50.0, 2000.0);
+    let angle = rng.range(0.0, std::f64::consts::PI);
+    let (ux, uy) = (angle.cos(), angle.sin());
+    let mut image = Vec::with_capacity(900);
+    for y in 0..30 {
+        for x in 0..30 {
+            let (dx, dy) = (x as f64 - cx, y as f64 - cy);
+            // Distance to the source: to its centre, or to a 16-pixel segment.
+            let r2 = if streak {
+                let t = (dx * ux + dy * uy).clamp(-8.0, 8.0);
+                (dx - t * ux).powi(2) + (dy - t * uy).powi(2)
+            } else {
+                dx * dx + dy * dy
+            };
+            image.push((rng.normal(0.0, 8.0) + amp * (-r2 / 2.0).exp()) as f32);
+        }
+    }
+    let variance = vec![64.0f32; 900];
+    let mask = vec![0.0f32; 900];
+    let mut out = hdu(true, &image);
+    out.extend(hdu(false, &variance));
+    out.extend(hdu(false, &mask));
+    out
 }

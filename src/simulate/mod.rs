@@ -148,8 +148,20 @@ pub fn schema() -> Schema {
     fields.push(Field::new("nalerthist", DataType::Int32, true));
     fields.push(Field::new("fink_broker_version", DataType::Utf8, true));
     fields.push(Field::new("tns", DataType::Utf8, true));
+    // The SPICY cross-match and the r-band light-curve features Fink's
+    // science modules add (yso_spicy_candidates reads them).
+    fields.push(Field::new("spicy_id", DataType::Int64, true));
+    fields.push(Field::new("spicy_class", DataType::Utf8, true));
+    let slope = Field::new("linear_fit_slope", DataType::Float64, true);
+    fields.push(Field::new("lc_features_r", DataType::Struct(vec![slope].into()), true));
     Schema::new(fields)
 }
+
+/// (RA, Dec) in degrees of magnetic cataclysmic variables (V479 And,
+/// V1309 Ori, AM Her, AR UMa), as catalogued in fink-filters' magnetic_cvs
+/// list.
+const MAGNETIC_CVS: &[(f64, f64)] =
+    &[(4.737083, 34.912222), (78.9225, 1.077778), (274.055417, 49.867778), (168.93625, 42.973056)];
 
 /// One alert's core numbers, shared by its candidate and history.
 struct Alert {
@@ -296,7 +308,10 @@ pub fn simulate(opts: &SimulateOptions, progress: &dyn Fn(usize)) -> anyhow::Res
     // made unique (below), as real stamps are: shared bytes would let
     // Parquet's dictionary fold them, and big files would read unrealistically
     // few bytes per alert.
-    let pools: Vec<Vec<Vec<u8>>> = (0..3).map(|_| (0..48).map(|_| fits_cutout(&mut rng)).collect()).collect();
+    let pools: Vec<Vec<Vec<u8>>> = match opts.survey {
+        Survey::Ztf => (0..3).map(|_| (0..48).map(|_| fits_cutout(&mut rng)).collect()).collect(),
+        Survey::Lsst => lsst::cutout_pools(&mut rng),
+    };
     let cand_spec = parse_fields(CANDIDATE);
     let prv_spec = parse_fields(PRV);
     let nights = opts.nights.max(1);
@@ -363,10 +378,24 @@ fn make_batch(
     let mut nalert = Int32Builder::new();
     let mut version = StringBuilder::new();
     let mut tns = StringBuilder::new();
+    let mut spicy_id = Int64Builder::new();
+    let mut spicy_class = StringBuilder::new();
+    let mut slopes = Float64Builder::new();
     for _ in 0..n {
         *candid += 1 + rng.below(1000) as i64;
         let jd = 2458849.5 + night as f64 + rng.range(0.1, 0.45);
-        let a = Alert {
+        // Drawn apart from `rng`, so that the other columns of a seed stay
+        // as they were before these were added.
+        let mut extra = Rng::new(*candid as u64 ^ 0x5b1c_7e55);
+        // A SPICY young stellar object (yso_spicy_candidates): its light
+        // curve a line in time (the filter fits R²), its r-band slope steep.
+        let spicy = extra.below(100) < 3;
+        let slope = if spicy {
+            extra.range(0.03, 0.12) * if extra.below(2) == 0 { 1.0 } else { -1.0 }
+        } else {
+            extra.normal(0.0, 0.01)
+        };
+        let mut a = Alert {
             object: object_id(rng, 20),
             candid: *candid,
             jd,
@@ -374,6 +403,11 @@ fn make_batch(
             dec: rng.range(-30.0, 90.0),
             mag: rng.normal(19.0, 1.2).clamp(13.0, 22.5),
         };
+        // A known magnetic cataclysmic variable now and then (magnetic_cvs).
+        if extra.below(400) == 0 {
+            let (ra, dec) = MAGNETIC_CVS[extra.below(MAGNETIC_CVS.len() as u64) as usize];
+            (a.ra, a.dec) = (ra + extra.normal(0.0, 2e-5), dec + extra.normal(0.0, 2e-5));
+        }
         schemavsn.append_value("3.3");
         publisher.append_value("Fink");
         oid.append_value(&a.object);
@@ -381,8 +415,11 @@ fn make_batch(
         append_struct(&mut cand, cand_spec, rng, &a, a.jd, a.mag);
         let hist = rng.below(31) as usize;
         for h in 0..hist {
-            let mag = a.mag + rng.normal(0.0, 0.3);
+            let mut mag = a.mag + rng.normal(0.0, 0.3);
             let jd = a.jd - (hist - h) as f64 * rng.range(0.5, 3.0);
+            if spicy {
+                mag = a.mag + slope * (jd - a.jd) + extra.normal(0.0, 0.02);
+            }
             append_struct(prv.values(), prv_spec, rng, &a, jd, mag);
         }
         prv.append(true);
@@ -431,6 +468,14 @@ fn make_batch(
             _ => Some(String::new()),
         });
         nalert.append_value(1 + hist as i32);
+        if spicy {
+            spicy_id.append_value(extra.below(1_000_000) as i64 + 1);
+            spicy_class.append_value(["ClassI", "ClassII", "FS", "ClassIII"][extra.below(4) as usize]);
+        } else {
+            spicy_id.append_value(-1);
+            spicy_class.append_value("Unknown");
+        }
+        slopes.append_value(slope);
         version.append_value("3.1.0-sim");
     }
     let mut cols: Vec<ArrayRef> = vec![
@@ -453,6 +498,10 @@ fn make_batch(
     cols.push(Arc::new(nalert.finish()));
     cols.push(Arc::new(version.finish()));
     cols.push(Arc::new(tns.finish()));
+    cols.push(Arc::new(spicy_id.finish()));
+    cols.push(Arc::new(spicy_class.finish()));
+    let slope_field = Arc::new(Field::new("linear_fit_slope", DataType::Float64, true));
+    cols.push(Arc::new(arrow_array::StructArray::from(vec![(slope_field, Arc::new(slopes.finish()) as ArrayRef)])));
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
