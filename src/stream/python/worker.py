@@ -130,7 +130,10 @@ def as_mask(result, n):
     """The filter's answer as n booleans, or a message saying what it was."""
     if isinstance(result, pd.DataFrame):
         return None, "returned a DataFrame, not one boolean per row"
-    if isinstance(result, pd.Series):
+    if isinstance(result, pd.Series) and isinstance(result.dtype, pd.BooleanDtype):
+        # pandas' nullable booleans: a null keeps nothing, as in Spark.
+        values = result.fillna(False).to_numpy(dtype=bool)
+    elif isinstance(result, pd.Series):
         values = result.to_numpy()
     elif isinstance(result, (np.ndarray, list, tuple)):
         values = np.asarray(result)
