@@ -15,6 +15,10 @@
 # without the three cutouts (bytes read from the source, alerts/s).
 # SOURCE=files measures only the many-small-files case: the same alerts in
 # 20 files and in 5,000 files, one stream, exactly-once.
+# SOURCE=python measures Python filters: sn_candidates as CEL and as
+# fink-filters' function, the worker round trip against decoding, the
+# complete ZTF catalogue with its workers' memory, and Spark local[2]
+# running fink-filters' pandas UDFs for the same topics.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ALERTS=${ALERTS:-20000}
@@ -154,6 +158,96 @@ if [ "${SOURCE:-}" = files ]; then
   done
   a=$(printf '%s\n' "${ft[@]}" | median); b=$(printf '%s\n' "${fst[@]}" | median)
   python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'median: 5,000 files {b:.1f} s against {a:.1f} s in 20 files = {b/a:.2f}x (goal <= 1.5)')" "$a" "$b"
+  exit 0
+fi
+
+if [ "${SOURCE:-}" = python ]; then
+  # Python filters: the same cut as CEL and as fink-filters' function; the
+  # cost of the worker round trip (a filter that keeps everything) against
+  # decoding; the complete ZTF catalogue (CEL and Python topics) with the
+  # workers' memory; and Fink's Spark distribution running fink-filters'
+  # pandas UDFs for the same topics on the same alerts (local[2]).
+  PY="$REPO/.fink/venv/bin/python"
+  # Peak RSS of fink and its Python workers together, sampled every 0.2 s.
+  tree_rss_kb() { # $1 pid
+    local max=0 cur
+    while kill -0 "$1" 2>/dev/null; do
+      cur=$(ps -o rss= --pid "$1" --ppid "$1" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+      [ "$cur" -gt "$max" ] && max=$cur
+      sleep 0.2
+    done
+    echo "$max"
+  }
+  # fink.toml written: prints "seconds tree_rss_kb published streams"
+  run_written() {
+    "$FINK" apply --auto-approve >/dev/null 2>&1 || { echo "apply failed" >&2; return 1; }
+    rm -rf state
+    local t0 t1 pid rss
+    t0=$(date +%s.%N)
+    timeout 900 "$FINK" run --until-idle --no-progress --output json > run.json 2>run.err &
+    pid=$!
+    rss=$(tree_rss_kb "$pid")
+    wait "$pid" || { tail -20 run.err >&2; return 1; }
+    t1=$(date +%s.%N)
+    python3 -c "
+import json, sys; s = json.load(open('run.json'))['streams']
+print(float(sys.argv[2]) - float(sys.argv[1]), sys.argv[3], sum(x['stats']['published'] for x in s), len(s))" "$t0" "$t1" "$rss"
+  }
+  one_filter() { # $1 tag, $2 the [filter.f] body
+    GROUP="b$1" header
+    printf '[[topic]]\nname = "bench_%s"\npartitions = 2\n' "$1"
+    printf '[filter.f]\n%s\n' "$2"
+    printf '[[stream]]\nname = "s"\nsource = { format = "parquet", path = "alerts" }\ntopic = "bench_%s"\nfilters = ["f"]\n' "$1"
+  }
+  sn_cel=$(python3 -c "
+import tomllib; f = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['filter']['sn_candidates']
+print('expr = \"' + f['expr'].replace('\"', '\\\\\"') + '\"\non_null = \"' + f['on_null'] + '\"')")
+  sn_py='python = "fink_filters.ztf.livestream.filter_sn_candidates.filter:sn_candidates"'
+  printf 'def keep(candid):\n    return candid == candid\n' > keep_all.py
+  declare -a cel_t py_t true_t none_t false_t cat_t cat_rss spark_t
+  for r in $(seq 1 "$RUNS"); do
+    one_filter "cel$r" "$sn_cel" > fink.toml
+    read -r t rss pub _ < <(run_written) || exit 1
+    cel_t+=("$t"); echo "run $r, sn_candidates in CEL:            ${t}s, published $pub"
+    one_filter "py$r" "$sn_py" > fink.toml
+    read -r t rss pub _ < <(run_written) || exit 1
+    py_t+=("$t"); echo "run $r, sn_candidates, fink-filters' Python: ${t}s, published $pub, peak RSS with workers $((rss / 1024)) MB"
+    one_filter "true$r" 'python = "keep_all.py:keep"' > fink.toml
+    read -r t rss pub _ < <(run_written) || exit 1
+    true_t+=("$t"); echo "run $r, a Python filter keeping all:       ${t}s, published $pub"
+    { GROUP="bn$r" header; printf '[[topic]]\nname = "bench_none%s"\npartitions = 2\n[[stream]]\nname = "s"\nsource = { format = "parquet", path = "alerts" }\ntopic = "bench_none%s"\n' "$r" "$r"; } > fink.toml
+    read -r t rss pub _ < <(run_written) || exit 1
+    none_t+=("$t"); echo "run $r, no filter:                         ${t}s, published $pub"
+    one_filter "false$r" 'expr = "false"' > fink.toml
+    read -r t rss pub _ < <(run_written) || exit 1
+    false_t+=("$t"); echo "run $r, CEL false (read and decode only):  ${t}s"
+    mkdir -p .fink/demo && ln -sfn "$PWD/alerts" .fink/demo/science
+    { echo "include = [\"$REPO/conf/fink/ztf.toml\"]"; GROUP="bc$r" header | sed 's/^scope = .*/scope = ["bench_*", "fink_*"]/'; } > fink.toml
+    read -r t rss pub n < <(run_written) || exit 1
+    cat_t+=("$t"); cat_rss+=("$rss")
+    echo "run $r, ZTF catalogue ($n streams):       ${t}s, published $pub, peak RSS with workers $((rss / 1024)) MB"
+    topics=$(python3 -c "
+import tomllib; f = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['filter']
+print(' '.join(k for k in f if k != 'simbad_candidates'))")
+    out=$(JAVA_TOOL_OPTIONS= "$PY" "$REPO/integration/python/spark_catalogue.py" alerts $topics 2>spark.err | tail -1)
+    st=$(echo "$out" | python3 -c "import json, sys; print(json.load(sys.stdin)['seconds'])") || { tail -5 spark.err; exit 1; }
+    spark_t+=("$st"); echo "run $r, Spark local[2], fink-filters' UDFs for the same $(echo $topics | wc -w) topics: ${st}s (startup excluded)"
+  done
+  m() { printf '%s\n' "$@" | median; }
+  python3 - "$ALERTS" "$(m "${cel_t[@]}")" "$(m "${py_t[@]}")" "$(m "${true_t[@]}")" "$(m "${none_t[@]}")" \
+    "$(m "${false_t[@]}")" "$(m "${cat_t[@]}")" "$(printf '%s\n' "${cat_rss[@]}" | sort -n | tail -1)" "$(m "${spark_t[@]}")" <<'PYX'
+import sys
+n = int(sys.argv[1]); cel, py, true, none, false, cat, crss, spark = map(float, sys.argv[2:10])
+batches = n / 256
+print(f"\nmedian of runs, {n} alerts, exactly-once:")
+print(f"  sn_candidates, CEL               {n/cel:8.0f} alerts/s")
+print(f"  sn_candidates, Python (workers)  {n/py:8.0f} alerts/s   Python/CEL = {cel/py:.2f} (goal >= 0.5)")
+print(f"  ZTF catalogue, CEL + Python      {n/cat:8.0f} source alerts/s   peak RSS with workers {crss/1024:.0f} MB")
+print(f"  Spark local[2], the same filters {n/spark:8.0f} source alerts/s (fink-filters' pandas UDFs, counting only)")
+print(f"catalogue / Spark = {spark/cat:.1f}x (goal >= 3)")
+print(f"worker round trip per batch of 256: {(true-none)/batches*1000:.1f} ms (a filter keeping all, against no filter); "
+      f"reading and decoding a batch: {false/batches*1000:.1f} ms")
+PYX
   exit 0
 fi
 

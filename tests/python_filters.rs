@@ -368,3 +368,31 @@ fn kill_9_mid_backlog_with_a_python_filter_then_every_kept_alert_exactly_once() 
     assert_eq!(distinct, want, "every kept alert arrives, no other");
     assert_eq!(all.len(), want.len(), "no alert twice");
 }
+
+#[test]
+fn a_dataframe_filter_gets_the_whole_batch_and_nullable_answers_keep_nothing_where_null() {
+    let w = Workspace::new();
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "300", "--per-file", "150", "--seed", "9"]).code, 0);
+    w.write(
+        "frame.py",
+        "import pandas as pd\n\n\
+         def fid1(df):\n    return df[\"candidate\"].apply(lambda c: c[\"fid\"] == 1)\n\n\
+         def nullable(fid, rb):\n    out = pd.Series(fid == 1, dtype=\"boolean\")\n    out[rb < 0.5] = pd.NA\n    return out\n",
+    );
+    w.config(&format!(
+        "{}[filter.frame]\npython = \"frame.py:fid1\"\ndataframe = true\n\n[filter.nullable]\npython = \"frame.py:nullable\"\n",
+        python_section("")
+    ));
+    let r = w.fink(&["filter", "test", "--data", "src", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let reports: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let rows = source_records(&w.path().join("src"));
+    let kept = |name: &str| reports.iter().find(|r| r["filter"] == name).unwrap()["kept"].as_u64().unwrap();
+    let fid1 = rows.iter().filter(|a| a["candidate"]["fid"] == 1).count() as u64;
+    let fid1_real =
+        rows.iter().filter(|a| a["candidate"]["fid"] == 1 && a["candidate"]["rb"].as_f64().unwrap() >= 0.5).count()
+            as u64;
+    assert_eq!(kept("frame"), fid1);
+    assert_eq!(kept("nullable"), fid1_real);
+    assert!(fid1_real < fid1);
+}
