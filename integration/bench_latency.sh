@@ -14,37 +14,13 @@ cd "$(dirname "$0")/.."
 RATES=${RATES:-50 1000}
 SECONDS_EACH=${SECONDS_EACH:-30}
 FILES_PER_S=${FILES_PER_S:-5}
-REPO=$PWD
-bash conf/install_deps.sh >/dev/null || exit 1
-bash conf/install_python.sh fink_client=fink-client pyarrow=pyarrow || exit 1
-cargo build --release -q || exit 1
-FINK=$REPO/target/release/fink
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${cons:-}" ] && kill "$cons" 2>/dev/null
-  [ -n "${runpid:-}" ] && kill "$runpid" 2>/dev/null
-  "$FINK" --config "$work/fink.toml" cluster stop --grace 10 >/dev/null 2>&1
-  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-cd "$work"
+. integration/lib.sh
+bench_setup
 
-cat > fink.toml <<TOML
-scope = ["bench_latency"]
-[cluster]
-bootstrap = ["127.0.0.1:49095"]
-timeout_secs = 60
-[cluster.admin]
-user = "admin"
-password = { file = "secrets/admin.pw", generate = true }
-[local]
-port = 49095
-controller_port = 49195
-data_dir = "data"
-heap = "1g"
-[run]
-state_dir = "state"
-metrics_addr = "127.0.0.1:49096"
+{
+  echo 'scope = ["bench_latency"]'
+  bench_cluster_toml 49095 49195 49096
+  cat <<TOML
 [[topic]]
 name = "bench_latency"
 partitions = 2
@@ -53,6 +29,7 @@ name = "s"
 source = { format = "parquet", path = "in" }
 topic = "bench_latency"
 TOML
+} > fink.toml
 "$FINK" cluster start >/dev/null 2>&1 || exit 1
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
 mkdir -p in/20261204/_temporary
@@ -64,19 +41,10 @@ for rate in $RATES; do
     --out "gen/$rate" >/dev/null || exit 1
 done
 
-"$REPO/.fink/venv/bin/python" "$REPO/integration/python/visit_consumer.py" 127.0.0.1:49095 admin secrets/admin.pw \
-  arrivals.txt bench_latency > consumer.log 2>&1 &
-cons=$!
-until grep -q ready consumer.log 2>/dev/null; do
-  kill -0 "$cons" 2>/dev/null || { cat consumer.log; exit 1; }
-  sleep 0.2
-done
+start_consumer 127.0.0.1:49095 bench_latency
 "$FINK" run --no-progress > run.log 2>&1 &
 runpid=$!
-for _ in $(seq 1 600); do
-  curl -sf http://127.0.0.1:49096/status 2>/dev/null | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if s['streams'] and s['streams'][0]['state']['state'] in ('idle','running') else 1)" 2>/dev/null && break
-  sleep 0.2
-done
+wait_streams_running 49096
 
 : > landed.txt
 for rate in $RATES; do

@@ -22,44 +22,15 @@ ALERTS=${ALERTS:-10000}
 BIG=${BIG:-40000}
 PERIOD=${PERIOD:-37}
 FILES=${FILES:-4}
-REPO=$PWD
-bash conf/install_deps.sh >/dev/null || exit 1
-bash conf/install_kafka.sh >/dev/null || exit 1
-bash conf/install_python.sh fink_client=fink-client pyarrow=pyarrow || exit 1
-bash conf/install_python_filters.sh || exit 1
-cargo build --release -q || exit 1
-FINK=$REPO/target/release/fink
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${cons:-}" ] && kill "$cons" 2>/dev/null
-  [ -n "${runpid:-}" ] && kill "$runpid" 2>/dev/null
-  "$FINK" --config "$work/fink.toml" cluster stop --grace 10 >/dev/null 2>&1
-  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-cd "$work"
+. integration/lib.sh
+bench_setup
 
 sed 's#path = "\.fink/demo/lsst"#path = "visits"#' "$REPO/conf/fink/lsst.toml" > lsst.toml
-cat > fink.toml <<TOML
-include = ["lsst.toml"]
-scope = ["fink_*_lsst"]
-[cluster]
-bootstrap = ["127.0.0.1:49093"]
-timeout_secs = 60
-[cluster.admin]
-user = "admin"
-password = { file = "secrets/admin.pw", generate = true }
-[local]
-port = 49093
-controller_port = 49193
-data_dir = "data"
-heap = "1g"
-[python]
-interpreter = "$REPO/.fink/venv/bin/python"
-[run]
-state_dir = "state"
-metrics_addr = "127.0.0.1:49094"
-TOML
+{
+  echo 'include = ["lsst.toml"]'
+  echo 'scope = ["fink_*_lsst"]'
+  bench_cluster_toml 49093 49193 49094
+} > fink.toml
 "$FINK" cluster start >/dev/null 2>&1 || exit 1
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
 topics=$(grep -o '^name = "fink_[a-z0-9_]*_lsst"' lsst.toml | cut -d'"' -f2)
@@ -74,24 +45,12 @@ done
 du -sh gen | awk '{print "source: " $1 " of Parquet"}'
 mkdir -p visits/20261204
 
-venv_py() { "$REPO/.fink/venv/bin/python" "$@"; }
-venv_py "$REPO/integration/python/visit_consumer.py" 127.0.0.1:49093 admin secrets/admin.pw arrivals.txt $topics \
-  > consumer.log 2>&1 &
-cons=$!
-until grep -q ready consumer.log 2>/dev/null; do
-  kill -0 "$cons" 2>/dev/null || { cat consumer.log; exit 1; }
-  sleep 0.2
-done
+start_consumer 127.0.0.1:49093 $topics
 
 /usr/bin/time -f "%e %U %S %M" -o time.txt "$FINK" run --no-progress > run.log 2>&1 &
 runpid=$!
 # Every stream running (its producer logged in) before the first visit.
-for _ in $(seq 1 600); do
-  curl -sf http://127.0.0.1:49094/status > status.json 2>/dev/null &&
-    python3 -c "import json,sys; s=json.load(open('status.json')); sys.exit(0 if s['streams'] and all(x['state']['state'] in ('idle','running') for x in s['streams']) else 1)" 2>/dev/null &&
-    break
-  sleep 0.2
-done
+wait_streams_running 49094
 
 : > landed.txt
 for v in $(seq 1 $((VISITS + 1))); do
@@ -120,7 +79,7 @@ curl -sf http://127.0.0.1:49094/status > status.json
 kill "$cons"; wait "$cons"; cons=
 kill -TERM "$(pgrep -P "$runpid" -x fink || echo "$runpid")"; wait "$runpid"; runpid=
 
-venv_py - "$ALERTS" "$BIG" "$VISITS" <<'PY'
+"$REPO/.fink/venv/bin/python" - "$ALERTS" "$BIG" "$VISITS" <<'PY'
 import collections, glob, json, sys
 import pyarrow.parquet as pq
 

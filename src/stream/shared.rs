@@ -124,9 +124,12 @@ pub const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// The error a reader returns when its stream stops while it waits (the
 /// stream, which checks its stop first, never reports it).
-fn stopping() -> SourceError {
-    SourceError::Transient("the stream is stopping".into())
+pub(crate) fn stopping() -> SourceError {
+    SourceError::Transient(STOPPING.into())
 }
+
+/// What a wait interrupted by its stream's stop says.
+pub const STOPPING: &str = "the stream is stopping";
 
 impl Default for Follower {
     fn default() -> Self {

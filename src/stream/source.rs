@@ -157,7 +157,7 @@ pub fn open(store: &Arc<Store>, input: &Input, how: &How, stop: &dyn Fn() -> boo
                 inner: Box::new(batches.into_iter()),
             })
         }
-        None if stop() => Err(SourceError::Transient("the stream is stopping".into())),
+        None if stop() => Err(super::shared::stopping()),
         None => open_file(store, input, how),
     }
 }

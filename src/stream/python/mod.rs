@@ -163,7 +163,7 @@ impl std::fmt::Display for CallError {
             CallError::Bind(m) => write!(f, "{m}"),
             CallError::Died(m) => write!(f, "its worker died ({m})"),
             CallError::Timeout(t) => write!(f, "took longer than timeout_s ({} s); its worker was killed", t.as_secs()),
-            CallError::Stopped => write!(f, "the stream is stopping"),
+            CallError::Stopped => write!(f, "{}", super::shared::STOPPING),
         }
     }
 }
