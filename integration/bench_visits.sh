@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rubin visits through Fink's whole LSST catalogue (conf/fink/lsst.toml, 7
-# topics), as they land: VISITS visits of ALERTS alerts (and one of
+# Rubin visits through Fink's whole LSST catalogue (conf/fink/lsst.toml, 13
+# topics, 6 of them Python), as they land: VISITS visits of ALERTS alerts (and one of
 # BIG alerts), one every PERIOD seconds, each written as Fink's pipeline
 # writes a night folder: FILES Parquet part files, each under a temporary
 # name, then renamed, with random (Spark-like) names. `fink run` follows
