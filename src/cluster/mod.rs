@@ -2,6 +2,8 @@
 //! its state in a few batched admin calls, and the changes apply makes.
 
 pub mod ffi;
+pub mod protocol;
+pub mod quotas;
 pub mod scram;
 
 use std::collections::BTreeMap;
@@ -331,6 +333,16 @@ pub struct LiveState {
     pub topics: BTreeMap<String, LiveTopic>,
     pub users: BTreeMap<String, LiveUser>,
     pub acls: Vec<AclBinding>,
+    /// Client quotas by entity key (`user=alice`); `Err` when they could
+    /// not be read (a plan declaring quotas then refuses to guess).
+    pub quotas: std::result::Result<BTreeMap<String, LiveQuota>, String>,
+}
+
+/// One quota entity on the cluster and its values.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LiveQuota {
+    pub entity: quotas::Entity,
+    pub values: quotas::Values,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -592,7 +604,29 @@ impl Admin {
     /// The whole live state in four batched requests.
     pub fn live_state(&self) -> Result<LiveState> {
         let (brokers, topics) = self.topics()?;
-        Ok(LiveState { cluster_id: self.cluster_id(), brokers, topics, users: self.users()?, acls: self.acls()? })
+        Ok(LiveState {
+            cluster_id: self.cluster_id(),
+            brokers,
+            topics,
+            users: self.users()?,
+            acls: self.acls()?,
+            quotas: self.quotas().map_err(|e| format!("{e:#}")),
+        })
+    }
+
+    /// Every client quota (over fink's protocol client).
+    pub fn quotas(&self) -> Result<BTreeMap<String, LiveQuota>> {
+        let mut c = quotas::client(&self.conn)?;
+        Ok(quotas::describe(&mut c)?
+            .into_iter()
+            .map(|(entity, values)| (entity.key(), LiveQuota { entity, values }))
+            .collect())
+    }
+
+    /// Set and remove quota values of one entity.
+    pub fn alter_quota(&self, entity: &quotas::Entity, set: &quotas::Values, remove: &[String]) -> Result<()> {
+        let mut c = quotas::client(&self.conn)?;
+        quotas::alter(&mut c, entity, set, remove)
     }
 }
 

@@ -1,11 +1,10 @@
-//! A direct SASL/SCRAM login over Kafka's wire protocol (SaslHandshake v1 +
-//! SaslAuthenticate v1), used by `plan` to tell whether a user's live
-//! password is the desired one. It costs one TCP connection and one PBKDF2,
-//! where a librdkafka client costs threads and a slow teardown: plan checks
+//! SASL/SCRAM (RFC 5802) on the client side: the messages and proofs of
+//! one exchange, and the direct login `plan` uses to tell whether a user's
+//! live password is the desired one. The login costs one TCP connection and
+//! one PBKDF2 over fink's protocol client ([`super::protocol`]), where a
+//! librdkafka client costs threads and a slow teardown: plan checks
 //! hundreds of users this way within its time budget.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
@@ -13,89 +12,52 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 
+use super::protocol::{Client, ProtocolError};
 use super::Login;
 use crate::config::ScramMechanism;
 
-const API_SASL_HANDSHAKE: i16 = 17;
 /// Most PBKDF2 iterations a broker may ask for (Kafka allows 16384).
 pub const MAX_ITERATIONS: u32 = 100_000;
-const API_SASL_AUTHENTICATE: i16 = 36;
 
-struct Conn {
-    stream: TcpStream,
-    correlation: i32,
+/// One SCRAM exchange, from the client's first message on.
+pub(crate) struct Exchange {
+    first_bare: String,
+    cnonce: String,
 }
 
-impl Conn {
-    fn request(&mut self, api_key: i16, version: i16, body: &[u8]) -> std::io::Result<Vec<u8>> {
-        self.correlation += 1;
-        let client_id = b"fink-login-check";
-        let mut msg = Vec::with_capacity(body.len() + 32);
-        msg.extend_from_slice(&api_key.to_be_bytes());
-        msg.extend_from_slice(&version.to_be_bytes());
-        msg.extend_from_slice(&self.correlation.to_be_bytes());
-        msg.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
-        msg.extend_from_slice(client_id);
-        msg.extend_from_slice(body);
-        let mut framed = (msg.len() as i32).to_be_bytes().to_vec();
-        framed.extend_from_slice(&msg);
-        self.stream.write_all(&framed)?;
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len)?;
-        let len = i32::from_be_bytes(len);
-        if !(4..=1 << 20).contains(&len) {
-            return Err(std::io::Error::other(format!("bad response size {len}")));
-        }
-        let mut resp = vec![0u8; len as usize];
-        self.stream.read_exact(&mut resp)?;
-        // Response header v0: correlation id only.
-        Ok(resp.split_off(4))
+impl Exchange {
+    pub fn start(user: &str) -> std::io::Result<Exchange> {
+        let cnonce = nonce()?;
+        Ok(Exchange { first_bare: format!("n={},r={cnonce}", saslname(user)), cnonce })
     }
-}
 
-struct Reader<'a>(&'a [u8]);
+    /// `n,,n=USER,r=NONCE`.
+    pub fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.first_bare).into_bytes()
+    }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> std::io::Result<&[u8]> {
-        if self.0.len() < n {
-            return Err(std::io::Error::other("truncated response"));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn i16(&mut self) -> std::io::Result<i16> {
-        Ok(i16::from_be_bytes(self.take(2)?.try_into().unwrap()))
-    }
-    fn i32(&mut self) -> std::io::Result<i32> {
-        Ok(i32::from_be_bytes(self.take(4)?.try_into().unwrap()))
-    }
-    fn nullable_string(&mut self) -> std::io::Result<Option<String>> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Ok(None);
-        }
-        Ok(Some(String::from_utf8_lossy(self.take(n as usize)?).into_owned()))
-    }
-    fn bytes(&mut self) -> std::io::Result<Vec<u8>> {
-        let n = self.i32()?;
-        if n < 0 {
-            return Ok(Vec::new());
-        }
-        Ok(self.take(n as usize)?.to_vec())
+    /// The client's final message for the server's first one, and the
+    /// server signature to expect.
+    pub fn client_final(
+        &self,
+        mechanism: ScramMechanism,
+        password: &str,
+        server_first: &str,
+    ) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+        let (snonce, salt, iterations) = server_first_fields(server_first, &self.cnonce)?;
+        let final_bare = format!("c=biws,r={snonce}");
+        let auth_message = format!("{},{server_first},{final_bare}", self.first_bare);
+        let k = match mechanism {
+            ScramMechanism::Sha256 => keys_sha256(password, &salt, iterations, &auth_message),
+            ScramMechanism::Sha512 => keys_sha512(password, &salt, iterations, &auth_message),
+        };
+        Ok((format!("{final_bare},p={}", B64.encode(&k.client_proof)).into_bytes(), k.server_signature))
     }
 }
 
-fn string(s: &str) -> Vec<u8> {
-    let mut v = (s.len() as i16).to_be_bytes().to_vec();
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-fn bytes(b: &[u8]) -> Vec<u8> {
-    let mut v = (b.len() as i32).to_be_bytes().to_vec();
-    v.extend_from_slice(b);
-    v
+/// The broker proves it knows the password too (mutual authentication).
+pub(crate) fn verify_server_final(server_final: &str, signature: &[u8]) -> bool {
+    server_final.strip_prefix("v=").and_then(|v| B64.decode(v).ok()).is_some_and(|sig| sig == signature)
 }
 
 /// The client nonce: 24 bytes from the OS, URL-safe base64 (no ',' so it
@@ -154,79 +116,16 @@ pub fn login(
     password: &str,
     timeout: Duration,
 ) -> Option<Login> {
-    let mut last_err = String::from("no bootstrap server");
-    for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let addrs = match server.to_socket_addrs() {
-            Ok(a) => a.collect::<Vec<_>>(),
-            Err(e) => {
-                last_err = format!("{server}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(stream) => {
-                    let _ = stream.set_read_timeout(Some(timeout));
-                    let _ = stream.set_write_timeout(Some(timeout));
-                    let _ = stream.set_nodelay(true);
-                    return match exchange(Conn { stream, correlation: 0 }, mechanism, user, password) {
-                        Ok(outcome) => outcome,
-                        Err(e) => Some(Login::Unreachable(format!("{server}: {e}"))),
-                    };
-                }
-                Err(e) => last_err = format!("{server}: {e}"),
-            }
-        }
-    }
-    Some(Login::Unreachable(last_err))
-}
-
-fn exchange(mut c: Conn, mechanism: ScramMechanism, user: &str, password: &str) -> std::io::Result<Option<Login>> {
-    let resp = c.request(API_SASL_HANDSHAKE, 1, &string(mechanism.as_str()))?;
-    let mut r = Reader(&resp);
-    match r.i16()? {
-        0 => {}
-        // UNSUPPORTED_VERSION: let librdkafka negotiate instead.
-        35 => return Ok(None),
-        33 => {
-            return Ok(Some(Login::Refused(format!("mechanism {} is not enabled on the broker", mechanism.as_str()))))
-        }
-        code => return Err(std::io::Error::other(format!("SaslHandshake error code {code}"))),
-    }
-
-    let cnonce = nonce()?;
-    let first_bare = format!("n={},r={cnonce}", saslname(user));
-    let resp = c.request(API_SASL_AUTHENTICATE, 1, &bytes(format!("n,,{first_bare}").as_bytes()))?;
-    let mut r = Reader(&resp);
-    let code = r.i16()?;
-    let msg = r.nullable_string()?;
-    if code == 35 {
-        return Ok(None);
-    }
-    if code != 0 {
-        return Ok(Some(Login::Refused(msg.unwrap_or_else(|| format!("error code {code}")))));
-    }
-    let server_first = String::from_utf8_lossy(&r.bytes()?).into_owned();
-    let (snonce, salt, iterations) = server_first_fields(&server_first, &cnonce)?;
-    let final_bare = format!("c=biws,r={snonce}");
-    let auth_message = format!("{first_bare},{server_first},{final_bare}");
-    let k = match mechanism {
-        ScramMechanism::Sha256 => keys_sha256(password, &salt, iterations, &auth_message),
-        ScramMechanism::Sha512 => keys_sha512(password, &salt, iterations, &auth_message),
+    let mut c = match Client::connect(bootstrap, timeout) {
+        Ok(c) => c,
+        Err(ProtocolError::Unsupported { .. }) => return None,
+        Err(e) => return Some(Login::Unreachable(e.to_string())),
     };
-    let client_final = format!("{final_bare},p={}", B64.encode(&k.client_proof));
-    let resp = c.request(API_SASL_AUTHENTICATE, 1, &bytes(client_final.as_bytes()))?;
-    let mut r = Reader(&resp);
-    let code = r.i16()?;
-    let msg = r.nullable_string()?;
-    if code != 0 {
-        return Ok(Some(Login::Refused(msg.unwrap_or_else(|| format!("error code {code}")))));
-    }
-    let server_final = String::from_utf8_lossy(&r.bytes()?).into_owned();
-    // Check the broker knows the password too (mutual authentication).
-    match server_final.strip_prefix("v=").and_then(|v| B64.decode(v).ok()) {
-        Some(sig) if sig == k.server_signature => Ok(Some(Login::Accepted)),
-        _ => Err(std::io::Error::other("the broker's SCRAM signature does not verify")),
+    match c.authenticate(mechanism, user, password) {
+        Ok(outcome) => Some(outcome),
+        // An old broker: let librdkafka negotiate instead.
+        Err(ProtocolError::Unsupported { .. }) | Err(ProtocolError::Kafka { code: 35, .. }) => None,
+        Err(e) => Some(Login::Unreachable(format!("{}: {e}", c.server()))),
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     #[serde(default, rename = "acl")]
     pub acls: Vec<AclConfig>,
+    /// Client quotas: byte rates and request shares per user, client id,
+    /// both, or the defaults.
+    #[serde(default, rename = "quota")]
+    pub quotas: Vec<QuotaConfig>,
     #[serde(default, rename = "filter")]
     pub filters: BTreeMap<String, FilterConfig>,
     #[serde(default, rename = "stream")]
@@ -56,6 +60,47 @@ pub struct Config {
     /// The worker processes that run Python filters.
     #[serde(default)]
     pub python: PythonConfig,
+}
+
+/// `[[quota]]`: Kafka client quotas for a user, a client id, both, or the
+/// defaults (`"<default>"`, as `kafka-configs.sh --entity-default`). Rates
+/// are per broker. A key left out is not set (the broker's default).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// A user name, or `"<default>"` for every user without a quota of its own.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// A client id, or `"<default>"`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Bytes per second a producer may send to each broker.
+    #[serde(default)]
+    pub producer_byte_rate: Option<f64>,
+    /// Bytes per second a consumer may fetch from each broker.
+    #[serde(default)]
+    pub consumer_byte_rate: Option<f64>,
+    /// Percentage of one request handler and network thread's time.
+    #[serde(default)]
+    pub request_percentage: Option<f64>,
+    /// Topic and partition creations and deletions per second.
+    #[serde(default)]
+    pub controller_mutation_rate: Option<f64>,
+}
+
+impl QuotaConfig {
+    /// The values declared, by Kafka's key.
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        [
+            ("producer_byte_rate", self.producer_byte_rate),
+            ("consumer_byte_rate", self.consumer_byte_rate),
+            ("request_percentage", self.request_percentage),
+            ("controller_mutation_rate", self.controller_mutation_rate),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
+    }
 }
 
 /// `[python]`: how Python filters run.

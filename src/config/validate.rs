@@ -57,6 +57,7 @@ pub fn validate(cfg: &Config, base: &Path) -> Vec<Finding> {
         check_users,
         check_acls,
         check_filters,
+        check_quotas,
         check_streams,
         check_run,
     ] {
@@ -327,6 +328,41 @@ fn check_filters(c: &mut Checker, cfg: &Config, base: &Path, _n: &Names) {
                 at("python"),
                 format!("filter {name:?}: python = {py:?}: expected \"module:function\" or \"file.py:function\""),
             ),
+        }
+    }
+}
+
+/// [[quota]]
+fn check_quotas(c: &mut Checker, cfg: &Config, _base: &Path, n: &Names) {
+    let mut seen: std::collections::BTreeMap<(Option<&str>, Option<&str>), usize> = Default::default();
+    for (i, q) in cfg.quotas.iter().enumerate() {
+        let at = |k: &str| vec![key("quota"), Seg::Index(i), key(k)];
+        let who = match (&q.user, &q.client_id) {
+            (None, None) => {
+                c.err(vec![key("quota"), Seg::Index(i)], format!("quota[{i}]: name a user, a client_id or both"));
+                continue;
+            }
+            (u, cl) => [u.as_ref().map(|u| format!("user {u:?}")), cl.as_ref().map(|c| format!("client_id {c:?}"))]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and "),
+        };
+        if q.values().is_empty() {
+            c.err(vec![key("quota"), Seg::Index(i)], format!("quota for {who}: set at least one rate"));
+        }
+        for (k, v) in q.values() {
+            if !(v.is_finite() && v > 0.0) {
+                c.err(at(&k), format!("quota for {who}: {k} must be a positive number"));
+            }
+        }
+        if let Some(u) = &q.user {
+            if u != "<default>" && !n.users.contains(u.as_str()) && n.admin_user != Some(u.as_str()) {
+                c.warn(at("user"), format!("quota for {who}: user {u:?} is not declared in [[user]]"));
+            }
+        }
+        if let Some(first) = seen.insert((q.user.as_deref(), q.client_id.as_deref()), i) {
+            c.err(vec![key("quota"), Seg::Index(i)], format!("quota for {who}: declared twice (also quota[{first}])"));
         }
     }
 }

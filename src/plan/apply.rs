@@ -49,7 +49,11 @@ struct Batches<'a> {
     delete_acls: Vec<(usize, &'a crate::cluster::AclBinding)>,
     delete_topics: Vec<(usize, &'a str)>,
     delete_credentials: Vec<(usize, &'a str, ScramMechanism)>,
+    alter_quotas: Vec<(usize, QuotaOp<'a>)>,
 }
+
+/// A quota entity with the values to set (as shown) and the keys to remove.
+type QuotaOp<'a> = (&'a crate::cluster::quotas::Entity, &'a BTreeMap<String, String>, &'a [String]);
 
 impl<'a> Batches<'a> {
     fn of(plan: &'a Plan) -> Batches<'a> {
@@ -82,6 +86,7 @@ impl<'a> Batches<'a> {
                     Op::DeleteAcl { binding } => b.delete_acls.push((i, binding)),
                     Op::DeleteTopic { topic } => b.delete_topics.push((i, topic)),
                     Op::DeleteUserCredential { user, mechanism } => b.delete_credentials.push((i, user, *mechanism)),
+                    Op::AlterQuota { entity, set, remove } => b.alter_quotas.push((i, (entity, set, remove))),
                 }
             }
         }
@@ -147,6 +152,16 @@ pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&O
         });
     }
     results.extend(acls(&b.create_acls, |x| admin.create_acls(x)));
+    for (i, (entity, set, remove)) in &b.alter_quotas {
+        let values: Result<crate::cluster::quotas::Values> = set
+            .iter()
+            .map(|(k, v)| {
+                v.parse::<f64>().map(|v| (k.clone(), v)).map_err(|e| anyhow!("quota {entity}: {k} = {v}: {e}"))
+            })
+            .collect();
+        let r = values.and_then(|v| admin.alter_quota(entity, &v, remove));
+        results.push((*i, r.map_err(|e| format!("{e:#}"))));
+    }
     results.extend(acls(&b.delete_acls, |x| admin.delete_acls(x)));
     if !b.delete_topics.is_empty() {
         let names: Vec<&str> = b.delete_topics.iter().map(|(_, t)| *t).collect();

@@ -4,6 +4,7 @@
 
 mod acls;
 pub mod apply;
+pub mod quotas;
 pub mod reconcile;
 pub mod render;
 mod topics;
@@ -152,6 +153,13 @@ pub enum Op {
     DeleteTopic {
         topic: String,
     },
+    /// Set and remove client quota values of one entity (values as Kafka
+    /// shows them).
+    AlterQuota {
+        entity: crate::cluster::quotas::Entity,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
 }
 
 impl Op {
@@ -163,6 +171,7 @@ impl Op {
             Op::CreatePartitions { .. } => 2,
             Op::AlterTopicConfigs { .. } => 3,
             Op::CreateAcl { .. } => 4,
+            Op::AlterQuota { .. } => 4,
             Op::DeleteAcl { .. } => 5,
             Op::DeleteTopic { .. } => 6,
             Op::DeleteUserCredential { .. } => 7,
@@ -176,6 +185,7 @@ pub enum Kind {
     User,
     Topic,
     Acl,
+    Quota,
 }
 
 impl Kind {
@@ -184,6 +194,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Topic => "topic",
             Kind::Acl => "acl",
+            Kind::Quota => "quota",
         }
     }
 }
@@ -413,15 +424,26 @@ pub fn diff(
     let found = live.acls.iter().map(|b| (b.to_string(), b)).collect();
     reconcile(&acls::Acls { cfg }, &desired, &found, prune, &mut draft);
 
+    match &live.quotas {
+        Ok(found) => {
+            let desired = cfg.quotas.iter().map(|q| (quotas::entity(q).key(), q)).collect();
+            let found = found.iter().map(|(k, v)| (k.clone(), v)).collect();
+            reconcile(&quotas::Quotas { cfg }, &desired, &found, prune, &mut draft);
+        }
+        Err(e) if !cfg.quotas.is_empty() => draft.blockers.push(format!("cannot read the cluster's quotas: {e}")),
+        Err(_) => {}
+    }
+
     let Draft { mut changes, blockers, mut notes, unmanaged } = draft;
     if !unmanaged.is_empty() {
-        let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl]
+        let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl, Kind::Quota]
             .iter()
             .filter_map(|k| unmanaged.get(k).map(|names| (k, names)))
             .map(|(kind, names)| match kind {
                 Kind::Topic => format!("{} topic(s) [{}]", names.len(), shorten(names)),
                 Kind::User => format!("{} user(s) [{}]", names.len(), shorten(names)),
                 Kind::Acl => format!("{} ACL binding(s)", names.len()),
+                Kind::Quota => format!("{} quota(s) [{}]", names.len(), shorten(names)),
             })
             .collect();
         notes.push(format!(
@@ -430,11 +452,11 @@ pub fn diff(
         ));
     }
 
-    // Creates and updates: users, topics, ACLs. Deletions after, in reverse.
+    // Creates and updates: users, topics, ACLs, quotas. Deletions after, in reverse.
     changes.sort_by_key(|c| {
         let k = c.kind as u8;
         match c.action {
-            Action::Delete => (1, 2 - k, c.name.clone()),
+            Action::Delete => (1, 3 - k, c.name.clone()),
             _ => (0, k, c.name.clone()),
         }
     });

@@ -22,6 +22,7 @@ fn live() -> LiveState {
         topics: BTreeMap::new(),
         users: BTreeMap::new(),
         acls: vec![],
+        quotas: Ok(BTreeMap::new()),
     }
 }
 
