@@ -81,6 +81,12 @@ enum Cmd {
     Users,
     /// List ACL bindings.
     Acls,
+    /// Consumer groups: members, lag per partition, and when the oldest
+    /// unread alert ages out of its topic (retention.ms).
+    Groups {
+        /// Only this group.
+        group: Option<String>,
+    },
     /// Show what apply would change on the live cluster.
     Plan {
         /// Also delete live topics, users and ACLs that fink.toml does not declare.
@@ -308,6 +314,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Users => cli::views::with_admin(ctx, |a| cli::views::users(a, ctx.output)),
         Cmd::Acls => cli::views::with_admin(ctx, |a| cli::views::acls(a, ctx.output)),
+        Cmd::Groups { group } => cli::views::with_admin(ctx, |a| cli::views::groups(a, group.as_deref(), ctx.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => cli::plan::plan(ctx, prune, detailed_exitcode, out.as_deref()),
         Cmd::Apply { plan, auto_approve, prune } => cli::plan::apply(ctx, plan.as_deref(), auto_approve, prune),
         Cmd::ImportRules { file, name, topic, source } => cli::tools::import_rules(&file, name, &topic, &source),

@@ -110,6 +110,78 @@ pub fn acls(admin: &Admin, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// A duration in seconds as `3d 4h`, `5h 20m`, `42s`; negative: `aged out`.
+fn ages(secs: i64) -> String {
+    if secs < 0 {
+        return "aged out".into();
+    }
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// Unread alerts that age out within this long are flagged.
+const AGES_OUT_SOON_SECS: i64 = 24 * 3600;
+
+pub fn groups(admin: &Admin, only: Option<&str>, format: Format) -> Result<()> {
+    let groups = crate::cluster::groups::describe(admin, only)?;
+    if format == Format::Json {
+        return output::print_json(&groups);
+    }
+    if groups.is_empty() {
+        println!("No consumer groups.");
+        return Ok(());
+    }
+    let mut tab = output::table(&["group", "state", "members", "lag", "oldest unread ages out in"]);
+    for g in &groups {
+        let soon = g.ages_out_in_secs.map(|s| {
+            let text = ages(s);
+            if s < AGES_OUT_SOON_SECS {
+                output::red(&format!("{text} (!)"))
+            } else {
+                text
+            }
+        });
+        tab.add_row(vec![
+            g.group.clone(),
+            g.state.clone(),
+            g.members.len().to_string(),
+            g.lag.to_string(),
+            soon.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{tab}");
+    for g in groups.iter().filter(|g| only.is_some() || g.lag > 0) {
+        let mut t = output::table(&["topic", "partition", "committed", "end", "lag", "ages out in"]);
+        for p in &g.partitions {
+            t.add_row(vec![
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.committed.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                p.end.to_string(),
+                p.lag.to_string(),
+                p.ages_out_in_secs.map(ages).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        println!("\n{}:\n{t}", g.group);
+        for m in &g.members {
+            println!("  member {} on {}: {}", m.client_id, m.host, m.assigned.join(", "));
+        }
+    }
+    if let Some(g) = groups.iter().find(|g| g.ages_out_in_secs.is_some_and(|s| s < AGES_OUT_SOON_SECS)) {
+        eprintln!(
+            "{} group {:?} has unread alerts that age out of their topic within a day: it loses them unless it catches up",
+            output::yellow("warning:"),
+            g.group
+        );
+    }
+    Ok(())
+}
+
 /// Run a read-only view with the admin connection.
 pub fn with_admin(ctx: &super::Ctx, f: impl FnOnce(&Admin) -> Result<()>) -> Result<std::process::ExitCode> {
     let loaded = crate::loaded_or_return!(ctx);

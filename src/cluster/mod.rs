@@ -2,6 +2,7 @@
 //! its state in a few batched admin calls, and the changes apply makes.
 
 pub mod ffi;
+pub mod groups;
 pub mod protocol;
 pub mod quotas;
 pub mod scram;
@@ -580,6 +581,25 @@ impl Admin {
             }
         }
         Ok((brokers, topics))
+    }
+
+    /// Each topic's effective `retention.ms` (its own, or the broker's);
+    /// `None` for unlimited (-1).
+    pub fn retention_ms(&self, names: &[String]) -> Result<BTreeMap<String, Option<i64>>> {
+        let mut out = BTreeMap::new();
+        for chunk in names.chunks(500) {
+            let specs: Vec<ResourceSpecifier> = chunk.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+            let results = self
+                .rt
+                .block_on(self.admin.describe_configs(specs.iter(), &self.options()))
+                .context("DescribeConfigs failed")?;
+            for (name, res) in chunk.iter().zip(results) {
+                let res = res.map_err(|e| anyhow!("describe configs of topic {name:?}: {e:?}"))?;
+                let v = res.get("retention.ms").and_then(|e| e.value.as_ref()).and_then(|v| v.parse::<i64>().ok());
+                out.insert(name.clone(), v.filter(|r| *r >= 0));
+            }
+        }
+        Ok(out)
     }
 
     pub fn users(&self) -> Result<BTreeMap<String, LiveUser>> {
