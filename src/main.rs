@@ -81,6 +81,13 @@ enum Cmd {
     Users,
     /// List ACL bindings.
     Acls,
+    /// Write a fink.toml from the live cluster: topics, users (passwords as
+    /// env placeholders), ACLs (folded into roles where exact), quotas.
+    Import {
+        /// Write here instead of stdout (refuses to overwrite).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Consumer groups: members, lag per partition, and when the oldest
     /// unread alert ages out of its topic (retention.ms).
     Groups {
@@ -314,6 +321,7 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Users => cli::views::with_admin(ctx, |a| cli::views::users(a, ctx.output)),
         Cmd::Acls => cli::views::with_admin(ctx, |a| cli::views::acls(a, ctx.output)),
+        Cmd::Import { out } => cli::views::with_admin(ctx, |a| cli::views::import(ctx, a, out.as_deref())),
         Cmd::Groups { group } => cli::views::with_admin(ctx, |a| cli::views::groups(a, group.as_deref(), ctx.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => cli::plan::plan(ctx, prune, detailed_exitcode, out.as_deref()),
         Cmd::Apply { plan, auto_approve, prune } => cli::plan::apply(ctx, plan.as_deref(), auto_approve, prune),

@@ -182,6 +182,34 @@ pub fn groups(admin: &Admin, only: Option<&str>, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// `fink import`: the live cluster as a fink.toml.
+pub fn import(ctx: &super::Ctx, admin: &Admin, out: Option<&std::path::Path>) -> Result<()> {
+    let loaded = ctx.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let live = admin.live_state()?;
+    // The [cluster] section as written (its secrets stay references).
+    let text = std::fs::read_to_string(&loaded.config_path)?;
+    let doc: toml_edit::DocumentMut = text.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cluster = toml_edit::DocumentMut::new();
+    if let Some(t) = doc.get("cluster") {
+        cluster.insert("cluster", t.clone());
+    }
+    let (toml, envs) = crate::plan::import::render(&loaded.config, &live, &cluster.to_string());
+    match out {
+        Some(path) => {
+            if path.exists() {
+                anyhow::bail!("{} exists: fink import never overwrites a file", path.display());
+            }
+            std::fs::write(path, &toml)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{toml}"),
+    }
+    if !envs.is_empty() {
+        eprintln!("passwords are read from: {}", envs.join(", "));
+    }
+    Ok(())
+}
+
 /// Run a read-only view with the admin connection.
 pub fn with_admin(ctx: &super::Ctx, f: impl FnOnce(&Admin) -> Result<()>) -> Result<std::process::ExitCode> {
     let loaded = crate::loaded_or_return!(ctx);

@@ -4,6 +4,7 @@
 
 mod acls;
 pub mod apply;
+pub mod import;
 pub mod quotas;
 pub mod reconcile;
 pub mod render;
