@@ -90,6 +90,9 @@ fn fold_acls(cfg: &Config, live: &[&AclBinding]) -> (Vec<AclConfig>, Vec<AclBind
     (roles, rest)
 }
 
+/// (principal, host, resource, name, pattern, permission) of explicit ACLs.
+type ExplicitKey = (String, String, ResourceKind, String, &'static str, String);
+
 /// The fink.toml text for `live`; `cluster_table` is the `[cluster]`
 /// section to keep (the connection the import used).
 pub fn render(cfg: &Config, live: &LiveState, cluster_table: &str) -> (String, Vec<String>) {
@@ -171,8 +174,7 @@ pub fn render(cfg: &Config, live: &LiveState, cluster_table: &str) -> (String, V
         }
     }
     // The rest, one [[acl]] per resource and permission.
-    let mut grouped: BTreeMap<(String, String, ResourceKind, String, &'static str, String), Vec<String>> =
-        BTreeMap::new();
+    let mut grouped: BTreeMap<ExplicitKey, Vec<String>> = BTreeMap::new();
     for b in rest {
         let perm = format!("{:?}", b.permission).to_lowercase();
         grouped
