@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark `fink apply` from an empty cluster and a no-change `fink plan`
-# on a generated config: 1,000 topics, 200 users, 5,000 ACL bindings.
+# on a generated config: 1,000 topics, 200 users, 5,000 ACL bindings and
+# 1,000 client quotas.
 # Runs its own one-node cluster (ports 39092/39192) so nothing else is touched.
 #   RUNS=3 integration/bench_plan.sh
 set -uo pipefail
@@ -45,6 +46,9 @@ full() {
       printf '[[acl]]\nuser = "b_user_%03d"\nrole = "consumer"\ntopic = "b_r'"$r"'_topic_%04d"\ngroup = "b_user_%03d_g%d"\n' "$u" "$t" "$u" "$k"
     done
     printf '[[acl]]\nuser = "b_user_%03d"\nresource = "transactional_id"\nname = "b_user_%03d"\noperations = ["Describe"]\n' "$u" "$u"
+    for k in $(seq 1 5); do
+      printf '[[quota]]\nuser = "b_user_%03d"\nclient_id = "b_app_%d"\nconsumer_byte_rate = %d\n' "$u" "$k" $((1048576 * k + u))
+    done
   done
 }
 full 1 > "$work/full.toml"
@@ -53,7 +57,7 @@ cp "$work/empty.toml" "$work/fink.toml"
 
 "$FINK" --config "$work/fink.toml" cluster start >/dev/null
 acls=$("$FINK" --config "$work/full.toml" validate | sed -n 's/.*, \([0-9]*\) ACL entries.*/\1/p')
-echo "config: 1000 topics, 200 users, $acls [[acl]] entries ($(grep -c '^\[\[acl' "$work/full.toml") declared, 5000 bindings after expansion)"
+echo "config: 1000 topics, 200 users, $acls [[acl]] entries ($(grep -c '^\[\[acl' "$work/full.toml") declared, 5000 bindings after expansion), $(grep -c '^\[\[quota' "$work/full.toml") quotas"
 
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -643,10 +643,10 @@ impl Admin {
             .collect())
     }
 
-    /// Set and remove quota values of one entity.
-    pub fn alter_quota(&self, entity: &quotas::Entity, set: &quotas::Values, remove: &[String]) -> Result<()> {
+    /// Set and remove quota values, many entities in one request.
+    pub fn alter_quotas(&self, edits: &[quotas::QuotaEdit<'_>]) -> Result<Vec<std::result::Result<(), String>>> {
         let mut c = quotas::client(&self.conn)?;
-        quotas::alter(&mut c, entity, set, remove)
+        quotas::alter(&mut c, edits)
     }
 }
 

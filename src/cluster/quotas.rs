@@ -105,37 +105,65 @@ pub fn describe(c: &mut Client) -> Result<BTreeMap<Entity, Values>> {
     Ok(out)
 }
 
-/// Set `set` and remove `remove` on one entity.
-pub fn alter(c: &mut Client, entity: &Entity, set: &Values, remove: &[String]) -> Result<()> {
-    let entry = alter::EntryData::default()
-        .with_entity(
-            entity
-                .components()
-                .into_iter()
-                .map(|(t, n)| {
-                    alter::EntityData::default().with_entity_type(StrBytes::from_static_str(t)).with_entity_name(n)
-                })
-                .collect(),
-        )
-        .with_ops(
-            set.iter()
-                .map(|(k, v)| alter::OpData::default().with_key(StrBytes::from_string(k.clone())).with_value(*v))
-                .chain(
-                    remove
-                        .iter()
-                        .map(|k| alter::OpData::default().with_key(StrBytes::from_string(k.clone())).with_remove(true)),
+/// One entity's change: values to set, keys to remove.
+pub type QuotaEdit<'a> = (&'a Entity, &'a Values, &'a [String]);
+
+/// Set and remove values of many entities in one request; one result per
+/// edit, in order.
+pub fn alter(c: &mut Client, edits: &[QuotaEdit<'_>]) -> Result<Vec<std::result::Result<(), String>>> {
+    let entries = edits
+        .iter()
+        .map(|(entity, set, remove)| {
+            alter::EntryData::default()
+                .with_entity(
+                    entity
+                        .components()
+                        .into_iter()
+                        .map(|(t, n)| {
+                            alter::EntityData::default()
+                                .with_entity_type(StrBytes::from_static_str(t))
+                                .with_entity_name(n)
+                        })
+                        .collect(),
                 )
-                .collect(),
-        );
-    let resp = c.send(&AlterClientQuotasRequest::default().with_entries(vec![entry])).map_err(|e| anyhow!("{e}"))?;
+                .with_ops(
+                    set.iter()
+                        .map(|(k, v)| {
+                            alter::OpData::default().with_key(StrBytes::from_string(k.clone())).with_value(*v)
+                        })
+                        .chain(remove.iter().map(|k| {
+                            alter::OpData::default().with_key(StrBytes::from_string(k.clone())).with_remove(true)
+                        }))
+                        .collect(),
+                )
+        })
+        .collect();
+    let resp = c.send(&AlterClientQuotasRequest::default().with_entries(entries)).map_err(|e| anyhow!("{e}"))?;
+    // Answers name their entity: match them back.
+    let mut by_key: std::collections::HashMap<String, std::result::Result<(), String>> = Default::default();
     for e in resp.entries {
-        if e.error_code != 0 {
-            return Err(anyhow!(
-                "quota {entity}: {} (Kafka error code {})",
+        let mut entity = Entity { user: None, client_id: None };
+        for part in &e.entity {
+            let name = part.entity_name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| DEFAULT.to_string());
+            match part.entity_type.as_str() {
+                "user" => entity.user = Some(name),
+                "client-id" => entity.client_id = Some(name),
+                _ => {}
+            }
+        }
+        let r = if e.error_code == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} (Kafka error code {})",
                 e.error_message.map(|m| m.to_string()).unwrap_or_default(),
                 e.error_code
-            ));
-        }
+            ))
+        };
+        by_key.insert(entity.key(), r);
     }
-    Ok(())
+    Ok(edits
+        .iter()
+        .map(|(entity, _, _)| by_key.remove(&entity.key()).unwrap_or_else(|| Err("no answer from the cluster".into())))
+        .collect())
 }

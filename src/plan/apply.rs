@@ -152,15 +152,26 @@ pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&O
         });
     }
     results.extend(acls(&b.create_acls, |x| admin.create_acls(x)));
-    for (i, (entity, set, remove)) in &b.alter_quotas {
-        let values: Result<crate::cluster::quotas::Values> = set
-            .iter()
-            .map(|(k, v)| {
-                v.parse::<f64>().map(|v| (k.clone(), v)).map_err(|e| anyhow!("quota {entity}: {k} = {v}: {e}"))
-            })
-            .collect();
-        let r = values.and_then(|v| admin.alter_quota(entity, &v, remove));
-        results.push((*i, r.map_err(|e| format!("{e:#}"))));
+    if !b.alter_quotas.is_empty() {
+        // Values travel as shown in the plan: parse them back first.
+        let mut ready = Vec::new();
+        for (i, (entity, set, remove)) in &b.alter_quotas {
+            let values: std::result::Result<crate::cluster::quotas::Values, String> = set
+                .iter()
+                .map(|(k, v)| {
+                    v.parse::<f64>().map(|v| (k.clone(), v)).map_err(|e| format!("quota {entity}: {k} = {v}: {e}"))
+                })
+                .collect();
+            match values {
+                Ok(v) => ready.push((*i, *entity, v, *remove)),
+                Err(e) => results.push((*i, Err(e))),
+            }
+        }
+        let edits: Vec<crate::cluster::quotas::QuotaEdit<'_>> = ready.iter().map(|(_, e, v, r)| (*e, v, *r)).collect();
+        match admin.alter_quotas(&edits) {
+            Ok(r) => results.extend(ready.iter().map(|(i, ..)| *i).zip(r)),
+            Err(e) => results.extend(ready.iter().map(|(i, ..)| (*i, Err(format!("{e:#}"))))),
+        }
     }
     results.extend(acls(&b.delete_acls, |x| admin.delete_acls(x)));
     if !b.delete_topics.is_empty() {
