@@ -496,6 +496,24 @@ pub fn incremental_alter_topic_configs(
     changes: &[(String, Vec<ConfigEdit>)],
     timeout: Duration,
 ) -> Result<Vec<(String, std::result::Result<(), String>)>> {
+    incremental_alter_configs(h, rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC, changes, timeout)
+}
+
+/// The same for brokers' dynamic configs, by broker id.
+pub fn incremental_alter_broker_configs(
+    h: Handle<'_>,
+    changes: &[(String, Vec<ConfigEdit>)],
+    timeout: Duration,
+) -> Result<Vec<(String, std::result::Result<(), String>)>> {
+    incremental_alter_configs(h, rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_BROKER, changes, timeout)
+}
+
+fn incremental_alter_configs(
+    h: Handle<'_>,
+    restype: rd::rd_kafka_ResourceType_t,
+    changes: &[(String, Vec<ConfigEdit>)],
+    timeout: Duration,
+) -> Result<Vec<(String, std::result::Result<(), String>)>> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -512,8 +530,7 @@ pub fn incremental_alter_topic_configs(
                     break;
                 }
             };
-            let res =
-                rd::rd_kafka_ConfigResource_new(rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC, name.as_ptr());
+            let res = rd::rd_kafka_ConfigResource_new(restype, name.as_ptr());
             ptrs.push(res);
             for (k, v) in entries {
                 let key = match cstring(k) {

@@ -5,6 +5,7 @@ pub mod ffi;
 pub mod groups;
 pub mod protocol;
 pub mod quotas;
+pub mod reassign;
 pub mod scram;
 
 use std::collections::BTreeMap;
@@ -337,6 +338,11 @@ pub struct LiveState {
     /// Client quotas by entity key (`user=alice`); `Err` when they could
     /// not be read (a plan declaring quotas then refuses to guess).
     pub quotas: std::result::Result<BTreeMap<String, LiveQuota>, String>,
+    /// Partitions being moved, by topic (`Err`: could not be read).
+    pub reassigning: std::result::Result<BTreeMap<String, std::collections::BTreeSet<i32>>, String>,
+    /// Brokers with a replication throttle rate set (a move's, or one an
+    /// interrupted apply left).
+    pub throttled_brokers: Vec<i32>,
 }
 
 /// One quota entity on the cluster and its values.
@@ -631,7 +637,65 @@ impl Admin {
             users: self.users()?,
             acls: self.acls()?,
             quotas: self.quotas().map_err(|e| format!("{e:#}")),
+            reassigning: self.reassigning().map_err(|e| format!("{e:#}")),
+            throttled_brokers: self.throttled_brokers().unwrap_or_default(),
         })
+    }
+
+    /// Partitions being moved, by topic.
+    pub fn reassigning(&self) -> Result<BTreeMap<String, std::collections::BTreeSet<i32>>> {
+        let mut c = quotas::client(&self.conn)?;
+        reassign::in_progress(&mut c)
+    }
+
+    /// Start moving a topic's partitions.
+    pub fn start_reassignment(&self, topic: &str, target: &BTreeMap<i32, Vec<i32>>) -> Result<()> {
+        let mut c = quotas::client(&self.conn)?;
+        reassign::start(&mut c, topic, target)
+    }
+
+    /// Brokers whose replication throttle rates are set dynamically.
+    pub fn throttled_brokers(&self) -> Result<Vec<i32>> {
+        let (brokers, _) = self.topics_metadata_brokers()?;
+        let ids: Vec<String> = brokers.iter().map(|b| b.to_string()).collect();
+        let specs: Vec<ResourceSpecifier> = brokers.iter().map(|b| ResourceSpecifier::Broker(*b)).collect();
+        let results = self
+            .rt
+            .block_on(self.admin.describe_configs(specs.iter(), &self.options()))
+            .context("DescribeConfigs failed")?;
+        let mut out = Vec::new();
+        for (id, res) in ids.iter().zip(results) {
+            let Ok(res) = res else { continue };
+            if res.entries.iter().any(|e| {
+                reassign::BROKER_THROTTLES.contains(&e.name.as_str())
+                    && e.source == rdkafka::admin::ConfigSource::DynamicBroker
+                    && e.value.is_some()
+            }) {
+                out.push(id.parse().unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    fn topics_metadata_brokers(&self) -> Result<(Vec<i32>, ())> {
+        let md = self.admin.inner().fetch_metadata(None, self.conn.timeout).context("cannot read cluster metadata")?;
+        Ok((md.brokers().iter().map(|b| b.id()).collect(), ()))
+    }
+
+    /// Set (`Some`) or remove (`None`) dynamic configs of each broker.
+    pub fn alter_broker_configs(&self, changes: &[(i32, Vec<ffi::ConfigEdit>)]) -> Result<()> {
+        // One broker resource per request, as librdkafka routes it there.
+        for (id, edits) in changes {
+            let r = ffi::incremental_alter_broker_configs(
+                self.handle(),
+                &[(id.to_string(), edits.clone())],
+                self.conn.timeout,
+            )?;
+            for (name, ok) in r {
+                ok.map_err(|e| anyhow!("broker {name}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Every client quota (over fink's protocol client).

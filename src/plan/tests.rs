@@ -23,6 +23,8 @@ fn live() -> LiveState {
         users: BTreeMap::new(),
         acls: vec![],
         quotas: Ok(BTreeMap::new()),
+        reassigning: Ok(BTreeMap::new()),
+        throttled_brokers: vec![],
     }
 }
 
