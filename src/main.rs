@@ -225,6 +225,9 @@ enum Cmd {
         /// Also delete live topics, users and ACLs that fink.toml does not declare.
         #[arg(long)]
         prune: bool,
+        /// Start replica moves and return; a later apply removes their throttle.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -324,7 +327,9 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         Cmd::Import { out } => cli::views::with_admin(ctx, |a| cli::views::import(ctx, a, out.as_deref())),
         Cmd::Groups { group } => cli::views::with_admin(ctx, |a| cli::views::groups(a, group.as_deref(), ctx.output)),
         Cmd::Plan { prune, detailed_exitcode, out } => cli::plan::plan(ctx, prune, detailed_exitcode, out.as_deref()),
-        Cmd::Apply { plan, auto_approve, prune } => cli::plan::apply(ctx, plan.as_deref(), auto_approve, prune),
+        Cmd::Apply { plan, auto_approve, prune, no_wait } => {
+            cli::plan::apply(ctx, plan.as_deref(), auto_approve, prune, no_wait)
+        }
         Cmd::ImportRules { file, name, topic, source } => cli::tools::import_rules(&file, name, &topic, &source),
         Cmd::Filter { action: FilterCmd::Test { data, stream, expr } } => {
             cli::filter_test::filter_test(ctx, &data, stream.as_deref(), expr.as_deref())

@@ -110,3 +110,101 @@ fn kill_9_of_one_broker_of_three_mid_stream_fails_no_stream_and_loses_nothing() 
     assert_eq!(all.len(), alerts, "no alert twice");
     assert_eq!(node_pids().len(), 3, "the killed node is back");
 }
+
+/// Kafka's own ConfigCommand describing an entity type (all of them).
+fn kafka_configs3(w: &Workspace, args: &[&str]) -> String {
+    let home = Command::new("bash").arg(repo().join("conf/install_kafka.sh")).output().unwrap();
+    let home = String::from_utf8_lossy(&home.stdout).lines().last().unwrap_or_default().to_string();
+    let props = w.write(
+        "admin.properties",
+        &format!(
+            "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"{}\";\n",
+            admin_password()
+        ),
+    );
+    let out = Command::new("java")
+        .args(["-Xmx256m", "-cp", &format!("{home}/libs/*"), "kafka.admin.ConfigCommand"])
+        .args(["--bootstrap-server", &bootstrap3(), "--command-config"])
+        .arg(&props)
+        .arg("--describe")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn replication_factor_1_to_3_while_a_stream_publishes_moves_every_replica_and_leaves_no_throttle() {
+    let w = Workspace::new();
+    let topic = unique("rf");
+    let alerts = 3000;
+    let r = w.fink(&["simulate", "--out", "src", "--alerts", &alerts.to_string(), "--per-file", "50", "--seed", "23"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let cfg = |rf: i32| {
+        format!(
+            "[cluster]\nbootstrap = [\"{}\"]\ntimeout_secs = 30\nreassignment_throttle_mb_s = 20\n[cluster.admin]\nuser = \"admin\"\npassword = {{ file = \"{}\" }}\n\n[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\ncommit_interval_ms = 300\n\n[[topic]]\nname = \"{topic}\"\npartitions = 3\nreplication_factor = {rf}\n\n[[stream]]\nname = \"t\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ properties = {{ \"batch.num.messages\" = \"50\" }} }}\n",
+            bootstrap3().split(',').collect::<Vec<_>>().join("\", \""),
+            admin_password_file().display()
+        )
+    };
+    w.write("fink.toml", &cfg(1));
+    let r = w.fink(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let run = FinkRun::start(&w, &[]);
+    run.wait("the stream to publish", || run.stream("t")["stats"]["published"].as_u64().unwrap_or(0) > 0);
+
+    // RF 1 -> 3 mid-stream: the plan shows the move, apply makes it and waits.
+    w.write("fink.toml", &cfg(3));
+    let r = w.fink(&["plan"]);
+    assert!(
+        r.stdout.contains("replication_factor  1 -> 3") || r.stdout.contains("replication_factor 1 -> 3"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("replicas"), "{}", r.stdout);
+    let r = w.fink(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("throttle removed"), "{}", r.all());
+
+    run.wait("the stream to finish", || run.stream("t")["state"]["state"] == "idle");
+    assert_eq!(run.stream("t")["restarts"], 0, "{}", run.log_text());
+    let all = candids3(&topic, 3);
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!((distinct.len(), all.len()), (alerts, alerts), "every alert, once");
+
+    // Three in-sync replicas everywhere, no throttle left, nothing to do.
+    let admin = fink::cluster::Admin::connect(Connection { bootstrap: bootstrap3(), ..admin_conn() }).unwrap();
+    let (_, topics) = admin.topics().unwrap();
+    for p in &topics[&topic].partitions {
+        assert_eq!((p.replicas.len(), p.isr.len()), (3, 3), "partition {}: {p:?}", p.id);
+    }
+    let topic_cfg = kafka_configs3(&w, &["--entity-type", "topics", "--entity-name", &topic]);
+    assert!(!topic_cfg.contains("throttled"), "{topic_cfg}");
+    let brokers = kafka_configs3(&w, &["--entity-type", "brokers"]);
+    assert!(!brokers.contains("throttled"), "{brokers}");
+    let r = w.fink(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Placement by hand, started without waiting: a later apply finishes it.
+    let placed =
+        cfg(3).replace("replication_factor = 3\n", "replication_factor = 2\nreplicas = [[1, 2], [2, 3], [3, 1]]\n");
+    w.write("fink.toml", &placed);
+    let r = w.fink(&["apply", "--auto-approve", "--no-wait"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = w.fink(&["apply", "--auto-approve"]);
+        assert_eq!(r.code, 0, "{}", r.all());
+        if w.fink(&["plan", "--detailed-exitcode"]).code == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the move never converged");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, topics) = admin.topics().unwrap();
+    let got: Vec<Vec<i32>> = topics[&topic].partitions.iter().map(|p| p.replicas.clone()).collect();
+    assert_eq!(got, vec![vec![1, 2], vec![2, 3], vec![3, 1]]);
+    assert!(!kafka_configs3(&w, &["--entity-type", "brokers"]).contains("throttled"));
+    drop(run);
+}

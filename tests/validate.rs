@@ -327,3 +327,19 @@ fn settings_that_would_break_delivery_are_refused_at_their_line() {
     // A property fink leaves to the user is accepted.
     assert!(!e.contains("\"linger.ms\""), "{e}");
 }
+
+/// Replica placements that cannot be are refused at their line.
+#[test]
+fn impossible_replica_placements_fail_at_their_line() {
+    let w = ws("[[topic]]\nname = \"t\"\npartitions = 2\nreplication_factor = 3\nreplicas = [[1, 2], [2, 3]]\n");
+    let r = w.fink(&["validate"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("2 replicas a partition, but replication_factor = 3"), "{}", r.stderr);
+    assert!(r.stderr.contains("fink.toml:"), "{}", r.stderr);
+    let w = ws("[[topic]]\nname = \"t\"\nreplicas = [[1, 1], [2, 3]]\n");
+    let r = w.fink(&["validate"]);
+    assert!(r.stderr.contains("distinct broker ids"), "{}", r.stderr);
+    let w = ws("[[topic]]\nname = \"t\"\npartitions = 3\nreplicas = [[1], [2]]\n");
+    let r = w.fink(&["validate"]);
+    assert!(r.stderr.contains("replicas for 2 partition(s), but partitions = 3"), "{}", r.stderr);
+}

@@ -29,7 +29,13 @@ pub fn plan(ctx: &Ctx, prune: bool, detailed: bool, out: Option<&std::path::Path
     })
 }
 
-pub fn apply(ctx: &Ctx, saved: Option<&std::path::Path>, auto_approve: bool, prune: bool) -> Result<ExitCode> {
+pub fn apply(
+    ctx: &Ctx,
+    saved: Option<&std::path::Path>,
+    auto_approve: bool,
+    prune: bool,
+    no_wait: bool,
+) -> Result<ExitCode> {
     use std::io::IsTerminal;
     let loaded = crate::loaded_or_return!(ctx);
     let saved_plan = saved.map(plan::load_saved).transpose()?;
@@ -78,7 +84,7 @@ pub fn apply(ctx: &Ctx, saved: Option<&std::path::Path>, auto_approve: bool, pru
             return Ok(ExitCode::from(1));
         }
     }
-    let report = plan::apply::execute(&fresh, &loaded, &admin, &|o| {
+    let report = plan::apply::execute(&fresh, &loaded, &admin, !no_wait, &|o| {
         if !json {
             let mark = if o.ok { output::green("done") } else { output::red("FAILED") };
             match &o.error {

@@ -657,21 +657,23 @@ impl Admin {
     /// Brokers whose replication throttle rates are set dynamically.
     pub fn throttled_brokers(&self) -> Result<Vec<i32>> {
         let (brokers, _) = self.topics_metadata_brokers()?;
-        let ids: Vec<String> = brokers.iter().map(|b| b.to_string()).collect();
-        let specs: Vec<ResourceSpecifier> = brokers.iter().map(|b| ResourceSpecifier::Broker(*b)).collect();
-        let results = self
-            .rt
-            .block_on(self.admin.describe_configs(specs.iter(), &self.options()))
-            .context("DescribeConfigs failed")?;
         let mut out = Vec::new();
-        for (id, res) in ids.iter().zip(results) {
-            let Ok(res) = res else { continue };
-            if res.entries.iter().any(|e| {
-                reassign::BROKER_THROTTLES.contains(&e.name.as_str())
-                    && e.source == rdkafka::admin::ConfigSource::DynamicBroker
-                    && e.value.is_some()
-            }) {
-                out.push(id.parse().unwrap_or_default());
+        // One broker resource per request: each goes to its broker.
+        for id in brokers {
+            let spec = [ResourceSpecifier::Broker(id)];
+            let results = self
+                .rt
+                .block_on(self.admin.describe_configs(spec.iter(), &self.options()))
+                .context("DescribeConfigs failed")?;
+            let throttled = results.into_iter().flatten().any(|res| {
+                res.entries.iter().any(|e| {
+                    reassign::BROKER_THROTTLES.contains(&e.name.as_str())
+                        && e.source == rdkafka::admin::ConfigSource::DynamicBroker
+                        && e.value.is_some()
+                })
+            });
+            if throttled {
+                out.push(id);
             }
         }
         Ok(out)

@@ -271,6 +271,7 @@ impl Config {
                 name: st.clone(),
                 partitions: Some(self.run.state_partitions),
                 replication_factor: None,
+                replicas: None,
                 config,
             });
         }
@@ -436,6 +437,11 @@ pub struct ClusterConfig {
     /// Seconds to wait for admin requests.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Replication throttle (MB/s per broker) while `fink apply` moves
+    /// replicas (a replication factor change or new `replicas`); removed
+    /// when the move completes. 0: no throttle.
+    #[serde(default = "default_throttle")]
+    pub reassignment_throttle_mb_s: f64,
 }
 
 fn default_protocol() -> SecurityProtocol {
@@ -516,6 +522,11 @@ pub struct TopicConfig {
     pub name: String,
     pub partitions: Option<i32>,
     pub replication_factor: Option<i32>,
+    /// Explicit placement: the broker ids of each partition's replicas, the
+    /// preferred leader first (`[[1, 2, 3], [2, 3, 1]]`). A change moves
+    /// the replicas (throttled, see `[cluster] reassignment_throttle_mb_s`).
+    #[serde(default)]
+    pub replicas: Option<Vec<Vec<i32>>>,
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
 }
@@ -529,6 +540,10 @@ pub struct UserConfig {
     pub mechanism: ScramMechanism,
     #[serde(default = "default_iterations")]
     pub iterations: i32,
+}
+
+fn default_throttle() -> f64 {
+    50.0
 }
 
 fn default_iterations() -> i32 {

@@ -156,6 +156,27 @@ fn check_topics(c: &mut Checker, cfg: &Config, _base: &Path, _n: &Names) {
     for (i, t) in cfg.topics.iter().enumerate() {
         let at = |k: &str| vec![key("topic"), Seg::Index(i), key(k)];
         let ctx = format!("topic {:?}", t.name);
+        if let Some(r) = &t.replicas {
+            let rows: BTreeSet<usize> = r.iter().map(|x| x.len()).collect();
+            if r.iter().any(|x| x.is_empty() || x.iter().collect::<BTreeSet<_>>().len() != x.len()) {
+                c.err(
+                    at("replicas"),
+                    format!("{ctx}: each partition's replicas must be distinct broker ids, at least one"),
+                );
+            } else if rows.len() > 1 {
+                c.err(
+                    at("replicas"),
+                    format!("{ctx}: every partition needs as many replicas (the replication factor)"),
+                );
+            } else if let (Some(rf), Some(n)) = (t.replication_factor, rows.first()) {
+                if rf as usize != *n {
+                    c.err(at("replicas"), format!("{ctx}: {n} replicas a partition, but replication_factor = {rf}"));
+                }
+            }
+            if let Some(p) = t.partitions.filter(|p| *p as usize != r.len()) {
+                c.err(at("replicas"), format!("{ctx}: replicas for {} partition(s), but partitions = {p}", r.len()));
+            }
+        }
         if !valid_topic_name(&t.name) {
             c.err(at("name"), format!("{ctx}: invalid name (1 to 249 of letters, digits, '.', '_', '-')"));
         } else if t.name.starts_with("__") {

@@ -50,7 +50,12 @@ struct Batches<'a> {
     delete_topics: Vec<(usize, &'a str)>,
     delete_credentials: Vec<(usize, &'a str, ScramMechanism)>,
     alter_quotas: Vec<(usize, QuotaOp<'a>)>,
+    reassigns: Vec<(usize, Move<'a>)>,
+    clear_throttles: Vec<(usize, &'a [i32])>,
 }
+
+/// A topic, its partitions' new replicas, and the throttle (bytes/s).
+type Move<'a> = (&'a str, &'a BTreeMap<i32, Vec<i32>>, i64);
 
 /// A quota entity with the values to set (as shown) and the keys to remove.
 type QuotaOp<'a> = (&'a crate::cluster::quotas::Entity, &'a BTreeMap<String, String>, &'a [String]);
@@ -86,6 +91,10 @@ impl<'a> Batches<'a> {
                     Op::DeleteAcl { binding } => b.delete_acls.push((i, binding)),
                     Op::DeleteTopic { topic } => b.delete_topics.push((i, topic)),
                     Op::DeleteUserCredential { user, mechanism } => b.delete_credentials.push((i, user, *mechanism)),
+                    Op::Reassign { topic, target, throttle_bytes } => {
+                        b.reassigns.push((i, (topic, target, *throttle_bytes)))
+                    }
+                    Op::ClearBrokerThrottles { brokers } => b.clear_throttles.push((i, brokers)),
                     Op::AlterQuota { entity, set, remove } => b.alter_quotas.push((i, (entity, set, remove))),
                 }
             }
@@ -109,7 +118,16 @@ fn by_name<'n>(idx: impl Iterator<Item = (usize, &'n str)>, results: Vec<(String
 }
 
 /// Run every op of the plan; `progress` is told of each finished change.
-pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&Outcome)) -> Result<Report> {
+/// `wait_moves`: after starting replica moves, wait for them (showing
+/// progress) and remove their throttle; otherwise they go on in the
+/// background and a later apply removes it.
+pub fn execute(
+    plan: &Plan,
+    loaded: &Loaded,
+    admin: &Admin,
+    wait_moves: bool,
+    progress: &dyn Fn(&Outcome),
+) -> Result<Report> {
     if !plan.blockers.is_empty() {
         return Err(anyhow!("the plan has changes Kafka cannot make:\n  {}", plan.blockers.join("\n  ")));
     }
@@ -150,6 +168,27 @@ pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&O
             Ok(r) => by_name(b.alter_configs.iter().map(|(i, t, _)| (*i, t.as_str())), r),
             Err(e) => b.alter_configs.iter().map(|(i, _, _)| (*i, Err(format!("{e:#}")))).collect(),
         });
+    }
+    let mut started = Vec::new();
+    for (i, (topic, target, throttle)) in &b.reassigns {
+        let r = start_move(admin, topic, target, *throttle);
+        if r.is_ok() {
+            started.push(topic.to_string());
+        }
+        results.push((*i, r.map_err(|e| format!("{e:#}"))));
+    }
+    for (i, brokers) in &b.clear_throttles {
+        results.push((*i, clear_broker_throttles(admin, brokers).map_err(|e| format!("{e:#}"))));
+    }
+    if !started.is_empty() {
+        if wait_moves {
+            wait_for_moves(admin, &started)?;
+        } else {
+            eprintln!(
+                "moving replicas of {} in the background: `fink plan` shows the move, and `fink apply` removes its throttle once it is done",
+                started.join(", ")
+            );
+        }
     }
     results.extend(acls(&b.create_acls, |x| admin.create_acls(x)));
     if !b.alter_quotas.is_empty() {
@@ -206,6 +245,62 @@ pub fn execute(plan: &Plan, loaded: &Loaded, admin: &Admin, progress: &dyn Fn(&O
         outcomes.push(o);
     }
     Ok(Report { outcomes })
+}
+
+/// Throttle (brokers, then the topic's replicas), then start the move.
+fn start_move(admin: &Admin, topic: &str, target: &BTreeMap<i32, Vec<i32>>, throttle: i64) -> Result<()> {
+    use crate::cluster::reassign::{BROKER_THROTTLES, TOPIC_THROTTLES};
+    if throttle > 0 {
+        let brokers: Vec<i32> = admin.topics()?.0.iter().map(|b| b.id).collect();
+        let edits: Vec<(i32, Vec<ConfigEdit>)> = brokers
+            .iter()
+            .map(|id| (*id, BROKER_THROTTLES.iter().map(|k| (k.to_string(), Some(throttle.to_string()))).collect()))
+            .collect();
+        admin.alter_broker_configs(&edits)?;
+        let edit: Vec<ConfigEdit> = TOPIC_THROTTLES.iter().map(|k| (k.to_string(), Some("*".to_string()))).collect();
+        for (_, r) in admin.alter_topic_configs(&[(topic.to_string(), edit)])? {
+            r.map_err(|e| anyhow!("topic {topic}: replication throttle: {e}"))?;
+        }
+    }
+    admin.start_reassignment(topic, target)
+}
+
+fn clear_broker_throttles(admin: &Admin, brokers: &[i32]) -> Result<()> {
+    let edits: Vec<(i32, Vec<ConfigEdit>)> = brokers
+        .iter()
+        .map(|id| (*id, crate::cluster::reassign::BROKER_THROTTLES.iter().map(|k| (k.to_string(), None)).collect()))
+        .collect();
+    admin.alter_broker_configs(&edits)
+}
+
+/// Wait until none of `topics` moves, showing what is left; then remove
+/// their throttles (and the brokers', once nothing else moves).
+fn wait_for_moves(admin: &Admin, topics: &[String]) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut last_shown = None;
+    loop {
+        let moving = admin.reassigning()?;
+        let left: usize = topics.iter().filter_map(|t| moving.get(t)).map(|p| p.len()).sum();
+        if left == 0 {
+            let edit: Vec<ConfigEdit> =
+                crate::cluster::reassign::TOPIC_THROTTLES.iter().map(|k| (k.to_string(), None)).collect();
+            let edits: Vec<(String, Vec<ConfigEdit>)> = topics.iter().map(|t| (t.clone(), edit.clone())).collect();
+            for (t, r) in admin.alter_topic_configs(&edits)? {
+                r.map_err(|e| anyhow!("topic {t}: removing the replication throttle: {e}"))?;
+            }
+            if moving.is_empty() {
+                let brokers: Vec<i32> = admin.topics()?.0.iter().map(|b| b.id).collect();
+                clear_broker_throttles(admin, &brokers)?;
+            }
+            eprintln!("moved replicas of {} in {:.0?}; throttle removed", topics.join(", "), start.elapsed());
+            return Ok(());
+        }
+        if last_shown != Some(left) {
+            eprintln!("moving replicas of {}: {left} partition(s) still catching up", topics.join(", "));
+            last_shown = Some(left);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 fn outcome(c: &Change, errs: Vec<String>) -> Outcome {

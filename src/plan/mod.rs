@@ -154,6 +154,18 @@ pub enum Op {
     DeleteTopic {
         topic: String,
     },
+    /// Move partitions' replicas (throttled by `throttle_bytes` per second
+    /// on every broker while they catch up; 0: no throttle).
+    Reassign {
+        topic: String,
+        target: BTreeMap<i32, Vec<i32>>,
+        throttle_bytes: i64,
+    },
+    /// Remove the replication throttle rates a finished or interrupted move
+    /// left on brokers.
+    ClearBrokerThrottles {
+        brokers: Vec<i32>,
+    },
     /// Set and remove client quota values of one entity (values as Kafka
     /// shows them).
     AlterQuota {
@@ -173,6 +185,8 @@ impl Op {
             Op::AlterTopicConfigs { .. } => 3,
             Op::CreateAcl { .. } => 4,
             Op::AlterQuota { .. } => 4,
+            Op::Reassign { .. } => 3,
+            Op::ClearBrokerThrottles { .. } => 5,
             Op::DeleteAcl { .. } => 5,
             Op::DeleteTopic { .. } => 6,
             Op::DeleteUserCredential { .. } => 7,
@@ -187,6 +201,7 @@ pub enum Kind {
     Topic,
     Acl,
     Quota,
+    Broker,
 }
 
 impl Kind {
@@ -196,6 +211,7 @@ impl Kind {
             Kind::Topic => "topic",
             Kind::Acl => "acl",
             Kind::Quota => "quota",
+            Kind::Broker => "broker",
         }
     }
 }
@@ -418,7 +434,32 @@ pub fn diff(
     let topics = cfg.desired_topics();
     let desired = topics.iter().map(|t| (t.name.clone(), t)).collect();
     let found = live.topics.iter().map(|(k, v)| (k.clone(), v)).collect();
-    reconcile(&topics::Topics { cfg }, &desired, &found, prune, &mut draft);
+    let brokers: Vec<i32> = live.brokers.iter().map(|b| b.id).collect();
+    let no_moves = BTreeMap::new();
+    let moving = live.reassigning.as_ref().unwrap_or(&no_moves);
+    reconcile(&topics::Topics { cfg, brokers: &brokers, moving }, &desired, &found, prune, &mut draft);
+    // A finished or interrupted move's throttle rates, once nothing moves.
+    if live.reassigning.as_ref().is_ok_and(|m| m.is_empty()) && !live.throttled_brokers.is_empty() {
+        let names: Vec<String> = live.throttled_brokers.iter().map(|b| b.to_string()).collect();
+        draft.changes.push(Change {
+            action: Action::Update,
+            kind: Kind::Broker,
+            name: names.join(","),
+            fields: crate::cluster::reassign::BROKER_THROTTLES
+                .iter()
+                .map(|k| Field::value(k, Some(Value::Text("(set by a move)".into())), Some(Value::Default)))
+                .collect(),
+            ops: vec![Op::ClearBrokerThrottles { brokers: live.throttled_brokers.clone() }],
+        });
+    }
+    if let Ok(m) = &live.reassigning {
+        for (topic, parts) in m {
+            draft.notes.push(format!(
+                "topic {topic}: {} partition(s) are moving; fink starts no other move of it until they are done",
+                parts.len()
+            ));
+        }
+    }
 
     let wanted = desired_acls(cfg);
     let desired = wanted.iter().map(|b| (b.to_string(), b)).collect();
@@ -437,7 +478,7 @@ pub fn diff(
 
     let Draft { mut changes, blockers, mut notes, unmanaged } = draft;
     if !unmanaged.is_empty() {
-        let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl, Kind::Quota]
+        let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl, Kind::Quota, Kind::Broker]
             .iter()
             .filter_map(|k| unmanaged.get(k).map(|names| (k, names)))
             .map(|(kind, names)| match kind {
@@ -445,6 +486,7 @@ pub fn diff(
                 Kind::User => format!("{} user(s) [{}]", names.len(), shorten(names)),
                 Kind::Acl => format!("{} ACL binding(s)", names.len()),
                 Kind::Quota => format!("{} quota(s) [{}]", names.len(), shorten(names)),
+                Kind::Broker => format!("{} broker(s)", names.len()),
             })
             .collect();
         notes.push(format!(
@@ -457,7 +499,7 @@ pub fn diff(
     changes.sort_by_key(|c| {
         let k = c.kind as u8;
         match c.action {
-            Action::Delete => (1, 3 - k, c.name.clone()),
+            Action::Delete => (1, 4 - k, c.name.clone()),
             _ => (0, k, c.name.clone()),
         }
     });

@@ -10,6 +10,10 @@ use crate::config::{Config, TopicConfig};
 
 pub struct Topics<'a> {
     pub cfg: &'a Config,
+    /// Live broker ids.
+    pub brokers: &'a [i32],
+    /// Partitions being moved, by topic.
+    pub moving: &'a BTreeMap<String, std::collections::BTreeSet<i32>>,
 }
 
 impl Topics<'_> {
@@ -23,6 +27,85 @@ impl Topics<'_> {
 
 fn configs(t: &TopicConfig) -> BTreeMap<String, String> {
     t.config.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
+}
+
+/// `[[1, 2], [2, 3]]`.
+fn show_replicas(r: &BTreeMap<i32, Vec<i32>>) -> String {
+    let parts: Vec<String> = r.values().map(|v| format!("{v:?}").replace(' ', "")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl Topics<'_> {
+    /// A replication factor or placement that differs from the live one:
+    /// a throttled move, unless one is under way or cannot be made.
+    fn moves(
+        &self,
+        key: &str,
+        t: &TopicConfig,
+        lt: &LiveTopic,
+        draft: &mut Draft,
+        fields: &mut Vec<Field>,
+        ops: &mut Vec<Op>,
+    ) {
+        let live: BTreeMap<i32, Vec<i32>> = lt.partitions.iter().map(|p| (p.id, p.replicas.clone())).collect();
+        let target = match (&t.replicas, self.replication(t)) {
+            (Some(placement), _) => {
+                if let Some(bad) = placement.iter().flatten().find(|b| !self.brokers.contains(b)) {
+                    draft.blockers.push(format!(
+                        "topic {key}: replicas name broker {bad}, which is not in the cluster (brokers {:?})",
+                        self.brokers
+                    ));
+                    return;
+                }
+                if placement
+                    .iter()
+                    .any(|r| r.is_empty() || r.iter().collect::<std::collections::BTreeSet<_>>().len() != r.len())
+                {
+                    draft
+                        .blockers
+                        .push(format!("topic {key}: each partition's replicas must be distinct brokers, at least one"));
+                    return;
+                }
+                placement
+                    .iter()
+                    .enumerate()
+                    .filter(|(p, _)| live.contains_key(&(*p as i32)))
+                    .map(|(p, r)| (p as i32, r.clone()))
+                    .collect()
+            }
+            (None, Some(rf)) if rf != lt.replication_factor => {
+                if rf as usize > self.brokers.len() {
+                    draft.blockers.push(format!(
+                        "topic {key}: replication_factor {rf} is more than the {} broker(s) of the cluster",
+                        self.brokers.len()
+                    ));
+                    return;
+                }
+                crate::cluster::reassign::spread(&live, rf.max(1) as usize, self.brokers)
+            }
+            _ => return,
+        };
+        let differ: BTreeMap<i32, Vec<i32>> = target.into_iter().filter(|(p, r)| live.get(p) != Some(r)).collect();
+        if differ.is_empty() {
+            return;
+        }
+        if self.moving.contains_key(key) {
+            // The note about the move in progress says why nothing starts.
+            return;
+        }
+        let before: BTreeMap<i32, Vec<i32>> = differ.keys().map(|p| (*p, live[p].clone())).collect();
+        let new_rf = differ.values().next().map(|r| r.len() as i32).unwrap_or(lt.replication_factor);
+        if new_rf != lt.replication_factor {
+            fields.push(Field::new(
+                "replication_factor",
+                Some(lt.replication_factor.to_string()),
+                Some(new_rf.to_string()),
+            ));
+        }
+        fields.push(Field::new("replicas", Some(show_replicas(&before)), Some(show_replicas(&differ))));
+        let throttle_bytes = (self.cfg.cluster.reassignment_throttle_mb_s.max(0.0) * 1_000_000.0) as i64;
+        ops.push(Op::Reassign { topic: key.to_string(), target: differ, throttle_bytes });
+    }
 }
 
 impl Handler for Topics<'_> {
@@ -70,12 +153,7 @@ impl Handler for Topics<'_> {
                 "topic {key}: partitions {live_parts} -> {partitions} is a decrease, which Kafka cannot do (it would reorder keys and lose data); keep {live_parts} in fink.toml, or delete and recreate the topic"
             ));
         }
-        if let Some(rf) = self.replication(t).filter(|rf| *rf != lt.replication_factor) {
-            draft.notes.push(format!(
-                "topic {key}: replication_factor {} -> {rf} is not applied: changing it needs a partition reassignment (kafka-reassign-partitions), which fink does not do",
-                lt.replication_factor
-            ));
-        }
+        self.moves(key, t, lt, draft, &mut fields, &mut ops);
         let mut set = BTreeMap::new();
         let mut delete = Vec::new();
         for (k, v) in &configs {
@@ -84,7 +162,12 @@ impl Handler for Topics<'_> {
                 set.insert(k.clone(), v.clone());
             }
         }
+        // A move's throttle stays until the move is done.
+        let moving = self.moving.contains_key(key);
         for (k, v) in lt.configs.iter().filter(|(k, _)| !configs.contains_key(*k)) {
+            if moving && crate::cluster::reassign::TOPIC_THROTTLES.contains(&k.as_str()) {
+                continue;
+            }
             fields.push(Field::value(&format!("config {k}"), Some(Value::Text(v.clone())), Some(Value::Default)));
             delete.push(k.clone());
         }

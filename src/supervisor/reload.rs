@@ -186,7 +186,8 @@ fn apply_cluster_changes(new: &Loaded) -> Result<()> {
     if plan.is_empty() {
         return Ok(());
     }
-    let report = crate::plan::apply::execute(&plan, new, &admin, &|o| {
+    // A reload never blocks on a replica move: it goes on in the background.
+    let report = crate::plan::apply::execute(&plan, new, &admin, false, &|o| {
         tracing::info!(change = %o.change, ok = o.ok, error = ?o.error, "apply");
     })?;
     if report.failed() > 0 {
