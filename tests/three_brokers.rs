@@ -138,7 +138,7 @@ fn kafka_configs3(w: &Workspace, args: &[&str]) -> String {
 fn replication_factor_1_to_3_while_a_stream_publishes_moves_every_replica_and_leaves_no_throttle() {
     let w = Workspace::new();
     let topic = unique("rf");
-    let alerts = 3000;
+    let alerts = 2000;
     let r = w.fink(&["simulate", "--out", "src", "--alerts", &alerts.to_string(), "--per-file", "50", "--seed", "23"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let cfg = |rf: i32| {
