@@ -185,6 +185,16 @@ impl RecordingContext {
             auth.then(|| reason.clone())
         })
     }
+    /// A TLS handshake that failed: a CA that does not sign the broker's
+    /// certificate, or a certificate for another host. Retrying cannot fix it.
+    pub fn tls_error(&self) -> Option<String> {
+        let errs = self.errors.lock().unwrap();
+        errs.iter().find_map(|(e, reason)| {
+            let text = format!("{e} {reason}");
+            (text.contains("SSL handshake failed") || text.contains("certificate verify failed"))
+                .then(|| reason.clone())
+        })
+    }
     pub fn last_error(&self) -> Option<String> {
         self.errors.lock().unwrap().last().map(|(_, r)| r.clone())
     }
@@ -233,6 +243,9 @@ pub fn check_login(conn: &Connection, timeout: Duration) -> Login {
     librdkafka_login(conn, timeout)
 }
 
+/// How a failed TLS handshake starts its message.
+const TLS_FAILED: &str = "TLS handshake failed";
+
 /// Login check through a librdkafka client (TLS, or brokers the fast path cannot speak to).
 fn librdkafka_login(conn: &Connection, timeout: Duration) -> Login {
     let ctx = RecordingContext::default();
@@ -254,6 +267,9 @@ fn librdkafka_login(conn: &Connection, timeout: Duration) -> Login {
             Err(e) => {
                 if let Some(reason) = ctx.auth_error() {
                     return Login::Refused(reason);
+                }
+                if let Some(reason) = ctx.tls_error() {
+                    return Login::Unreachable(format!("{TLS_FAILED}: {reason}"));
                 }
                 if Instant::now() >= deadline {
                     return Login::Unreachable(ctx.last_error().unwrap_or_else(|| e.to_string()));
@@ -393,6 +409,12 @@ impl Admin {
         match check_login(&self.conn, self.conn.timeout) {
             Login::Accepted => {}
             Login::Refused(reason) => return Err(self.refused(&reason)),
+            Login::Unreachable(why) if why.starts_with(TLS_FAILED) => {
+                return Err(anyhow!(
+                    "cannot connect to cluster {} over TLS: {why}\n  check [cluster] ssl_ca_location (the CA that signed the brokers' certificates) and that the certificates name the bootstrap host",
+                    self.conn.bootstrap
+                ))
+            }
             Login::Unreachable(why) => {
                 return Err(anyhow!(
                     "cluster {} did not answer within {}s: {why}\n  is it running? (`fink cluster status`)",

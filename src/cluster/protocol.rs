@@ -40,9 +40,68 @@ fn io(server: &str, e: impl std::fmt::Display) -> ProtocolError {
     ProtocolError::Io(format!("{server}: {e}"))
 }
 
+/// The socket: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// TLS settings: the CA file clients trust (`[cluster] ssl_ca_location`),
+/// or the system's roots.
+pub fn tls_config(ca: Option<&std::path::Path>) -> Result<std::sync::Arc<rustls::ClientConfig>, ProtocolError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| ProtocolError::Io(format!("CA file {}: {e}", path.display())))?;
+            for c in certs {
+                let c = c.map_err(|e| ProtocolError::Io(format!("CA file {}: {e}", path.display())))?;
+                roots.add(c).map_err(|e| ProtocolError::Io(format!("CA file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProtocolError::Io(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(cfg))
+}
+
 /// One authenticated connection to a broker.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     server: String,
     correlation: i32,
     /// API key -> (min, max) versions the broker accepts.
@@ -62,6 +121,16 @@ impl Client {
     /// Connect to the first reachable server of `bootstrap` and learn its
     /// API versions.
     pub fn connect(bootstrap: &str, timeout: Duration) -> Result<Client, ProtocolError> {
+        Client::connect_with(bootstrap, timeout, None)
+    }
+
+    /// [`Client::connect`], over TLS when `tls` is given (the broker's
+    /// certificate checked against its host name).
+    pub fn connect_with(
+        bootstrap: &str,
+        timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Client, ProtocolError> {
         let mut last = ProtocolError::Io("no bootstrap server".into());
         for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let addrs = match server.to_socket_addrs() {
@@ -73,10 +142,21 @@ impl Client {
             };
             for addr in addrs {
                 match TcpStream::connect_timeout(&addr, timeout) {
-                    Ok(stream) => {
-                        let _ = stream.set_read_timeout(Some(timeout));
-                        let _ = stream.set_write_timeout(Some(timeout));
-                        let _ = stream.set_nodelay(true);
+                    Ok(tcp) => {
+                        let _ = tcp.set_read_timeout(Some(timeout));
+                        let _ = tcp.set_write_timeout(Some(timeout));
+                        let _ = tcp.set_nodelay(true);
+                        let stream = match &tls {
+                            None => Stream::Plain(tcp),
+                            Some(cfg) => {
+                                let host = server.rsplit_once(':').map(|(h, _)| h).unwrap_or(server);
+                                let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                                    .map_err(|e| io(server, format!("not a TLS server name: {e}")))?;
+                                let conn = rustls::ClientConnection::new(cfg.clone(), name)
+                                    .map_err(|e| io(server, format!("TLS: {e}")))?;
+                                Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+                            }
+                        };
                         let mut c =
                             Client { stream, server: server.to_string(), correlation: 0, versions: BTreeMap::new() };
                         c.api_versions()?;
@@ -89,15 +169,16 @@ impl Client {
         Err(last)
     }
 
-    /// Connect and log in with SCRAM.
+    /// Connect (over TLS when `tls` is given) and log in with SCRAM.
     pub fn login(
         bootstrap: &str,
         timeout: Duration,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
         mechanism: ScramMechanism,
         user: &str,
         password: &str,
     ) -> Result<Client, ProtocolError> {
-        let mut c = Client::connect(bootstrap, timeout)?;
+        let mut c = Client::connect_with(bootstrap, timeout, tls)?;
         match c.authenticate(mechanism, user, password)? {
             super::Login::Accepted => Ok(c),
             super::Login::Refused(m) | super::Login::Unreachable(m) => {

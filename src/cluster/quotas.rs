@@ -59,16 +59,20 @@ impl std::fmt::Display for Entity {
 /// Quota values by key (`producer_byte_rate`, ...).
 pub type Values = BTreeMap<String, f64>;
 
-/// The protocol client logged in as the connection's user.
+/// The protocol client logged in as the connection's user (over TLS with
+/// SASL_SSL, trusting `ssl_ca_location`).
 pub fn client(conn: &Connection) -> Result<Client> {
-    if conn.protocol == SecurityProtocol::SaslSsl {
-        return Err(anyhow!("quotas over SASL_SSL are not supported yet by fink's protocol client"));
-    }
-    match (&conn.user, &conn.password) {
-        (Some(u), Some(p)) if conn.protocol == SecurityProtocol::SaslPlaintext => {
-            Client::login(&conn.bootstrap, conn.timeout, conn.mechanism, u, p.expose()).map_err(|e| anyhow!("{e}"))
+    let tls = match conn.protocol {
+        SecurityProtocol::SaslSsl => {
+            Some(super::protocol::tls_config(conn.ssl_ca_location.as_deref().map(std::path::Path::new))?)
         }
-        _ => Client::connect(&conn.bootstrap, conn.timeout).map_err(|e| anyhow!("{e}")),
+        _ => None,
+    };
+    match (&conn.user, &conn.password) {
+        (Some(u), Some(p)) if conn.protocol != SecurityProtocol::Plaintext => {
+            Client::login(&conn.bootstrap, conn.timeout, tls, conn.mechanism, u, p.expose()).map_err(|e| anyhow!("{e}"))
+        }
+        _ => Client::connect_with(&conn.bootstrap, conn.timeout, tls).map_err(|e| anyhow!("{e}")),
     }
 }
 

@@ -473,6 +473,12 @@ pub struct LocalConfig {
     pub heap: String,
     /// Kafka version installed by `fink cluster install`.
     pub kafka_version: String,
+    /// Clients meet a SASL_SSL listener, with a CA and broker certificate
+    /// fink generates under `data_dir/tls` (the CA for clients:
+    /// `data_dir/tls/ca.pem`, for `[cluster] ssl_ca_location`); the brokers
+    /// talk to each other over SASL_PLAINTEXT on port + 1000.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Default for LocalConfig {
@@ -484,6 +490,7 @@ impl Default for LocalConfig {
             data_dir: ".fink/local".into(),
             heap: "512m".into(),
             kafka_version: DEFAULT_KAFKA_VERSION.into(),
+            tls: false,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct LocalCluster {
     pub data_dir: PathBuf,
     pub heap: String,
     pub kafka_version: String,
+    /// Clients meet a SASL_SSL listener (certificates under `data_dir/tls`).
+    pub tls: bool,
     admin_user: String,
     admin_password: Option<SecretValue>,
     conn: Option<Connection>,
@@ -78,10 +80,47 @@ impl LocalCluster {
             data_dir: absolute(&loaded.path(&c.local.data_dir)),
             heap: c.local.heap.clone(),
             kafka_version: c.local.kafka_version.clone(),
+            tls: c.local.tls,
             admin_user: admin.user.clone(),
             admin_password: Some(password),
             conn: Some(conn),
         })
+    }
+
+    /// Where the CA and broker certificate are (`ca.pem` for clients).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
+    }
+
+    /// The broker-to-broker listener when clients use TLS.
+    fn internal_port(&self, i: u8) -> u16 {
+        self.port + 1000 + i as u16
+    }
+
+    /// A CA, and a certificate it signs for 127.0.0.1 and localhost, made
+    /// once (rcgen): `ca.pem`, and `server.pem` with the broker's key
+    /// (mode 0600; the CA's key is not kept: nothing else is ever signed).
+    fn ensure_certs(&self) -> Result<()> {
+        let dir = self.tls_dir();
+        if dir.join("ca.pem").is_file() && dir.join("server.pem").is_file() {
+            return Ok(());
+        }
+        fs::create_dir_all(&dir)?;
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| anyhow!("CA key: {e}"))?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| anyhow!("{e}"))?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "fink local cluster CA");
+        ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).map_err(|e| anyhow!("CA certificate: {e}"))?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().map_err(|e| anyhow!("broker key: {e}"))?;
+        let mut params = rcgen::CertificateParams::new(vec![HOST.to_string(), "localhost".to_string()])
+            .map_err(|e| anyhow!("{e}"))?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, "fink local broker");
+        let cert = params.signed_by(&key, &issuer).map_err(|e| anyhow!("broker certificate: {e}"))?;
+        write_private(&dir.join("server.pem"), &format!("{}{}{}", key.serialize_pem(), cert.pem(), ca.pem()))?;
+        write_private(&dir.join("ca.pem"), &ca.pem())?;
+        Ok(())
     }
 
     fn node_dir(&self, i: u8) -> PathBuf {
@@ -154,6 +193,30 @@ impl LocalCluster {
         }
     }
 
+    fn listeners(&self, i: u8) -> String {
+        if self.tls {
+            format!("SASL_SSL://{HOST}:{},SASL_PLAINTEXT://{HOST}:{}", self.port + i as u16, self.internal_port(i))
+        } else {
+            format!("SASL_PLAINTEXT://{HOST}:{}", self.port + i as u16)
+        }
+    }
+
+    /// The client listener's TLS and SASL settings (empty without TLS).
+    fn tls_block(&self) -> String {
+        if !self.tls {
+            return String::new();
+        }
+        let pem = self.tls_dir().join("server.pem");
+        format!(
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256\n\
+             listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+             listener.name.sasl_ssl.ssl.keystore.location={}\n",
+            pem.display()
+        )
+    }
+
     fn render(&self, i: u8) -> Result<String> {
         let pw = self.admin_password.as_ref().ok_or_else(|| anyhow!("no admin password"))?;
         let voters: Vec<String> =
@@ -171,6 +234,8 @@ impl LocalCluster {
             ("log_dirs", self.node_dir(i).join("data").display().to_string()),
             ("replication", replication.to_string()),
             ("min_isr", min_isr.to_string()),
+            ("listeners", self.listeners(i)),
+            ("tls", self.tls_block()),
         ];
         let mut out = SERVER_TEMPLATE.to_string();
         for (k, v) in vars {
@@ -197,6 +262,9 @@ impl LocalCluster {
         check_java()?;
         self.check_ports(&running)?;
         fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        if self.tls {
+            self.ensure_certs()?;
+        }
         let cluster_id = match fs::read_to_string(self.cluster_id_file()) {
             Ok(s) => s.trim().to_string(),
             Err(_) => {
@@ -233,7 +301,8 @@ impl LocalCluster {
             if running.contains(&i) {
                 continue;
             }
-            for port in [self.port + i as u16, self.controller_port + i as u16] {
+            let internal = self.tls.then(|| self.internal_port(i));
+            for port in [self.port + i as u16, self.controller_port + i as u16].into_iter().chain(internal) {
                 if std::net::TcpListener::bind((HOST, port)).is_err() {
                     bail!("port {port} on {HOST} is in use by another process: stop it or change [local] ports");
                 }
