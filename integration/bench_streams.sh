@@ -169,10 +169,13 @@ if [ "${SOURCE:-}" = python ]; then
   # pandas UDFs for the same topics on the same alerts (local[2]).
   PY="$REPO/.fink/venv/bin/python"
   # Peak RSS of fink and its Python workers together, sampled every 0.2 s.
+  # (The pid is `timeout`'s: fink is its child, the workers fink's.)
   tree_rss_kb() { # $1 pid
     local max=0 cur
     while kill -0 "$1" 2>/dev/null; do
-      cur=$(ps -o rss= --pid "$1" --ppid "$1" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+      cur=$(ps -e -o pid=,ppid=,rss= 2>/dev/null | awk -v root="$1" '
+        { parent[$1] = $2; rss[$1] = $3 }
+        END { for (p in rss) { q = p; while (q != "" && q != 0 && q != root) q = parent[q]; if (q == root) s += rss[p] } print s + 0 }')
       [ "$cur" -gt "$max" ] && max=$cur
       sleep 0.2
     done
@@ -196,12 +199,17 @@ print(float(sys.argv[2]) - float(sys.argv[1]), sys.argv[3], sum(x['stats']['publ
   one_filter() { # $1 tag, $2 the [filter.f] body
     GROUP="b$1" header
     printf '[[topic]]\nname = "bench_%s"\npartitions = 2\n' "$1"
+    printf '%s\n' "$consts"
     printf '[filter.f]\n%s\n' "$2"
     printf '[[stream]]\nname = "s"\nsource = { format = "parquet", path = "alerts" }\ntopic = "bench_%s"\nfilters = ["f"]\n' "$1"
   }
   sn_cel=$(python3 -c "
 import tomllib; f = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['filter']['sn_candidates']
 print('expr = \"' + f['expr'].replace('\"', '\\\\\"') + '\"\non_null = \"' + f['on_null'] + '\"')")
+  # The catalogue's constants (EG_HOST, ...), which the CEL form uses.
+  consts=$(python3 -c "
+import json, tomllib; c = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['const']
+print('[const]'); [print(k, '=', json.dumps(v)) for k, v in c.items()]")
   sn_py='python = "fink_filters.ztf.livestream.filter_sn_candidates.filter:sn_candidates"'
   printf 'def keep(candid):\n    return candid == candid\n' > keep_all.py
   declare -a cel_t py_t true_t none_t false_t cat_t cat_rss spark_t
