@@ -273,8 +273,18 @@ fn the_ztf_catalogue_loads_and_filters_fink_filters_test_alerts() {
     assert!(r.stdout.contains("17 streams"), "{}", r.stdout);
     let data = common::shared_data().join("ztf/filters_test");
     let r = w.fink(&["filter", "test", "--data", data.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.all()));
+    // Exit 1: alerts in error, and only where a filter reads columns these
+    // alerts lack (yso_spicy_candidates: Fink's SPICY cross-match).
+    let erring: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["errors"].as_u64() != Some(0))
+        .map(|f| f["filter"].as_str().unwrap())
+        .collect();
+    assert_eq!(erring, vec!["yso_spicy_candidates"], "{}", r.stderr);
+    assert_eq!(r.code, 1);
     let kept = |name: &str| -> Vec<String> {
         let f = report.as_array().unwrap().iter().find(|f| f["filter"] == name).expect(name);
         assert_eq!(f["on_null"], "false");
