@@ -239,7 +239,8 @@ import tomllib; f = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['filter
 print(' '.join(k for k in f if k != 'simbad_candidates'))")
     out=$(JAVA_TOOL_OPTIONS= "$PY" "$REPO/integration/python/spark_catalogue.py" alerts $topics 2>spark.err | tail -1)
     st=$(echo "$out" | python3 -c "import json, sys; print(json.load(sys.stdin)['seconds'])") || { tail -5 spark.err; exit 1; }
-    spark_t+=("$st"); echo "run $r, Spark local[2], fink-filters' UDFs for the same $(echo $topics | wc -w) topics: ${st}s (startup excluded)"
+    lost=$(echo "$out" | python3 -c "import json, sys; f = json.load(sys.stdin)['failed']; print(', '.join(f'{k} ({v})' for k, v in f.items()) or 'none')")
+    spark_t+=("$st"); echo "run $r, Spark local[2], fink-filters' UDFs for the same $(echo $topics | wc -w) topics: ${st}s (startup excluded); topics lost to a raising UDF: $lost"
   done
   m() { printf '%s\n' "$@" | median; }
   python3 - "$ALERTS" "$(m "${cel_t[@]}")" "$(m "${py_t[@]}")" "$(m "${true_t[@]}")" "$(m "${none_t[@]}")" \

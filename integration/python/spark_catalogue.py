@@ -9,7 +9,9 @@ out the Avro encoding and the producer: the figure is the filters' share,
 which is generous to Spark.
 
     python spark_catalogue.py ALERTS_DIR TOPIC...
-prints one JSON line: {"seconds": ..., "startup_seconds": ..., "kept": {topic: n}}
+prints one JSON line: {"seconds": ..., "startup_seconds": ..., "kept": {topic: n},
+"failed": {topic: error}}: a filter that raises loses its topic, as in
+Fink's job (fink-broker#1151), and the others go on.
 """
 
 import json
@@ -48,10 +50,13 @@ for c in ["jd", "fid", "magpsf", "sigmapsf", "diffmaglim", "magnr", "sigmagnr", 
 df = df.withColumn("cstampDatac", df["cutoutScience.stampData"])
 if "lc_features_r" in df.columns:
     df = df.withColumn("linear_fit_slope", F.col("lc_features_r.linear_fit_slope"))
-kept = {}
+kept, failed = {}, {}
 for t in topics:
     f = "fink_filters.ztf.livestream.filter_{0}.filter.{0}".format(t)
-    kept[t] = apply_user_defined_filter(df, f).count()
+    try:
+        kept[t] = apply_user_defined_filter(df, f).count()
+    except Exception as e:  # noqa: BLE001 (as in Fink's job, the topic is lost)
+        failed[t] = str(e).strip().splitlines()[-1][:300]
 seconds = time.time() - t0
-print(json.dumps({"seconds": seconds, "startup_seconds": startup, "kept": kept}))
+print(json.dumps({"seconds": seconds, "startup_seconds": startup, "kept": kept, "failed": failed}))
 spark.stop()
