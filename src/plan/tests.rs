@@ -79,13 +79,31 @@ fn partition_decrease_blocks_and_config_removal_resets_to_default() {
     let mut l = live();
     l.topics.insert("t".into(), topic("t", 4, &[("retention.ms", "5")]));
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
-    assert_eq!(p.blockers.len(), 1);
+    // No broker to hold three replicas: refused too.
+    assert_eq!(p.blockers.len(), 2, "{:?}", p.blockers);
     assert!(p.blockers[0].contains("partitions 4 -> 1 is a decrease"), "{:?}", p.blockers);
-    assert!(p.notes.iter().any(|n| n.contains("replication_factor 1 -> 3 is not applied")));
+    assert!(p.blockers[1].contains("replication_factor 3 is more than the 0 broker(s)"), "{:?}", p.blockers);
     assert_eq!(
         p.changes[0].ops,
         vec![Op::AlterTopicConfigs { topic: "t".into(), set: BTreeMap::new(), delete: vec!["retention.ms".into()] }]
     );
+}
+
+#[test]
+fn a_replication_factor_change_is_a_throttled_move_that_keeps_the_leader() {
+    let c = cfg(&format!("{BASE}\n[[topic]]\nname = \"t\"\npartitions = 2\nreplication_factor = 3\n"));
+    let mut l = live();
+    l.brokers = (1..=3).map(|id| crate::cluster::BrokerInfo { id, host: "h".into(), port: 1 }).collect();
+    l.topics.insert("t".into(), topic("t", 2, &[]));
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    let target: BTreeMap<i32, Vec<i32>> = [(0, vec![1, 2, 3]), (1, vec![1, 2, 3])].into_iter().collect();
+    assert_eq!(p.changes[0].ops, vec![Op::Reassign { topic: "t".into(), target, throttle_bytes: 50_000_000 }]);
+    // A move under way: nothing starts, the plan says why.
+    l.reassigning = Ok([("t".to_string(), [0].into_iter().collect())].into_iter().collect());
+    let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert!(p.notes.iter().any(|n| n.contains("are moving")), "{:?}", p.notes);
 }
 
 #[test]
