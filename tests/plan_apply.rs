@@ -109,11 +109,12 @@ fn topic_create_grow_configs_and_refused_decrease() {
     let (_, topics) = a.topics().unwrap();
     assert_eq!(topics[&format!("{}_a", c.p)].configs.get("retention.ms").map(String::as_str), Some("7200000"));
 
-    // Replication changes are explained, not applied.
+    // More replicas than brokers: refused with the reason (moves that fit
+    // are tested on three brokers, tests/three_brokers.rs).
     c.config("[[topic]]\nname = \"@_a\"\npartitions = 3\nreplication_factor = 3\n[topic.config]\n\"retention.ms\" = 7200000\n");
     let r = c.fink(&["plan"]);
-    assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("replication_factor 1 -> 3 is not applied"), "{}", r.stdout);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("replication_factor 3 is more than the 1 broker(s)"), "{}", r.all());
 }
 
 #[test]
