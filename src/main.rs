@@ -207,6 +207,12 @@ enum Cmd {
     },
     /// Print the man page (roff): `fink man > fink.1`.
     Man,
+    /// Print a generated page of the handbook (docs/src/reference/).
+    #[command(hide = true)]
+    Docs {
+        #[arg(value_enum)]
+        page: DocsPage,
+    },
     /// Scaffold a deployment in DIR (default: here): fink.toml, profiles/, .gitignore,
     /// README.fink.md. Never overwrites a file.
     Init { dir: Option<PathBuf> },
@@ -229,6 +235,14 @@ enum Cmd {
         #[arg(long)]
         no_wait: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DocsPage {
+    /// The fink.toml reference, from the JSON Schema.
+    Config,
+    /// The command-line reference, from these definitions.
+    Cli,
 }
 
 #[derive(Subcommand)]
@@ -315,6 +329,17 @@ fn dispatch(ctx: &Ctx, command: Cmd) -> Result<ExitCode> {
         }
         Cmd::Man => {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Docs { page } => {
+            print!(
+                "{}",
+                match page {
+                    DocsPage::Config =>
+                        cli::docs::config_reference(&serde_json::from_str(&cli::tools::config_schema_json())?),
+                    DocsPage::Cli => cli::docs::cli_reference(&<Cli as clap::CommandFactory>::command()),
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Init { dir } => cli::tools::init(dir.as_deref().unwrap_or(std::path::Path::new("."))),

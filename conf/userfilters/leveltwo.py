@@ -62,3 +62,11 @@ def filter_leveltwo(cdsxmatch: pd.Series, rb: pd.Series, cmagpsfc: pd.Series) ->
 
     rising = cmagpsfc.apply(brightest_now).astype(bool)
     return not_stellar & real & rising
+
+
+def on_frame(alerts: pd.DataFrame) -> pd.Series:
+    """The same batch as one DataFrame (`dataframe = true` in fink.toml):
+    every column the stream reads, structs as one dict per row.
+    """
+    rb = alerts["candidate"].map(lambda c: (c or {}).get("rb") or 0.0)
+    return rb > 0.5

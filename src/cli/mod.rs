@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod consume;
+pub mod docs;
 pub mod filter_test;
 pub mod plan;
 pub mod run;

@@ -132,9 +132,11 @@ impl Default for PythonConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
+    /// The stream whose alerts are notified.
     pub stream: String,
     /// The endpoint; a secret (it carries the token): `{ env = "SLACK_WEBHOOK" }`.
     pub url: Secret,
+    /// The payload: Slack's `{"text"}`, Telegram's Bot API (with `chat_id`), or JSON.
     #[serde(default)]
     pub format: NotifyFormat,
     /// Telegram's `chat_id` (`@channel` or a number).
@@ -423,13 +425,16 @@ impl ScramMechanism {
 pub struct ClusterConfig {
     /// `host:port` list.
     pub bootstrap: Vec<String>,
+    /// How clients meet the brokers: SASL over plain TCP, SASL over TLS, or neither.
     #[serde(default = "default_protocol")]
     pub security_protocol: SecurityProtocol,
+    /// The SCRAM mechanism fink logs in with.
     #[serde(default)]
     pub sasl_mechanism: ScramMechanism,
     /// Expected cluster id; plan/apply refuse to touch a cluster with another.
     #[serde(default)]
     pub id: Option<String>,
+    /// The user fink administers the cluster as (plan, apply, views); a super user.
     pub admin: Option<Credentials>,
     /// CA file for SASL_SSL.
     #[serde(default)]
@@ -454,6 +459,7 @@ fn default_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    /// The SCRAM user name.
     pub user: String,
     pub password: Secret,
 }
@@ -498,7 +504,9 @@ impl Default for LocalConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicDefaults {
+    /// Partitions of a topic that does not say (Kafka's default if neither does).
     pub partitions: Option<i32>,
+    /// Replication factor of a topic that does not say (Kafka's default if neither does).
     pub replication_factor: Option<i32>,
 }
 
@@ -526,14 +534,18 @@ impl std::fmt::Display for ConfigValue {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
+    /// The topic's name (`{night}` and the other night fields are expanded).
     pub name: String,
+    /// Partitions; may grow, never shrink (`[defaults]` if absent).
     pub partitions: Option<i32>,
+    /// Replicas per partition; a change is a throttled replica move (`[defaults]` if absent).
     pub replication_factor: Option<i32>,
     /// Explicit placement: the broker ids of each partition's replicas, the
     /// preferred leader first (`[[1, 2, 3], [2, 3, 1]]`). A change moves
     /// the replicas (throttled, see `[cluster] reassignment_throttle_mb_s`).
     #[serde(default)]
     pub replicas: Option<Vec<Vec<i32>>>,
+    /// Topic configs set on the topic (`"retention.ms" = 604800000`); a key removed returns to the broker's default.
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
 }
@@ -541,10 +553,13 @@ pub struct TopicConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
+    /// The SCRAM user name (the principal `User:NAME`).
     pub name: String,
     pub password: Secret,
+    /// The SCRAM mechanism of the credential.
     #[serde(default)]
     pub mechanism: ScramMechanism,
+    /// SCRAM iterations of the salted password, 4096 to 16384.
     #[serde(default = "default_iterations")]
     pub iterations: i32,
 }
@@ -618,17 +633,26 @@ pub struct AclConfig {
     pub user: Option<String>,
     /// ...or a full principal such as `User:alice` or `User:*`.
     pub principal: Option<String>,
+    /// The host the binding allows or denies (`*`: any).
     #[serde(default = "default_host")]
     pub host: String,
+    /// A shortcut expanded to the exact bindings: `producer` (Write, Describe, Create on the topic, IdempotentWrite, the transactional ids and state topic of exactly-once streams) or `consumer` (Read, Describe on the topic, Read on the group).
     pub role: Option<AclRole>,
+    /// The topic of a role (with `pattern`).
     pub topic: Option<String>,
+    /// The consumer group of a `consumer` role (with `group_pattern`).
     pub group: Option<String>,
+    /// The resource kind of an explicit binding.
     pub resource: Option<ResourceKind>,
+    /// The resource name of an explicit binding (with `pattern`).
     pub name: Option<String>,
+    /// Operations of an explicit binding (`Read`, `Write`, `Describe`, `Create`, `All`, ...).
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Allow or deny.
     #[serde(default = "default_permission")]
     pub permission: Permission,
+    /// How `topic` or `name` matches: the literal name, or a prefix.
     #[serde(default = "default_pattern")]
     pub pattern: PatternType,
     /// Pattern of the consumer group in a `consumer` role (default literal).
@@ -669,6 +693,7 @@ pub struct FilterConfig {
     /// per column.
     #[serde(default)]
     pub dataframe: bool,
+    /// What the filter keeps, for people (shown by `fink filter test`).
     #[serde(default)]
     pub description: Option<String>,
     /// What a null or missing field means in this filter.
@@ -728,6 +753,7 @@ pub enum SourceFormat {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
+    /// `parquet` (Fink's science database) or `avro` (object container files, `.avro` and `.avro.gz`).
     pub format: SourceFormat,
     /// A directory (relative to fink.toml), `file:///dir`,
     /// `s3://bucket/prefix` or `hdfs://namenode:port/path`; `{night}`
@@ -741,16 +767,22 @@ pub struct SourceConfig {
     pub poll_interval_ms: Option<u64>,
     // Store settings given here override the named storage's (see
     // [`StorageConfig`] for each).
+    /// S3: the server's URL (AWS if absent); overrides the `[storage]`.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// S3: the region; overrides the `[storage]`.
     #[serde(default)]
     pub region: Option<String>,
+    /// S3: the access key id (a secret); overrides the `[storage]`.
     #[serde(default)]
     pub access_key: Option<Secret>,
+    /// S3: the secret access key; overrides the `[storage]`.
     #[serde(default)]
     pub secret_key: Option<Secret>,
+    /// S3: allow a plain `http://` endpoint; overrides the `[storage]`.
     #[serde(default)]
     pub allow_http: Option<bool>,
+    /// HDFS: the user to act as (default `HADOOP_USER_NAME`, then the system user).
     #[serde(default)]
     pub user: Option<String>,
 }
@@ -822,10 +854,13 @@ pub enum Compression {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerConfig {
+    /// Compression codec (zstd at level 1 by default).
     #[serde(default = "default_compression")]
     pub compression: Compression,
+    /// How long a batch waits for more alerts (2 ms by default; 100 with a `partitioner` property).
     #[serde(default)]
     pub linger_ms: Option<u32>,
+    /// Largest producer batch in bytes (librdkafka `batch.size`, 1 MB by default).
     #[serde(default)]
     pub batch_size: Option<u32>,
     /// Extra librdkafka properties, passed through unchanged.
@@ -851,8 +886,11 @@ fn default_compression() -> Compression {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
+    /// The stream's name: its progress, transactional id and metrics are keyed by it.
     pub name: String,
+    /// Where the stream reads alerts.
     pub source: SourceConfig,
+    /// The topic it publishes to (declared in a `[[topic]]`; `{night}` expanded).
     pub topic: String,
     /// Names of `[filter.NAME]` entries; all must pass.
     #[serde(default)]
@@ -860,15 +898,19 @@ pub struct StreamConfig {
     /// An inline CEL expression, combined with the named filters.
     #[serde(default)]
     pub filter: Option<String>,
+    /// Columns and nested fields to keep (`candidate.magpsf`); all if empty.
     #[serde(default)]
     pub select: Vec<String>,
+    /// Columns and nested fields to leave out.
     #[serde(default)]
     pub drop: Vec<String>,
     /// Declared user whose credentials publish (the admin by default).
     #[serde(default)]
     pub user: Option<String>,
+    /// Where to write the Avro schema the stream publishes (also carried in every message key).
     #[serde(default)]
     pub schema_path: Option<String>,
+    /// Producer settings of this stream.
     #[serde(default)]
     pub producer: ProducerConfig,
 }

@@ -1,5 +1,7 @@
 //! The HTTP endpoint of a long-running `fink run`: `GET /metrics`
-//! (Prometheus text) and `GET /status` (JSON) at one address.
+//! (Prometheus text), `GET /status` (JSON), and the probes `GET /healthz`
+//! (the process answers) and `GET /readyz` (every stream it runs is
+//! healthy) at one address.
 //!
 //! Served by hyper on its own small tokio runtime, one task per connection:
 //! a client that never finishes its request, or never reads the answer,
@@ -19,6 +21,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+/// Readiness: `Ok` or the reasons this instance is not ready.
+pub type Ready = Arc<dyn Fn() -> Result<(), Vec<String>> + Send + Sync>;
 
 /// How long a client has to send its request line and headers.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +35,7 @@ const MAX_CONNS: usize = 64;
 
 /// Bind `addr` and serve in the background; the bound address is returned
 /// (port 0 picks one).
-pub fn serve(addr: &str, metrics: Render, status: Render) -> std::io::Result<SocketAddr> {
+pub fn serve(addr: &str, metrics: Render, status: Render, ready: Ready) -> std::io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
@@ -56,10 +60,10 @@ pub fn serve(addr: &str, metrics: Render, status: Render) -> std::io::Result<Soc
                         continue;
                     }
                 };
-                let (metrics, status) = (metrics.clone(), status.clone());
+                let (metrics, status, ready) = (metrics.clone(), status.clone(), ready.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let answer = respond(req.uri().path(), &metrics, &status);
+                        let answer = respond(req.uri().path(), &metrics, &status, &ready);
                         async move { Ok::<_, Infallible>(answer) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
@@ -77,11 +81,18 @@ pub fn serve(addr: &str, metrics: Render, status: Render) -> std::io::Result<Soc
     Ok(local)
 }
 
-fn respond(path: &str, metrics: &Render, status: &Render) -> Response<Full<Bytes>> {
+fn respond(path: &str, metrics: &Render, status: &Render, ready: &Ready) -> Response<Full<Bytes>> {
     let (code, ctype, body) = match path {
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics()),
         "/status" => (StatusCode::OK, "application/json", status()),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "try /metrics or /status\n".to_string()),
+        // Served by this thread alone: the supervisor restarts failed
+        // streams itself, so liveness asks only that the process answers.
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" => match ready() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready:\n{}\n", why.join("\n"))),
+        },
+        _ => (StatusCode::NOT_FOUND, "text/plain", "try /metrics, /status, /healthz or /readyz\n".to_string()),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = code;
@@ -107,7 +118,13 @@ mod tests {
     }
 
     fn server() -> SocketAddr {
-        serve("127.0.0.1:0", Arc::new(|| "fink_up 1\n".to_string()), Arc::new(|| "{\"ok\":true}".to_string())).unwrap()
+        serve(
+            "127.0.0.1:0",
+            Arc::new(|| "fink_up 1\n".to_string()),
+            Arc::new(|| "{\"ok\":true}".to_string()),
+            Arc::new(|| Err(vec!["stream s: failed".to_string()])),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -119,6 +136,10 @@ mod tests {
         let s = get(addr, "/status");
         assert!(s.contains("application/json") && s.ends_with("{\"ok\":true}"), "{s}");
         assert!(get(addr, "/nope").starts_with("HTTP/1.1 404"));
+        let h = get(addr, "/healthz");
+        assert!(h.starts_with("HTTP/1.1 200") && h.ends_with("ok\n"), "{h}");
+        let r = get(addr, "/readyz");
+        assert!(r.starts_with("HTTP/1.1 503") && r.ends_with("stream s: failed\n"), "{r}");
     }
 
     /// A client that sends half a request and waits, and one that never

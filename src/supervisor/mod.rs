@@ -325,7 +325,7 @@ fn join_group(
     Ok((membership, view, state_partitions))
 }
 
-/// `/metrics` and `/status` on `[run] metrics_addr` ("" turns them off);
+/// `/metrics`, `/status`, `/healthz` and `/readyz` on `[run] metrics_addr` ("" turns them off);
 /// the bound address is recorded for `fink status` (port 0).
 fn serve_status(initial: &Loaded, shared: &Arc<Shared>) -> Result<()> {
     let addr = initial.config.run.metrics_addr.clone();
@@ -335,13 +335,21 @@ fn serve_status(initial: &Loaded, shared: &Arc<Shared>) -> Result<()> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| anyhow!("cannot install the metrics recorder: {e}"))?;
-    let (s1, s2) = (shared.clone(), shared.clone());
+    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());
     let metrics: http::Render = Arc::new(move || {
         status::export_metrics(&s1.status());
         handle.render()
     });
     let status: http::Render = Arc::new(move || serde_json::to_string_pretty(&s2.status()).unwrap_or_default() + "\n");
-    let a = http::serve(&addr, metrics, status)
+    let ready: http::Ready = Arc::new(move || {
+        let why = s3.status().not_ready();
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why)
+        }
+    });
+    let a = http::serve(&addr, metrics, status, ready)
         .map_err(|e| anyhow!("cannot listen on {addr} for /metrics: {e} (set [run] metrics_addr)"))?;
     tracing::info!("metrics on http://{a}/metrics, status on http://{a}/status");
     // With port 0 the OS picks one: `fink status` finds it here.

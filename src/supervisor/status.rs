@@ -105,6 +105,24 @@ impl Status {
     pub fn healthy(&self) -> bool {
         self.streams.iter().all(StreamStatus::healthy)
     }
+
+    /// Why this instance is not ready (`GET /readyz`): a stream it runs is
+    /// failed or stalled, or the config on disk was rejected. Empty: ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        let mut why: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|s| !s.healthy())
+            .map(|s| match s.stalled_secs {
+                Some(secs) if !s.failed() => format!("stream {}: stalled {secs} s", s.name),
+                _ => format!("stream {}: failed", s.name),
+            })
+            .collect();
+        if let Some(e) = &self.config.last_reload_error {
+            why.push(format!("last reload rejected: {}", e.lines().next().unwrap_or_default()));
+        }
+        why
+    }
 }
 
 /// Export every stream's counters to the Prometheus recorder.
