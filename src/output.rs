@@ -47,6 +47,12 @@ pub fn table(headers: &[&str]) -> Table {
     if !color_enabled() {
         t.force_no_tty();
     }
+    // Piped output has no terminal width: wrap at 120 columns rather than
+    // letting one long cell (a list of streams, a config) make a row of
+    // hundreds.
+    if t.width().is_none() {
+        t.set_width(120);
+    }
     t
 }
 
@@ -101,5 +107,18 @@ mod time_tests {
         );
         assert!(super::human_time(951_782_400_000).starts_with("2000-02-29 00:00:00 UTC"));
         assert_eq!(super::human_time(0), "never");
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn a_long_cell_wraps_within_120_columns() {
+        let mut t = super::table(&["instance", "streams"]);
+        let streams: Vec<String> = (0..40).map(|i| format!("stream_number_{i}")).collect();
+        t.add_row(vec!["host:1234".to_string(), streams.join(", ")]);
+        let text = t.to_string();
+        assert!(text.lines().all(|l| l.chars().count() <= 120), "{text}");
+        assert!(text.contains("stream_number_39"), "{text}");
     }
 }
