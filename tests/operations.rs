@@ -28,15 +28,36 @@ fn dashboard_and_alert_rules_use_metrics_fink_exports() {
     let rules: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(repo().join("conf/prometheus/fink-alerts.yml")).unwrap())
             .unwrap();
-    let mut alerts = Vec::new();
+    let (mut alerts, mut records) = (Vec::new(), Vec::new());
     for g in rules["groups"].as_sequence().expect("groups") {
         for r in g["rules"].as_sequence().expect("rules") {
-            alerts.push(r["alert"].as_str().expect("alert name").to_string());
+            match (r["alert"].as_str(), r["record"].as_str()) {
+                (Some(a), None) => alerts.push(a.to_string()),
+                (None, Some(rec)) => records.push(rec.to_string()),
+                _ => panic!("a rule is an alert or a recording: {r:?}"),
+            }
             exprs.push_str(r["expr"].as_str().expect("expr"));
             exprs.push('\n');
         }
     }
-    assert_eq!(alerts, ["FinkStreamStalled", "FinkStreamDown", "FinkReloadFailed", "FinkQuarantineGrowing"]);
+    assert_eq!(
+        alerts,
+        [
+            "FinkStreamStalled",
+            "FinkStreamDown",
+            "FinkReloadFailed",
+            "FinkQuarantineGrowing",
+            "FinkLatencyObjectiveMissed"
+        ]
+    );
+    assert_eq!(
+        records,
+        [
+            "fink:stream_file_latency_seconds:p98_10m",
+            "fink:stream_file_latency_seconds:p50_10m",
+            "fink:stream_files_within_objective:ratio_10m"
+        ]
+    );
     let used = metric_names(&exprs);
     assert!(used.len() >= 10, "{used:?}");
 
@@ -48,8 +69,30 @@ fn dashboard_and_alert_rules_use_metrics_fink_exports() {
     ));
     assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
     let run = FinkRun::start(&w, &[]);
-    run.wait("the stream published", || run.stream("s")["stats"]["published"].as_u64().is_some_and(|n| n > 0));
-    let exported = metric_names(&run.metrics());
+    // Everything published and committed (idle): the latency histogram
+    // holds every file, and stays still while it is read.
+    run.wait("the stream committed its files", || {
+        let st = run.stream("s");
+        st["state"]["state"] == "idle"
+            && st["stats"]["published"].as_u64().is_some_and(|n| n > 0)
+            && st["stats"]["files_committed"].as_u64().is_some_and(|n| n > 0)
+    });
+    let metrics = run.metrics();
+    let exported = metric_names(&metrics);
     let missing: Vec<&String> = used.iter().filter(|m| !exported.contains(*m)).collect();
     assert!(missing.is_empty(), "used by conf/ but not exported: {missing:?}\nexported: {exported:?}");
+
+    // The latency histogram is a histogram (buckets, not a summary), and
+    // every file counted is in it; status shows p50 and p98.
+    let bucket =
+        regex::Regex::new(r#"fink_stream_file_latency_seconds_bucket\{[^}]*stream="s"[^}]*le="30"[^}]*\} (\d+)"#)
+            .unwrap();
+    let within_30: u64 = bucket.captures(&metrics).unwrap_or_else(|| panic!("{metrics}"))[1].parse().unwrap();
+    let st = run.stream("s");
+    let committed = st["stats"]["files_committed"].as_u64().unwrap();
+    assert!(within_30 >= 1 && within_30 <= committed, "{within_30} of {committed}\n{metrics}");
+    let (p50, p98) = (st["stats"]["latency_p50_s"].as_f64().unwrap(), st["stats"]["latency_p98_s"].as_f64().unwrap());
+    assert!(0.0 <= p50 && p50 <= p98 && p98 < 120.0, "p50 {p50} p98 {p98}");
+    let shown = w.fink(&["status"]);
+    assert!(shown.stdout.contains(&format!("{p50:.2}s / ")), "{}", shown.stdout);
 }

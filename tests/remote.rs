@@ -434,9 +434,11 @@ impl OwnHdfs {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // A bound, not a measure: the JVM compiles MiniHdfs.java and
+        // formats a namenode, which took over 120 s on two busy cores.
         wait_until(
             "the test's own HDFS",
-            120,
+            300,
             || std::fs::read_to_string(&log).unwrap_or_default().contains("ready"),
             || std::fs::read_to_string(&log).unwrap_or_default(),
         );

@@ -112,7 +112,16 @@ pub fn status(ctx: &Ctx, addr: Option<String>) -> Result<ExitCode> {
 /// failed ones and on the config.
 pub fn render_status(st: &Status, now_secs: u64) -> String {
     use std::fmt::Write;
-    let mut t = output::table(&["stream", "topic", "state", "read", "published", "backlog files", "uptime"]);
+    let mut t = output::table(&[
+        "stream",
+        "topic",
+        "state",
+        "read",
+        "published",
+        "backlog files",
+        "latency p50/p98 (10 min)",
+        "uptime",
+    ]);
     let mut notes = Vec::new();
     for s in &st.streams {
         let state = match (&s.state, s.stalled_secs) {
@@ -140,6 +149,10 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
             s.stats.read.to_string(),
             s.stats.published.to_string(),
             s.stats.backlog_files.to_string(),
+            match (s.stats.latency_p50_s, s.stats.latency_p98_s) {
+                (Some(p50), Some(p98)) => format!("{p50:.2}s / {p98:.2}s"),
+                _ => "-".into(),
+            },
             duration(s.uptime_secs),
         ]);
     }

@@ -326,6 +326,11 @@ pub struct RunConfig {
     pub commit_interval_ms: u64,
     /// How long after an instance vanishes its streams move to the others.
     pub session_timeout_ms: u64,
+    /// The latency objective: a file's alerts should be committed within
+    /// this many seconds of fink seeing the file. Counted per stream
+    /// (`fink_stream_files_within_objective_total`) for the shipped alert
+    /// "98% of files within N s".
+    pub latency_objective_s: u64,
 }
 
 /// Delivery guarantee of `fink run`.
@@ -376,6 +381,7 @@ impl Default for RunConfig {
             group: "fink".into(),
             commit_interval_ms: 1000,
             session_timeout_ms: 10_000,
+            latency_objective_s: 30,
         }
     }
 }

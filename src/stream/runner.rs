@@ -324,6 +324,10 @@ struct Ctx<'a> {
     filter_errors_logged: u32,
     /// Sealed folders already reported as waiting to be told apart.
     waiting_reported: std::collections::BTreeSet<String>,
+    /// When fink first saw each file still to read (ms, fink's clock):
+    /// where a file's latency starts. A store's times are not used: an
+    /// HDFS rename keeps an old one, and clocks differ.
+    seen: std::collections::HashMap<String, u64>,
 }
 
 /// A file whose rows are (being) handed to the producer. It is marked done
@@ -341,6 +345,16 @@ struct OpenFile {
     reading: bool,
     /// Why the rest of the file was skipped, if it was.
     quarantined: Option<String>,
+    /// When fink first saw it (ms since the epoch).
+    seen_ms: u64,
+}
+
+impl OpenFile {
+    /// Its alerts are durable now: its latency is observed.
+    fn committed(&self, spec: &StreamSpec, stats: &Stats) {
+        let secs = crate::stream::now_ms().saturating_sub(self.seen_ms) as f64 / 1000.0;
+        stats.file_committed(&spec.name, secs, spec.latency_objective);
+    }
 }
 
 /// Whether to go on handing alerts over.
@@ -397,6 +411,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             .collect(),
         filter_errors_logged: 0,
         waiting_reported: Default::default(),
+        seen: Default::default(),
     };
     let delivery: Box<dyn Delivery> = match &spec.txn {
         None => {
@@ -482,6 +497,13 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             .filter(|i| !cx.open.values().any(|o| o.name == i.rel))
             .collect();
         stats.backlog_files.store(todo.len() as u64, Ordering::Relaxed);
+        let now = super::now_ms();
+        for i in &todo {
+            cx.seen.entry(i.rel.clone()).or_insert(now);
+        }
+        let keep: std::collections::HashSet<&str> =
+            todo.iter().map(|i| i.rel.as_str()).chain(cx.open.values().map(|o| o.name.as_str())).collect();
+        cx.seen.retain(|rel, _| keep.contains(rel.as_str()));
         if todo.is_empty() {
             if unavailable.failures == 0 {
                 stats.source_down(None);
@@ -828,7 +850,14 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let f = cx.file_no;
     cx.open.insert(
         f,
-        OpenFile { name: name.clone(), id: input.identity(), handed: start_row, reading: true, quarantined: None },
+        OpenFile {
+            name: name.clone(),
+            id: input.identity(),
+            handed: start_row,
+            reading: true,
+            quarantined: None,
+            seen_ms: cx.seen.get(&name).copied().unwrap_or_else(super::now_ms),
+        },
     );
     let mut row_base = 0u64;
     let mut counted = 0u64;

@@ -333,6 +333,11 @@ fn serve_status(initial: &Loaded, shared: &Arc<Shared>) -> Result<()> {
         return Ok(());
     }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(stream::FILE_LATENCY_METRIC.into()),
+            stream::FILE_LATENCY_BUCKETS,
+        )
+        .map_err(|e| anyhow!("metrics buckets: {e}"))?
         .install_recorder()
         .map_err(|e| anyhow!("cannot install the metrics recorder: {e}"))?;
     let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());

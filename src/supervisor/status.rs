@@ -142,6 +142,10 @@ pub fn export_metrics(status: &Status) {
         metrics::counter!("fink_stream_notifications_dropped_total", &l).absolute(s.stats.notify_dropped);
         metrics::counter!("fink_source_bytes_read_total", &l).absolute(s.stats.source_bytes);
         metrics::counter!("fink_source_changed_files_total", &l).absolute(s.stats.changed_files);
+        // With the histogram fink_stream_file_latency_seconds (recorded by
+        // the stream): the share of files within [run] latency_objective_s.
+        metrics::counter!("fink_stream_files_committed_total", &l).absolute(s.stats.files_committed);
+        metrics::counter!("fink_stream_files_within_objective_total", &l).absolute(s.stats.files_within_objective);
         metrics::gauge!("fink_stream_lag_files", &l).set(s.stats.backlog_files as f64);
         metrics::gauge!("fink_stream_up", &l).set(if s.failed() { 0.0 } else { 1.0 });
         metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);

@@ -84,12 +84,14 @@ impl AtLeastOnce {
             quarantine(cx, &name, Some(row), &reason);
         }
         let mut changed = false;
+        let mut finished = Vec::new();
         for (f, first_pending) in progress {
             let o = &cx.open[&f];
             if first_pending.is_none() && !o.reading {
                 let o = cx.open.remove(&f).expect("open file");
                 cx.ckpt.mark_done(&o.name, o.id);
                 cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
+                finished.push(o);
                 changed = true;
                 continue;
             }
@@ -101,6 +103,10 @@ impl AtLeastOnce {
         if changed {
             cx.ckpt.fold(&cx.listing, crate::stream::now_ms());
             save(cx)?;
+        }
+        // Durable once the checkpoint is saved.
+        for o in &finished {
+            o.committed(cx.spec, cx.stats);
         }
         while let Some(&(f, row)) = self.unsaved.front() {
             let saved = match cx.open.get(&f) {
@@ -376,7 +382,9 @@ impl Transactional {
             }
         }
         for f in &finished {
-            cx.open.remove(f);
+            if let Some(o) = cx.open.remove(f) {
+                o.committed(cx.spec, cx.stats);
+            }
         }
         cx.stats.files_done.store(p.files_done, Ordering::Relaxed);
         cx.ckpt = p;
