@@ -208,3 +208,134 @@ fn replication_factor_1_to_3_while_a_stream_publishes_moves_every_replica_and_le
     assert!(!kafka_configs3(&w, &["--entity-type", "brokers"]).contains("throttled"));
     drop(run);
 }
+
+/// Issue 22's scale-out check: three instances of one group on the
+/// three-broker cluster serve a night of visits. Twelve streams whose
+/// progress keys fall on the twelve partitions of the state topic, so the
+/// group gives each instance a share; every alert reaches every topic once
+/// (read_committed).
+#[test]
+fn three_instances_share_a_night_of_visits_and_publish_every_alert_once() {
+    let w: Vec<Workspace> = (0..3).map(|_| Workspace::new()).collect();
+    let group = w[0].group();
+    for x in &w[1..] {
+        std::fs::write(x.path().join("test-group"), &group).unwrap();
+    }
+    let (visits, per_visit, per_file) = (3usize, 200usize, 50usize);
+    let alerts = visits * per_visit;
+    // The night's alerts, staged; visits land in a folder all instances
+    // read (a shared filesystem), file by file, temp name then rename.
+    let stage = w[0].path().join("stage");
+    let r = w[0].fink(&[
+        "simulate",
+        "--out",
+        "stage",
+        "--alerts",
+        &alerts.to_string(),
+        "--per-file",
+        &per_file.to_string(),
+        "--seed",
+        "22",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut staged: Vec<std::path::PathBuf> =
+        walk(&stage).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    staged.sort();
+    assert_eq!(staged.len(), alerts / per_file);
+    let night = w[0].path().join("night");
+    std::fs::create_dir_all(&night).unwrap();
+
+    let mut names = Vec::new();
+    let mut used = BTreeSet::new();
+    for i in 0.. {
+        let n = format!("v{i}");
+        if used.insert(fink::stream::state::partition_for(&format!("{group}/{n}"), 12)) {
+            names.push(n);
+        }
+        if names.len() == 12 {
+            break;
+        }
+    }
+    let topics: Vec<(String, String)> = names.iter().map(|n| (n.clone(), unique(&format!("visits_{n}")))).collect();
+    let mut text = format!(
+        "[cluster]\nbootstrap = [\"{}\"]\ntimeout_secs = 30\n[cluster.admin]\nuser = \"admin\"\npassword = {{ file = \"{}\" }}\n\n[defaults]\nreplication_factor = 3\n\n[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\nsession_timeout_ms = 6000\n",
+        bootstrap3().split(',').collect::<Vec<_>>().join("\", \""),
+        admin_password_file().display()
+    );
+    for (n, t) in &topics {
+        text += &format!(
+            "\n[[topic]]\nname = \"{t}\"\npartitions = 2\n\n[[stream]]\nname = \"{n}\"\nsource = {{ format = \"parquet\", path = \"{}\" }}\ntopic = \"{t}\"\nselect = [\"objectId\", \"candid\"]\n",
+            night.display()
+        );
+    }
+    for x in &w {
+        x.write("fink.toml", &text);
+    }
+    let r = w[0].fink(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // Three instances join; the group spreads the twelve streams.
+    let mut runs = Vec::new();
+    for x in &w {
+        let mut r = FinkRun::spawn(x, &[]);
+        r.await_ready(x);
+        runs.push(r);
+    }
+    let mine = |r: &FinkRun| -> Vec<String> {
+        r.status()["streams"]
+            .as_array()
+            .map(|s| s.iter().map(|x| x["name"].as_str().unwrap_or_default().to_string()).collect())
+            .unwrap_or_default()
+    };
+    wait_until(
+        "each of the three instances to own a share of the twelve streams",
+        120,
+        || {
+            let shares: Vec<Vec<String>> = runs.iter().map(&mine).collect();
+            let all: BTreeSet<&String> = shares.iter().flatten().collect();
+            shares.iter().all(|s| !s.is_empty()) && all.len() == 12 && shares.iter().map(Vec::len).sum::<usize>() == 12
+        },
+        || runs.iter().map(|r| format!("{:?}\n{}", mine(r), r.log_text())).collect::<Vec<_>>().join("\n"),
+    );
+    // The visits land one after the other; each is committed on every
+    // stream (by whichever instance runs it) before the next.
+    for (v, files) in staged.chunks(per_visit / per_file).enumerate() {
+        for f in files {
+            let tmp = night.join(format!(".{}.tmp", f.file_name().unwrap().to_string_lossy()));
+            std::fs::copy(f, &tmp).unwrap();
+            std::fs::rename(&tmp, night.join(f.file_name().unwrap())).unwrap();
+        }
+        let landed = ((v + 1) * per_visit / per_file) as u64;
+        wait_until(
+            &format!("visit {} to be committed on every stream", v + 1),
+            180,
+            || {
+                let done: Vec<u64> = runs
+                    .iter()
+                    .flat_map(|r| {
+                        r.status()["streams"].as_array().cloned().unwrap_or_default().into_iter().map(|s| {
+                            if s["state"]["state"] == "idle" {
+                                s["stats"]["files_committed"].as_u64().unwrap_or(0)
+                            } else {
+                                0
+                            }
+                        })
+                    })
+                    .collect();
+                done.len() == 12 && done.iter().all(|&d| d >= landed)
+            },
+            || runs.iter().map(|r| r.log_text()).collect::<Vec<_>>().join("\n"),
+        );
+    }
+    for r in &runs {
+        for s in r.status()["streams"].as_array().unwrap() {
+            assert_eq!(s["restarts"], 0, "no stream failed: {s}");
+        }
+    }
+    for (n, t) in &topics {
+        let all = candids3(t, 2);
+        let distinct: BTreeSet<i64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), alerts, "stream {n}: every alert");
+        assert_eq!(all.len(), alerts, "stream {n}: no alert twice");
+    }
+}
