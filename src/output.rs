@@ -56,6 +56,25 @@ pub fn table(headers: &[&str]) -> Table {
     t
 }
 
+/// Keep these columns' cells whole (names, topics: up to `max` wide) when
+/// a table must wrap to fit; the numbers and headers beside them wrap first.
+pub fn keep_whole(t: &mut Table, columns: &[usize], max: u16) {
+    for &i in columns {
+        let widest = t
+            .column_cells_iter(i)
+            .flatten()
+            .map(|c| c.content().lines().map(|l| l.chars().count()).max().unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+            .min(max as usize) as u16
+            // The boundary counts the cell's padding, one space each side.
+            + 2;
+        if let Some(col) = t.column_mut(i) {
+            col.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(widest)));
+        }
+    }
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -75,6 +75,7 @@ pub fn run(
                 state,
             ]);
         }
+        output::keep_whole(&mut t, &[0, 1, 11], 40);
         println!("{t}");
         println!("{:.1}s", secs);
     }
@@ -156,6 +157,7 @@ pub fn render_status(st: &Status, now_secs: u64) -> String {
             duration(s.uptime_secs),
         ]);
     }
+    output::keep_whole(&mut t, &[0, 1, 2], 40);
     let mut out = format!("{t}\n");
     for n in notes {
         let _ = writeln!(out, "{n}");
