@@ -33,6 +33,24 @@ fn node_pids() -> Vec<i64> {
     st["nodes"].as_array().unwrap().iter().filter_map(|n| n["pid"].as_i64()).collect()
 }
 
+/// The tests of this file take the three-node cluster in turn: one kills a
+/// broker, which others (a replica move, the instances' restarts count)
+/// must not meet by chance.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    let guard = CLUSTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // A broker killed and restarted by an earlier test is registered again.
+    let admin = fink::cluster::Admin::connect(Connection { bootstrap: bootstrap3(), ..admin_conn() }).unwrap();
+    wait_until(
+        "the three brokers in the cluster's metadata",
+        120,
+        || admin.topics().is_ok_and(|(brokers, _)| brokers.len() == 3),
+        String::new,
+    );
+    guard
+}
+
 /// Every candid on the topic, read_committed, from the three-node cluster.
 fn candids3(topic: &str, partitions: i32) -> Vec<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -72,6 +90,7 @@ fn candids3(topic: &str, partitions: i32) -> Vec<i64> {
 
 #[test]
 fn kill_9_of_one_broker_of_three_mid_stream_fails_no_stream_and_loses_nothing() {
+    let _cluster = exclusive();
     let pids = node_pids();
     assert_eq!(pids.len(), 3, "three nodes running");
     let w = Workspace::new();
@@ -136,6 +155,7 @@ fn kafka_configs3(w: &Workspace, args: &[&str]) -> String {
 
 #[test]
 fn replication_factor_1_to_3_while_a_stream_publishes_moves_every_replica_and_leaves_no_throttle() {
+    let _cluster = exclusive();
     let w = Workspace::new();
     let topic = unique("rf");
     let alerts = 2000;
@@ -216,6 +236,7 @@ fn replication_factor_1_to_3_while_a_stream_publishes_moves_every_replica_and_le
 /// (read_committed).
 #[test]
 fn three_instances_share_a_night_of_visits_and_publish_every_alert_once() {
+    let _cluster = exclusive();
     let w: Vec<Workspace> = (0..3).map(|_| Workspace::new()).collect();
     let group = w[0].group();
     for x in &w[1..] {
