@@ -300,6 +300,9 @@ pub enum Survey {
     Lsst,
 }
 
+/// Rubin alerts built at a time.
+const LSST_CHUNK: usize = 256;
+
 /// Write the alerts; returns the files written.
 pub fn simulate(opts: &SimulateOptions, progress: &dyn Fn(usize)) -> anyhow::Result<Vec<PathBuf>> {
     let mut rng = Rng::new(opts.seed);
@@ -334,12 +337,19 @@ pub fn simulate(opts: &SimulateOptions, progress: &dyn Fn(usize)) -> anyhow::Res
         let mut part = 0;
         while in_night < per_night && written < opts.alerts {
             let n = per_file.min(per_night - in_night).min(opts.alerts - written);
-            let batch = match opts.survey {
-                Survey::Ztf => make_batch(&schema, &mut rng, n, &mut candid, night, &cand_spec, &prv_spec, &pools)?,
-                Survey::Lsst => lsst::batch(&mut rng, n, &mut candid, night, &pools),
+            let batches = match opts.survey {
+                Survey::Ztf => {
+                    vec![make_batch(&schema, &mut rng, n, &mut candid, night, &cand_spec, &prv_spec, &pools)?]
+                }
+                // Rubin alerts are big (histories): built a few hundred at a
+                // time, so that a file of 10,000 never sits in memory whole.
+                Survey::Lsst => (0..n)
+                    .step_by(LSST_CHUNK)
+                    .map(|at| lsst::batch(&mut rng, LSST_CHUNK.min(n - at), &mut candid, night, &pools))
+                    .collect(),
             };
             let path = dir.join(format!("part-{part:05}-sim-{:08x}.parquet", opts.seed));
-            write_parquet(&path, &batch)?;
+            write_parquet(&path, &batches)?;
             files.push(path);
             part += 1;
             in_night += n;
@@ -508,7 +518,7 @@ fn make_batch(
 /// Write then rename, so a watching `fink run` never sees half a file.
 /// Pages carry CRC-32 checksums, as Spark writes them ([`crc`]); no page
 /// index (Spark's files have none either).
-fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+fn write_parquet(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<()> {
     let tmp = path.with_extension("parquet.tmp");
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -517,8 +527,10 @@ fn write_parquet(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
         .set_offset_index_disabled(true)
         .build();
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
-    w.write(batch)?;
+    let mut w = ArrowWriter::try_new(&mut buf, batches[0].schema(), Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
     w.close()?;
     std::fs::write(&tmp, crc::with_page_checksums(buf)?)?;
     std::fs::rename(&tmp, path)?;
