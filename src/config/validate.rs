@@ -322,8 +322,11 @@ fn check_filters(c: &mut Checker, cfg: &Config, base: &Path, _n: &Names) {
             if f.expr.trim().is_empty() {
                 c.err(at("expr"), format!("filter {name:?}: expr is empty (a filter has expr or python)"));
             }
-            for k in ["args", "dataframe"] {
-                if (k == "args" && f.args.is_some()) || (k == "dataframe" && f.dataframe) {
+            for k in ["args", "dataframe", "fields"] {
+                if (k == "args" && f.args.is_some())
+                    || (k == "dataframe" && f.dataframe)
+                    || (k == "fields" && f.fields.is_some())
+                {
                     c.err(at(k), format!("filter {name:?}: {k} belongs to a python filter"));
                 }
             }
@@ -334,6 +337,14 @@ fn check_filters(c: &mut Checker, cfg: &Config, base: &Path, _n: &Names) {
         }
         if f.dataframe && f.args.is_some() {
             c.err(at("args"), format!("filter {name:?}: a dataframe filter takes no args"));
+        }
+        for (arg, names) in f.fields.iter().flatten() {
+            if names.is_empty() {
+                c.err(
+                    vec![key("filter"), key(name), key("fields"), key(arg)],
+                    format!("filter {name:?}: fields.{arg} lists no field (leave {arg} out to pass it whole)"),
+                );
+            }
         }
         match py.rsplit_once(':') {
             Some((target, func)) if !target.is_empty() && !func.is_empty() => {

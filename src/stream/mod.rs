@@ -153,6 +153,7 @@ pub fn python_filters(loaded: &Loaded, names: &[String]) -> Result<Vec<python::P
             let mut pf = python::PyFilter::parse(n, p, &loaded.base_dir).map_err(|e| anyhow!("filter {n:?}: {e}"))?;
             pf.args = f.args.clone();
             pf.dataframe = f.dataframe;
+            pf.fields = f.fields.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
             Ok(pf)
         })
         .collect()

@@ -189,6 +189,62 @@ pub fn arguments(
     .map_err(|e| e.to_string())
 }
 
+/// `fields = {...}`: each named column reduced to the struct fields listed
+/// (of its items, for a list of structs), in the listed order.
+pub fn keep_fields(args: RecordBatch, keep: &[(String, Vec<String>)]) -> Result<RecordBatch, String> {
+    if keep.is_empty() {
+        return Ok(args);
+    }
+    let schema = args.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = args.columns().to_vec();
+    for (name, wanted) in keep {
+        // An optional argument left out has no column: nothing to reduce.
+        let Some(i) = schema.index_of(name).ok() else { continue };
+        let col = only_fields(&columns[i], wanted).map_err(|e| format!("fields.{name}: {e}"))?;
+        fields[i] = Field::new(name, col.data_type().clone(), true);
+        columns[i] = col;
+    }
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(args.num_rows())),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn only_fields(col: &ArrayRef, wanted: &[String]) -> Result<ArrayRef, String> {
+    match col.data_type() {
+        DataType::Struct(all) => {
+            let s = col.as_struct();
+            let mut fields = Vec::new();
+            let mut arrays = Vec::new();
+            for w in wanted {
+                let (i, f) = all.find(w).ok_or_else(|| {
+                    format!(
+                        "no field {w:?} (it has {})",
+                        all.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                })?;
+                fields.push(f.as_ref().clone());
+                arrays.push(s.column(i).clone());
+            }
+            let out = arrow_array::StructArray::try_new(Fields::from(fields), arrays, s.nulls().cloned())
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(out))
+        }
+        DataType::List(item) => {
+            let l = col.as_list::<i32>();
+            let values = only_fields(l.values(), wanted)?;
+            let item = Arc::new(Field::new(item.name(), values.data_type().clone(), true));
+            let out =
+                ListArray::try_new(item, l.offsets().clone(), values, l.nulls().cloned()).map_err(|e| e.to_string())?;
+            Ok(Arc::new(out))
+        }
+        other => Err(format!("is {other}, not a struct or a list of structs")),
+    }
+}
+
 /// The top-level columns an argument may read, before any file's schema is
 /// known: its explicit path's root, or for a history column both roots.
 pub fn roots_of(path: &str) -> Vec<String> {
@@ -284,5 +340,30 @@ mod tests {
         let opt: Vec<String> = ["magpsf", "flavor"].map(String::from).to_vec();
         assert_eq!(arguments(&b, &opt, 1, None).unwrap().num_columns(), 1);
         assert!(arguments(&b, &opt, 0, None).unwrap_err().contains("argument flavor"));
+    }
+
+    #[test]
+    fn fields_keep_only_the_listed_struct_fields_of_an_argument() {
+        let b = ztf_like();
+        let keep = |k: &[(&str, &[&str])]| {
+            let k: Vec<(String, Vec<String>)> =
+                k.iter().map(|(a, f)| (a.to_string(), f.iter().map(|s| s.to_string()).collect())).collect();
+            keep_fields(b.clone(), &k)
+        };
+        let out = keep(&[("candidate", &["ra"]), ("prv_candidates", &["magpsf"])]).unwrap();
+        let cand = out.column_by_name("candidate").unwrap().as_struct();
+        assert_eq!(cand.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["ra"]);
+        assert_eq!(cand.column(0).as_primitive::<arrow_array::types::Float64Type>().values(), &[1.0, 2.0]);
+        // A list of structs keeps its offsets and its null rows.
+        let prv = out.column_by_name("prv_candidates").unwrap().as_list::<i32>();
+        assert_eq!(prv.value_offsets(), &[0, 2, 2]);
+        assert!(prv.is_null(1));
+        assert_eq!(out.num_columns(), 4, "other arguments as they were");
+        // An absent argument is skipped; a wrong field or a scalar is named.
+        assert!(keep(&[("nowhere", &["x"])]).is_ok());
+        let e = keep(&[("candidate", &["dec"])]).unwrap_err();
+        assert!(e.contains("fields.candidate") && e.contains("\"dec\"") && e.contains("magpsf, ra"), "{e}");
+        let e = keep(&[("objectId", &["x"])]).unwrap_err();
+        assert!(e.contains("not a struct"), "{e}");
     }
 }

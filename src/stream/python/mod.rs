@@ -52,6 +52,9 @@ pub struct PyFilter {
     pub args: Option<Vec<String>>,
     /// The function takes the whole batch as one pandas DataFrame.
     pub dataframe: bool,
+    /// `fields = {...}`: per argument (column, for a dataframe filter), the
+    /// only struct fields the function reads.
+    pub fields: Vec<(String, Vec<String>)>,
     /// A file target's content digest: an edit makes the stream's spec
     /// differ, and the workers load the new version.
     pub digest: u64,
@@ -79,6 +82,7 @@ impl PyFilter {
             function: function.to_string(),
             args: None,
             dataframe: false,
+            fields: Vec::new(),
             digest: 0,
             source: None,
         };
@@ -461,11 +465,12 @@ impl Pool {
         self.with_worker(f, stop, |w| {
             let (params, optional) = self.ensure_loaded(w, f, stop)?;
             let args = if f.dataframe {
-                batch.clone()
+                Ok(batch.clone())
             } else {
                 bind::arguments(batch, &params, optional, f.args.as_deref())
-                    .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?
-            };
+            }
+            .and_then(|a| bind::keep_fields(a, &f.fields))
+            .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?;
             let body = ipc_bytes(&args).map_err(CallError::Bind)?;
             let (h, body) = w.request(&json!({"op": "eval", "id": f.load_id()}), &body, self.spec.timeout, stop)?;
             if h.get("ok") != Some(&Value::Bool(true)) {
