@@ -25,7 +25,12 @@ FILES=${FILES:-4}
 . integration/lib.sh
 bench_setup
 
-sed 's#path = "\.fink/demo/lsst"#path = "visits"#' "$REPO/conf/fink/lsst.toml" > lsst.toml
+# Rubin-size alerts fill a disk fast (a visit publishes ~2 GB over the 13
+# topics): the topics keep 2 minutes, in segments of 20 s, as the consumer
+# reads them at once.
+sed -e 's#path = "\.fink/demo/lsst"#path = "visits"#' \
+  -e 's#^partitions = 10$#partitions = 10\nconfig = { "retention.ms" = 120000, "segment.ms" = 20000 }#' \
+  "$REPO/conf/fink/lsst.toml" > lsst.toml
 {
   echo 'include = ["lsst.toml"]'
   echo 'scope = ["fink_*_lsst"]'
@@ -55,14 +60,17 @@ wait_streams_running 49094
 : > landed.txt
 for v in $(seq 1 $((VISITS + 1))); do
   start=$(date +%s.%N)
+  k=0
   for f in gen/"$v"/*/*.parquet; do
+    k=$((k + 1))
     name="part-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')-c000.snappy.parquet"
     mkdir -p visits/20261204/_temporary
-    cp "$f" "visits/20261204/_temporary/$name"
+    # Moved, not copied: a Rubin visit is ~900 MB of Parquet.
+    mv "$f" "visits/20261204/_temporary/$name"
     mv "visits/20261204/_temporary/$name" "visits/20261204/$name"
-    echo "$v $(date +%s.%N) $f" >> landed.txt
+    echo "$v $(date +%s.%N) visits/20261204/$name" >> landed.txt
   done
-  echo "visit $v landed ($(ls gen/"$v"/*/*.parquet | wc -l) files)"
+  echo "visit $v landed ($k files)"
   # The next visit PERIOD s after this one started; the big one last.
   left=$(python3 -c "import sys,time; print(max(0.0, float(sys.argv[1]) + float(sys.argv[2]) - time.time()))" "$start" "$PERIOD")
   [ "$v" -le "$VISITS" ] && sleep "$left"
