@@ -265,11 +265,3 @@ fn the_kubernetes_probes_are_what_fink_run_serves() {
     assert!(http_get(&run.addr, &probes[0]).starts_with("HTTP/1.1 200"));
 }
 
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut m = String::new();
-    s.read_to_string(&mut m).unwrap();
-    m
-}

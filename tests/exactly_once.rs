@@ -159,17 +159,7 @@ fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_ex
     // Six streams whose state keys fall on six distinct partitions of the
     // twelve: whichever six partitions the group gives the second
     // instance, it gets a share (all but 1 in 924 ways).
-    let mut names = Vec::new();
-    let mut used = BTreeSet::new();
-    for i in 0.. {
-        let n = format!("s{i}");
-        if used.insert(fink::stream::state::partition_for(&format!("{group}/{n}"), 12)) {
-            names.push(n);
-        }
-        if names.len() == 6 {
-            break;
-        }
-    }
+    let names = names_on_distinct_state_partitions(&group, "s", 6);
     let topics: BTreeMap<String, String> = names.iter().map(|n| (n.clone(), unique(&format!("multi_{n}")))).collect();
     let mut text =
         "[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\nsession_timeout_ms = 6000\n".to_string();

@@ -266,17 +266,7 @@ fn three_instances_share_a_night_of_visits_and_publish_every_alert_once() {
     let night = w[0].path().join("night");
     std::fs::create_dir_all(&night).unwrap();
 
-    let mut names = Vec::new();
-    let mut used = BTreeSet::new();
-    for i in 0.. {
-        let n = format!("v{i}");
-        if used.insert(fink::stream::state::partition_for(&format!("{group}/{n}"), 12)) {
-            names.push(n);
-        }
-        if names.len() == 12 {
-            break;
-        }
-    }
+    let names = names_on_distinct_state_partitions(&group, "v", 12);
     let topics: Vec<(String, String)> = names.iter().map(|n| (n.clone(), unique(&format!("visits_{n}")))).collect();
     let mut text = format!(
         "[cluster]\nbootstrap = [\"{}\"]\ntimeout_secs = 30\n[cluster.admin]\nuser = \"admin\"\npassword = {{ file = \"{}\" }}\n\n[defaults]\nreplication_factor = 3\n\n[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\nsession_timeout_ms = 6000\n",

@@ -468,12 +468,7 @@ impl FinkRun {
     }
 
     pub fn metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut m = String::new();
-        s.read_to_string(&mut m).unwrap();
-        m
+        http_get(&self.addr, "/metrics")
     }
 
     pub fn signal(&self, sig: &str) {
@@ -525,4 +520,32 @@ pub fn settle_files(dir: &Path) {
         let file = std::fs::File::options().write(true).open(&f).unwrap();
         file.set_modified(std::time::SystemTime::now() - Duration::from_secs(5)).unwrap();
     }
+}
+
+/// The raw HTTP answer (status line, headers, body) of GET `path` on `addr`.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut m = String::new();
+    s.read_to_string(&mut m).unwrap();
+    m
+}
+
+/// `count` stream names (`PREFIX0`, `PREFIX1`, ...) whose progress keys in
+/// `group` fall on distinct partitions of a 12-partition state topic, so
+/// that instances sharing the group each own some of them.
+pub fn names_on_distinct_state_partitions(group: &str, prefix: &str, count: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0.. {
+        let n = format!("{prefix}{i}");
+        if used.insert(fink::stream::state::partition_for(&format!("{group}/{n}"), 12)) {
+            names.push(n);
+        }
+        if names.len() == count {
+            break;
+        }
+    }
+    names
 }
