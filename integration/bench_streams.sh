@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark `fink run --until-idle`: N simulated ~70 KB alerts through one
-# stream and through 10 filtered streams, against the local broker, with two
-# baselines measured in the same run:
+# stream and through 10 filtered streams, against the local broker, with
+# three baselines measured in the same run:
+#   - the transport ceiling: the values fink published, sent again from
+#     memory by a small librdkafka producer with fink's producer settings
+#     (integration/python/ceiling.py);
 #   - the broker's ceiling: Kafka's own producer performance tool, same
 #     count, record size, acks=all, compression (zstd level 1, fink's default);
 #   - a Python pipeline doing the same work (pyarrow + fastavro + confluent-kafka).
@@ -26,6 +29,7 @@ RUNS=${RUNS:-2}
 # What a fresh machine lacks (Java, python3-venv), as .ci/run installs it.
 bash conf/install_deps.sh >/dev/null || exit 1
 bash conf/install_python_filters.sh || exit 1
+bash conf/install_python.sh confluent_kafka=confluent-kafka || exit 1
 cargo build --release -q || exit 1
 FINK=$PWD/target/release/fink
 REPO=$PWD
@@ -303,6 +307,20 @@ for r in $(seq 1 "$RUNS"); do
   echo "run $r, ZTF catalogue ($n streams): ${t}s, published $pub alerts, peak RSS $((rss / 1024)) MB"
 done
 
+# Baseline 0: the transport ceiling, the values fink published in the last
+# one-stream run sent again from memory with fink's producer settings
+# (integration/python/ceiling.py), in its own process.
+printf '[[topic]]\nname = "bench_ceiling"\npartitions = 2\n' > ceiling.toml
+{ header; cat ceiling.toml; } > fink.toml
+"$FINK" apply --auto-approve >/dev/null 2>&1
+declare -a ceil_t
+for r in $(seq 1 "$RUNS"); do
+  read -r t n b < <("$REPO/.fink/venv/bin/python" "$REPO/integration/python/ceiling.py" 127.0.0.1:49092 \
+    secrets/admin.pw "bench_one${RUNS}_0" bench_ceiling 2) || { echo "ceiling baseline failed"; exit 1; }
+  ceil_t+=("$t")
+  echo "run $r, transport ceiling (librdkafka from memory): ${t}s for $n records ($((b / 1000000)) MB)"
+done
+
 # Baseline 1: the broker's ceiling with Kafka's producer performance tool.
 KAFKA_HOME=$(bash "$OLDPWD/conf/install_kafka.sh" 2>/dev/null | tail -1)
 pw=$(cat secrets/admin.pw)
@@ -375,15 +393,18 @@ orss=$(printf '%s\n' "${one_rss[@]}" | sort -n | tail -1); trss=$(printf '%s\n' 
 pr=$(printf '%s\n' "${perf_rate[@]}" | median); pyt=$(printf '%s\n' "${py_t[@]:-0}" | median)
 at=$(printf '%s\n' "${alo_t[@]}" | median); st=$(printf '%s\n' "${small_t[@]}" | median)
 ct=$(printf '%s\n' "${cat_t[@]}" | median); crss=$(printf '%s\n' "${cat_rss[@]}" | sort -n | tail -1)
-python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" "$ct" "$crss" <<'PY'
+cet=$(printf '%s\n' "${ceil_t[@]}" | median)
+python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" "$ct" "$crss" "$cet" <<'PY'
 import sys
 n, ot, tt, orss, trss, pr, pyt, size = int(sys.argv[1]), *map(float, sys.argv[2:8]), int(sys.argv[8])
 at, st, ct, crss = float(sys.argv[9]), float(sys.argv[10]), float(sys.argv[11]), float(sys.argv[12])
+cet = float(sys.argv[13])
 one = n / ot; ten = n / tt; py = n / pyt if pyt else float("nan")
 mb = lambda r: r * size / 1e6
 print(f"\nmedian of runs, {n} alerts of ~{size // 1000} KB:")
 print(f"  fink, 1 stream       {one:8.0f} alerts/s {mb(one):7.1f} MB/s  peak RSS {orss/1024:5.0f} MB")
 print(f"  fink, 10 streams     {ten:8.0f} alerts/s {mb(ten):7.1f} MB/s  peak RSS {trss/1024:5.0f} MB  (source alerts read by every stream)")
+print(f"  transport ceiling    {n/cet:8.0f} records/s {mb(n/cet):6.1f} MB/s  (fink's values from memory, fink's producer settings)")
 print(f"  Kafka ProducerPerf   {pr:8.0f} records/s {mb(pr):6.1f} MB/s")
 print(f"  Python pipeline      {py:8.0f} alerts/s {mb(py):7.1f} MB/s")
 print(f"  fink, ZTF catalogue  {n/ct:8.0f} alerts/s   peak RSS {crss/1024:5.0f} MB  (13 catalogue streams, source alerts/s)")
@@ -392,6 +413,7 @@ print(f"  fink, 5,000 files    {st:8.1f} s   against {ot:.1f} s in 20 files")
 print(f"ZTF catalogue: {n/ct:.0f} source alerts/s against {ten:.0f} for 10 streams (goal >= 1.0x: {n/ct/ten:.2f}x), "
       f"RSS < 300 MB: {'met' if crss/1024 < 300 else 'MISSED'}")
 print(f"exactly-once / at-least-once throughput = {at/ot:.2f} (goal >= 0.90); 5,000 files / 20 files time = {st/ot:.2f}x (goal <= 1.5)")
+print(f"fink / transport ceiling = {cet/ot:.2f} (goal >= 0.9: {'met' if cet/ot >= 0.9 else 'MISSED'})")
 print(f"ratios: fink/broker ceiling = {one/pr:.2f} (goal >= 0.8); fink/Python = {one/py:.1f}x (goal >= 5); "
       f"1 stream >= 2000 alerts/s: {'met' if one >= 2000 else 'MISSED'}; RSS < 300 MB with 10 streams: {'met' if trss/1024 < 300 else 'MISSED'}")
 PY
