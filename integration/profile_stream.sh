@@ -7,7 +7,8 @@
 # select), Avro encode (arrow-avro), produce (librdkafka, zstd), memory
 # (allocator, copies), the kernel (I/O, network, scheduling), other. The
 # broker's CPU over the same run comes from /proc, so both shares of the
-# machine's cores show side by side. Its own one-node cluster, ports
+# machine's cores show side by side; then the transport ceiling on the same
+# values (integration/python/ceiling.py). Its own one-node cluster, ports
 # 49095/49195.
 #   SURVEY=lsst ALERTS=4000 integration/profile_stream.sh
 # KEEP=1 keeps perf.data and the reports.
@@ -31,11 +32,19 @@ name = "all"
 source = { format = "parquet", path = "alerts" }
 topic = "profile_all"
 TOML
+  # STREAM_EXTRA: more keys for the stream, e.g. producer properties.
+  printf '%s\n' "${STREAM_EXTRA:-}"
 } > fink.toml
 "$FINK" cluster start >/dev/null 2>&1 || exit 1
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
 "$FINK" simulate --survey "$SURVEY" --alerts "$ALERTS" --per-file 1000 --seed 5 --out alerts >/dev/null || exit 1
 du -sh alerts | awk '{print "source: " $1 " of Parquet"}'
+# Untimed warm-up into another topic: a fresh broker (cold JVM) is slower
+# than the long-running service fink publishes to.
+sed -e 's/profile_all/profile_warm/' -e 's/^state_dir = "state"/state_dir = "warm-state"\ngroup = "warm"/' fink.toml > warm.toml
+printf '[[topic]]\nname = "profile_all"\npartitions = 2\n' >> warm.toml
+"$FINK" --config warm.toml apply --auto-approve >/dev/null 2>&1 || exit 1
+"$FINK" --config warm.toml run --until-idle --no-progress > warm.log 2>&1 || { tail warm.log; exit 1; }
 broker=$(pgrep -f "kafka.Kafka.*$work" | head -1)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
@@ -45,6 +54,13 @@ perf record -q -F 499 -o perf.data -- /usr/bin/time -f "%U %S" -o time.txt "$FIN
   > run.log 2>&1 || { tail run.log; exit 1; }
 t1=$(date +%s.%N)
 b1=$(ticks "$broker")
+# The transport ceiling on the same values: what fink published, sent
+# again from memory with fink's producer settings, in its own process.
+printf '[[topic]]\nname = "profile_ceiling"\npartitions = 2\n' >> fink.toml
+"$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
+read -r ceil_t ceil_n _ < <("$REPO/.fink/venv/bin/python" "$REPO/integration/python/ceiling.py" 127.0.0.1:49095 \
+  secrets/admin.pw profile_all profile_ceiling 2) || { echo "ceiling failed"; exit 1; }
+echo "$ceil_t $ceil_n" > ceiling.txt
 perf report -i perf.data --no-children --sort comm,dso,sym --stdio --percent-limit 0 2> /dev/null > report.txt
 python3 - "$t0" "$t1" "$(( b1 - b0 ))" "$hz" "$ALERTS" "$SURVEY" <<'PY'
 import re, sys
@@ -85,6 +101,9 @@ broker_cpu = bticks / hz
 print(f"{alerts:,} {survey} alerts, one unfiltered exactly-once stream: {wall:.1f} s wall, {alerts / wall:,.0f} alerts/s")
 print(f"CPU over the run: fink {fink_cpu:.1f} s, broker {broker_cpu:.1f} s, of {2 * wall:.1f} core-seconds on 2 cores")
 print(f"  fink {fink_cpu / (2 * wall):.0%} of the machine, broker {broker_cpu / (2 * wall):.0%}")
+ceil_t, ceil_n = open("ceiling.txt").read().split()
+ceiling = int(ceil_n) / float(ceil_t)
+print(f"transport ceiling, the same {int(ceil_n):,} values from memory: {ceiling:,.0f} records/s; fink / ceiling = {alerts / wall / ceiling:.2f} (fink's startup included)")
 print("fink's CPU by stage (self time of the sampled function):")
 for name, pct in sorted(shares.items(), key=lambda kv: -kv[1]):
     print(f"  {pct / max(total, 1e-9):6.1%}  {name}")
