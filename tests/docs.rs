@@ -264,4 +264,3 @@ fn the_kubernetes_probes_are_what_fink_run_serves() {
     assert!(ready.starts_with("HTTP/1.1 503") && ready.contains("stream s: failed"), "{ready}");
     assert!(http_get(&run.addr, &probes[0]).starts_with("HTTP/1.1 200"));
 }
-

@@ -254,7 +254,8 @@ pub fn batch(rng: &mut Rng, n: usize, next_id: &mut i64, night: usize, pools: &[
         radec.push((rng.range(0.0, 360.0), rng.range(-1.0, 1.0).asin().to_degrees()));
     }
     let object_ids: Vec<i64> = (0..n).map(|_| rng.below(1 << 50) as i64).collect();
-    let visit = 2026_0101_00000 + night as i64 * 100_000 + rng.below(1000) as i64;
+    // Rubin numbers visits by day (YYYYMMDD) and sequence.
+    let visit = 2_026_010_100_000 + night as i64 * 100_000 + rng.below(1000) as i64;
 
     // diaSource
     let mut s = Cols::default();
