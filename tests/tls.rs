@@ -2,7 +2,8 @@
 //! (profiles/tls.toml, started by `.ci/run`: a SASL_SSL listener with a CA
 //! and certificate fink generated). plan/apply (the protocol client's quotas
 //! included), a stream, `fink consume` and fink-client all work over it; a
-//! CA that did not sign the broker's certificate fails at once, clearly.
+//! CA that did not sign the broker's certificate, or a certificate for
+//! another host, fails at once, clearly.
 
 mod common;
 use std::process::Command;
@@ -86,5 +87,22 @@ fn a_ca_that_did_not_sign_the_brokers_fails_at_once_and_says_so() {
     assert!(r.stderr.contains("over TLS") && r.stderr.contains("certificate verify failed"), "{}", r.stderr);
     assert!(r.stderr.contains("ssl_ca_location"), "says what to check: {}", r.stderr);
     // No retrying for the whole 30 s timeout.
+    assert!(t.elapsed() < Duration::from_secs(25), "took {:?}", t.elapsed());
+}
+
+#[test]
+fn a_certificate_for_another_host_fails_at_once_and_says_so() {
+    let w = Workspace::new();
+    // `127.1` reaches the broker (127.0.0.1) but is a name the broker's
+    // certificate does not carry (it names 127.0.0.1 and localhost): the
+    // hostname check must refuse it, with the cluster's own CA.
+    let port = tls_bootstrap().rsplit(':').next().unwrap().to_string();
+    let header = header(&tls_ca()).replace(&tls_bootstrap(), &format!("127.1:{port}"));
+    w.write("fink.toml", &header);
+    let t = Instant::now();
+    let r = w.fink(&["plan"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("over TLS"), "{}", r.stderr);
+    assert!(r.stderr.contains("name the bootstrap host"), "says what to check: {}", r.stderr);
     assert!(t.elapsed() < Duration::from_secs(25), "took {:?}", t.elapsed());
 }
