@@ -29,6 +29,21 @@ pub fn send_signal(pid: i32, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// End the process now with `code`, after flushing stdout, without running
+/// atexit handlers. `fink run` ends this way: a reload job the supervisor
+/// did not wait for (it never waits for one) may still hold librdkafka
+/// clients, and OpenSSL's atexit cleanup under their threads can crash the
+/// process after its work is done, turning a clean stop into a signal.
+pub fn exit_now(code: u8) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit(2) takes an integer and never returns; what it skips
+    // (atexit handlers, destructors) holds nothing fink still needs:
+    // checkpoints and the summary are written before this call.
+    unsafe { libc::_exit(code as i32) }
+}
+
 /// Whether a process with this pid exists (it may be a zombie).
 pub fn process_exists(pid: i32) -> bool {
     send_signal(pid, 0)

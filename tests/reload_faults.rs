@@ -154,7 +154,7 @@ fn sigterm_during_a_long_reload_stops_within_the_deadline() {
     let mut run = run;
     let status = run.child.wait().unwrap();
     let took = sent.elapsed();
-    assert!(status.success(), "{}", run.log_text());
+    assert!(status.success(), "{status}\n{}", run.log_text());
     // The reload alone waits 5 s for the topic; the stop needs ~1 s.
     assert!(took < std::time::Duration::from_secs(4), "stopped after {took:?}\n{}", run.log_text());
     assert!(run.log_text().contains("stopping during a reload"), "{}", run.log_text());

@@ -85,7 +85,7 @@ pub fn run(
             output::yellow("warning:")
         );
     }
-    Ok(if failed == 0 && unconfirmed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    crate::sys::exit_now(if failed == 0 && unconfirmed == 0 { 0 } else { 1 })
 }
 
 pub fn status(ctx: &Ctx, addr: Option<String>) -> Result<ExitCode> {
