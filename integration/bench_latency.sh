@@ -20,15 +20,7 @@ bench_setup
 {
   echo 'scope = ["bench_latency"]'
   bench_cluster_toml 49095 49195 49096
-  cat <<TOML
-[[topic]]
-name = "bench_latency"
-partitions = 2
-[[stream]]
-name = "s"
-source = { format = "parquet", path = "in" }
-topic = "bench_latency"
-TOML
+  one_stream_toml bench_latency s in
 } > fink.toml
 "$FINK" cluster start >/dev/null 2>&1 || exit 1
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1

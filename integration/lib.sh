@@ -50,6 +50,12 @@ metrics_addr = "127.0.0.1:$3"
 TOML
 }
 
+# One topic of 2 partitions and one unfiltered Parquet stream into it.
+one_stream_toml() { # TOPIC STREAM SOURCE_PATH
+  printf '[[topic]]\nname = "%s"\npartitions = 2\n[[stream]]\nname = "%s"\n' "$1" "$2"
+  printf 'source = { format = "parquet", path = "%s" }\ntopic = "%s"\n' "$3" "$1"
+}
+
 # A read_committed consumer logging each alert's arrival to arrivals.txt,
 # ready (subscribed) when this returns.
 start_consumer() { # BOOTSTRAP TOPIC...

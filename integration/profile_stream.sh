@@ -23,15 +23,7 @@ bench_setup
 {
   echo 'scope = ["profile_*"]'
   bench_cluster_toml 49095 49195 49096
-  cat <<'TOML'
-[[topic]]
-name = "profile_all"
-partitions = 2
-[[stream]]
-name = "all"
-source = { format = "parquet", path = "alerts" }
-topic = "profile_all"
-TOML
+  one_stream_toml profile_all all alerts
   # STREAM_EXTRA: more keys for the stream, e.g. producer properties.
   printf '%s\n' "${STREAM_EXTRA:-}"
 } > fink.toml
