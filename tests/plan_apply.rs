@@ -115,6 +115,29 @@ fn topic_create_grow_configs_and_refused_decrease() {
     let r = c.fink(&["plan"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("replication_factor 3 is more than the 1 broker(s)"), "{}", r.all());
+    // ... at the file:line of the key that asks for it.
+    let at = |needle: &str| {
+        let text = std::fs::read_to_string(c.w.path().join("fink.toml")).unwrap();
+        let line = text.lines().position(|l| l.starts_with(needle)).expect(needle) + 1;
+        format!("fink.toml:{line}:")
+    };
+    assert!(r.all().contains(&at("replication_factor = 3")), "{}", r.all());
+
+    // A replica on a broker id the cluster does not have, on a topic to
+    // create and on one to move: refused at the line of `replicas`.
+    c.config(
+        "[[topic]]\nname = \"@_a\"\npartitions = 3\nreplicas = [[1], [1], [7]]\n[topic.config]\n\"retention.ms\" = 7200000\n\
+         [[topic]]\nname = \"@_new\"\nreplicas = [[9]]\n",
+    );
+    let r = c.fink(&["plan"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("replicas name broker 7, which is not in the cluster"), "{}", r.all());
+    assert!(r.all().contains("replicas name broker 9, which is not in the cluster"), "{}", r.all());
+    assert!(r.all().contains(&at("replicas = [[1], [1], [7]]")), "{}", r.all());
+    assert!(r.all().contains(&at("replicas = [[9]]")), "{}", r.all());
+    let r = c.fink(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(!a.topics().unwrap().1.contains_key(&format!("{}_new", c.p)), "nothing is created");
 }
 
 #[test]

@@ -18,6 +18,8 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, AclBinding, Admin, LiveState, Login};
+use crate::config::span::KeyPath;
+use crate::config::Severity;
 use crate::config::{
     AclConfig, AclOperation, AclRole, Config, Loaded, PatternType, ResourceKind, RunConfig, ScramMechanism,
 };
@@ -425,6 +427,18 @@ pub fn diff(
     prune: bool,
     config_hash: &str,
 ) -> Plan {
+    diff_at(cfg, live, passwords, admin_user, prune, config_hash).0
+}
+
+/// [`diff`], with where in the config each located blocker comes from.
+fn diff_at(
+    cfg: &Config,
+    live: &LiveState,
+    passwords: &PasswordChecks,
+    admin_user: Option<&str>,
+    prune: bool,
+    config_hash: &str,
+) -> (Plan, Vec<(usize, KeyPath)>) {
     let mut draft = Draft::default();
     let users = users::Users { cfg, passwords, admin_user };
     let desired = cfg.users.iter().map(|u| (u.name.clone(), u)).collect();
@@ -476,7 +490,7 @@ pub fn diff(
         Err(_) => {}
     }
 
-    let Draft { mut changes, blockers, mut notes, unmanaged } = draft;
+    let Draft { mut changes, blockers, mut notes, unmanaged, blocker_at } = draft;
     if !unmanaged.is_empty() {
         let parts: Vec<String> = [Kind::Topic, Kind::User, Kind::Acl, Kind::Quota, Kind::Broker]
             .iter()
@@ -504,7 +518,7 @@ pub fn diff(
         }
     });
 
-    Plan {
+    let plan = Plan {
         format: PLAN_FORMAT.into(),
         cluster_id: live.cluster_id.clone(),
         config_hash: config_hash.to_string(),
@@ -512,7 +526,8 @@ pub fn diff(
         changes,
         blockers,
         notes,
-    }
+    };
+    (plan, blocker_at)
 }
 
 fn shorten(names: &[String]) -> String {
@@ -534,7 +549,15 @@ pub fn make_plan(loaded: &Loaded, admin: &Admin, prune_flag: bool) -> Result<Pla
     tracing::info!(elapsed = ?t.elapsed(), users = passwords.len(), "checked passwords by logging in");
     let admin_user = loaded.config.cluster.admin.as_ref().map(|a| a.user.as_str());
     let prune = prune_flag || loaded.config.prune;
-    Ok(diff(&loaded.config, &live, &passwords, admin_user, prune, &loaded.hash))
+    let (mut plan, at) = diff_at(&loaded.config, &live, &passwords, admin_user, prune, &loaded.hash);
+    if !at.is_empty() {
+        let loc = loaded.locator();
+        for (i, path) in at {
+            let message = std::mem::take(&mut plan.blockers[i]);
+            plan.blockers[i] = loc.locate(&path, Severity::Error, message).to_string();
+        }
+    }
+    Ok(plan)
 }
 
 /// After an apply: re-plan until nothing is left or `timeout` passes.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{Change, Kind};
+use crate::config::span::KeyPath;
 
 /// What one kind of resource needs from the reconciler.
 pub trait Handler {
@@ -31,6 +32,18 @@ pub struct Draft {
     pub notes: Vec<String>,
     /// Managed live resources that are not declared, kept because prune is off.
     pub unmanaged: BTreeMap<Kind, Vec<String>>,
+    /// Where in fink.toml a blocker comes from, by its index in `blockers`.
+    pub blocker_at: Vec<(usize, KeyPath)>,
+}
+
+impl Draft {
+    /// A blocker that fink.toml's `at` causes: shown at its file:line.
+    pub fn block_at(&mut self, at: Option<KeyPath>, message: String) {
+        if let Some(at) = at {
+            self.blocker_at.push((self.blockers.len(), at));
+        }
+        self.blockers.push(message);
+    }
 }
 
 /// Match `desired` and `live` by key and record the changes: create what

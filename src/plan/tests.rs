@@ -102,7 +102,7 @@ fn a_replication_factor_change_is_a_throttled_move_that_keeps_the_leader() {
     // A move under way: nothing starts, the plan says why.
     l.reassigning = Ok([("t".to_string(), [0].into_iter().collect())].into_iter().collect());
     let p = diff(&c, &l, &BTreeMap::new(), Some("admin"), false, "h");
-    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert!(!p.changes.iter().any(|ch| ch.name == "t" || ch.name == "u"), "{:?}", p.changes);
     assert!(p.notes.iter().any(|n| n.contains("are moving")), "{:?}", p.notes);
 }
 
@@ -220,7 +220,9 @@ fn exactly_once_declares_the_state_topic_and_the_transactional_acls() {
     ] {
         assert!(got.iter().any(|g| g == want), "{want} missing from {got:#?}");
     }
-    let p = diff(&c, &live(), &BTreeMap::new(), None, false, "h");
+    let mut l = live();
+    l.brokers = (1..=3).map(|id| crate::cluster::BrokerInfo { id, host: "b".into(), port: 9092 }).collect();
+    let p = diff(&c, &l, &BTreeMap::new(), None, false, "h");
     let st = p.changes.iter().find(|c| c.kind == Kind::Topic && c.name == "_fink_state").expect("state topic planned");
     let fields: Vec<String> = st.fields.iter().map(|f| format!("{}={:?}", f.name, f.after)).collect();
     assert!(fields.iter().any(|f| f.contains("cleanup.policy") && f.contains("compact")), "{fields:?}");
@@ -239,4 +241,19 @@ fn the_state_topic_keeps_its_partition_count() {
         p.blockers
     );
     assert!(!p.changes.iter().any(|ch| ch.name == "_fink_state" && ch.fields.iter().any(|f| f.name == "partitions")));
+}
+
+#[test]
+fn a_topic_to_create_beyond_the_brokers_is_a_blocker_not_a_failed_apply() {
+    let c = cfg("[cluster]\nbootstrap = [\"b:9092\"]\n[[topic]]\nname = \"t\"\nreplication_factor = 3\n[[topic]]\nname = \"u\"\nreplicas = [[1], [4]]\n");
+    let mut l = live();
+    l.brokers = (1..=2).map(|id| crate::cluster::BrokerInfo { id, host: "b".into(), port: 9092 }).collect();
+    let p = diff(&c, &l, &BTreeMap::new(), None, false, "h");
+    assert!(!p.changes.iter().any(|ch| ch.name == "t" || ch.name == "u"), "{:?}", p.changes);
+    assert!(
+        p.blockers.iter().any(|b| b.contains("topic t: replication_factor 3 is more than the 2 broker(s)")),
+        "{:?}",
+        p.blockers
+    );
+    assert!(p.blockers.iter().any(|b| b.contains("topic u: replicas name broker 4")), "{:?}", p.blockers);
 }

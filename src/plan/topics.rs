@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::reconcile::{Draft, Handler};
 use super::{managed, Action, Change, Field, Kind, Op, Value};
 use crate::cluster::LiveTopic;
+use crate::config::span::{KeyPath, Seg};
 use crate::config::{Config, TopicConfig};
 
 pub struct Topics<'a> {
@@ -22,6 +23,64 @@ impl Topics<'_> {
     }
     fn replication(&self, t: &TopicConfig) -> Option<i32> {
         t.replication_factor.or(self.cfg.defaults.replication_factor)
+    }
+    /// Where `field` of topic `key` is set in fink.toml: the topic's own
+    /// key, else `[defaults]`, else the topic's table.
+    fn at(&self, key: &str, field: &str) -> Option<KeyPath> {
+        let i = self.cfg.topics.iter().position(|t| t.name == key)?;
+        let t = &self.cfg.topics[i];
+        let own = match field {
+            "replicas" => t.replicas.is_some(),
+            "replication_factor" => t.replication_factor.is_some(),
+            _ => t.partitions.is_some(),
+        };
+        let from_defaults = match field {
+            "replication_factor" => self.cfg.defaults.replication_factor.is_some(),
+            "partitions" => self.cfg.defaults.partitions.is_some(),
+            _ => false,
+        };
+        let k = |s: &str| Seg::Key(s.to_string());
+        Some(if own {
+            vec![k("topic"), Seg::Index(i), k(field)]
+        } else if from_defaults {
+            vec![k("defaults"), k(field)]
+        } else {
+            vec![k("topic"), Seg::Index(i)]
+        })
+    }
+    /// What cannot be placed on the live brokers: an unknown broker id in
+    /// `replicas`, a partition's replicas not distinct, or more replicas
+    /// than brokers.
+    fn placement_blocker(&self, key: &str, t: &TopicConfig) -> Option<(&'static str, String)> {
+        if let Some(placement) = &t.replicas {
+            if let Some(bad) = placement.iter().flatten().find(|b| !self.brokers.contains(b)) {
+                let msg = format!(
+                    "topic {key}: replicas name broker {bad}, which is not in the cluster (brokers {:?})",
+                    self.brokers
+                );
+                return Some(("replicas", msg));
+            }
+            if placement
+                .iter()
+                .any(|r| r.is_empty() || r.iter().collect::<std::collections::BTreeSet<_>>().len() != r.len())
+            {
+                return Some((
+                    "replicas",
+                    format!("topic {key}: each partition's replicas must be distinct brokers, at least one"),
+                ));
+            }
+            return None;
+        }
+        match self.replication(t) {
+            Some(rf) if rf as usize > self.brokers.len() => Some((
+                "replication_factor",
+                format!(
+                    "topic {key}: replication_factor {rf} is more than the {} broker(s) of the cluster",
+                    self.brokers.len()
+                ),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -48,39 +107,21 @@ impl Topics<'_> {
         ops: &mut Vec<Op>,
     ) {
         let live: BTreeMap<i32, Vec<i32>> = lt.partitions.iter().map(|p| (p.id, p.replicas.clone())).collect();
-        let target = match (&t.replicas, self.replication(t)) {
-            (Some(placement), _) => {
-                if let Some(bad) = placement.iter().flatten().find(|b| !self.brokers.contains(b)) {
-                    draft.blockers.push(format!(
-                        "topic {key}: replicas name broker {bad}, which is not in the cluster (brokers {:?})",
-                        self.brokers
-                    ));
-                    return;
-                }
-                if placement
-                    .iter()
-                    .any(|r| r.is_empty() || r.iter().collect::<std::collections::BTreeSet<_>>().len() != r.len())
-                {
-                    draft
-                        .blockers
-                        .push(format!("topic {key}: each partition's replicas must be distinct brokers, at least one"));
-                    return;
-                }
-                placement
-                    .iter()
-                    .enumerate()
-                    .filter(|(p, _)| live.contains_key(&(*p as i32)))
-                    .map(|(p, r)| (p as i32, r.clone()))
-                    .collect()
+        let differs_rf = self.replication(t).is_some_and(|rf| rf != lt.replication_factor);
+        if t.replicas.is_some() || differs_rf {
+            if let Some((field, msg)) = self.placement_blocker(key, t) {
+                draft.block_at(self.at(key, field), msg);
+                return;
             }
+        }
+        let target = match (&t.replicas, self.replication(t)) {
+            (Some(placement), _) => placement
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| live.contains_key(&(*p as i32)))
+                .map(|(p, r)| (p as i32, r.clone()))
+                .collect(),
             (None, Some(rf)) if rf != lt.replication_factor => {
-                if rf as usize > self.brokers.len() {
-                    draft.blockers.push(format!(
-                        "topic {key}: replication_factor {rf} is more than the {} broker(s) of the cluster",
-                        self.brokers.len()
-                    ));
-                    return;
-                }
                 crate::cluster::reassign::spread(&live, rf.max(1) as usize, self.brokers)
             }
             _ => return,
@@ -113,7 +154,11 @@ impl Handler for Topics<'_> {
     type Live = LiveTopic;
     const KIND: Kind = Kind::Topic;
 
-    fn create(&self, key: &str, t: &TopicConfig, _: &mut Draft) -> Option<Change> {
+    fn create(&self, key: &str, t: &TopicConfig, draft: &mut Draft) -> Option<Change> {
+        if let Some((field, msg)) = self.placement_blocker(key, t) {
+            draft.block_at(self.at(key, field), msg);
+            return None;
+        }
         let (partitions, rf, configs) = (self.partitions(t), self.replication(t), configs(t));
         let mut fields = vec![Field::new("partitions", None, Some(partitions.to_string()))];
         fields.push(Field::value(
