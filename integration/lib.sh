@@ -50,9 +50,9 @@ metrics_addr = "127.0.0.1:$3"
 TOML
 }
 
-# One topic of 2 partitions and one unfiltered Parquet stream into it.
-one_stream_toml() { # TOPIC STREAM SOURCE_PATH
-  printf '[[topic]]\nname = "%s"\npartitions = 2\n[[stream]]\nname = "%s"\n' "$1" "$2"
+# One topic (2 partitions unless PARTITIONS) and one unfiltered Parquet stream into it.
+one_stream_toml() { # TOPIC STREAM SOURCE_PATH [PARTITIONS, default 2]
+  printf '[[topic]]\nname = "%s"\npartitions = %s\n[[stream]]\nname = "%s"\n' "$1" "${4:-2}" "$2"
   printf 'source = { format = "parquet", path = "%s" }\ntopic = "%s"\n' "$3" "$1"
 }
 

@@ -16,6 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SURVEY=${SURVEY:-lsst}
 ALERTS=${ALERTS:-4000}
+# As the shipped catalogues: 10 partitions a Rubin topic, 2 a ZTF one.
+PARTITIONS=${PARTITIONS:-$([ "$SURVEY" = lsst ] && echo 10 || echo 2)}
 . integration/lib.sh
 command -v perf >/dev/null || { echo "perf is not installed (linux-perf / linux-tools)"; exit 1; }
 bench_setup
@@ -23,7 +25,7 @@ bench_setup
 {
   echo 'scope = ["profile_*"]'
   bench_cluster_toml 49095 49195 49096
-  one_stream_toml profile_all all alerts
+  one_stream_toml profile_all all alerts "$PARTITIONS"
   # STREAM_EXTRA: more keys for the stream, e.g. producer properties.
   printf '%s\n' "${STREAM_EXTRA:-}"
 } > fink.toml
@@ -34,7 +36,7 @@ du -sh alerts | awk '{print "source: " $1 " of Parquet"}'
 # Untimed warm-up into another topic: a fresh broker (cold JVM) is slower
 # than the long-running service fink publishes to.
 sed -e 's/profile_all/profile_warm/' -e 's/^state_dir = "state"/state_dir = "warm-state"\ngroup = "warm"/' fink.toml > warm.toml
-printf '[[topic]]\nname = "profile_all"\npartitions = 2\n' >> warm.toml
+printf '[[topic]]\nname = "profile_all"\npartitions = %s\n' "$PARTITIONS" >> warm.toml
 "$FINK" --config warm.toml apply --auto-approve >/dev/null 2>&1 || exit 1
 "$FINK" --config warm.toml run --until-idle --no-progress > warm.log 2>&1 || { tail warm.log; exit 1; }
 broker=$(pgrep -f "kafka.Kafka.*$work" | head -1)
@@ -43,15 +45,15 @@ hz=$(getconf CLK_TCK)
 b0=$(ticks "$broker")
 t0=$(date +%s.%N)
 perf record -q -F 499 -o perf.data -- /usr/bin/time -f "%U %S" -o time.txt "$FINK" run --until-idle --no-progress \
-  > run.log 2>&1 || { tail run.log; exit 1; }
+  --output json > run.json 2> run.log || { tail run.log; exit 1; }
 t1=$(date +%s.%N)
 b1=$(ticks "$broker")
 # The transport ceiling on the same values: what fink published, sent
 # again from memory with fink's producer settings, in its own process.
-printf '[[topic]]\nname = "profile_ceiling"\npartitions = 2\n' >> fink.toml
+printf '[[topic]]\nname = "profile_ceiling"\npartitions = %s\n' "$PARTITIONS" >> fink.toml
 "$FINK" apply --auto-approve >/dev/null 2>&1 || exit 1
 read -r ceil_t ceil_n _ < <("$REPO/.fink/venv/bin/python" "$REPO/integration/python/ceiling.py" 127.0.0.1:49095 \
-  secrets/admin.pw profile_all profile_ceiling 2) || { echo "ceiling failed"; exit 1; }
+  secrets/admin.pw profile_all profile_ceiling "$PARTITIONS") || { echo "ceiling failed"; exit 1; }
 echo "$ceil_t $ceil_n" > ceiling.txt
 perf report -i perf.data --no-children --sort comm,dso,sym --stdio --percent-limit 0 2> /dev/null > report.txt
 python3 - "$t0" "$t1" "$(( b1 - b0 ))" "$hz" "$ALERTS" "$SURVEY" <<'PY'
@@ -99,6 +101,15 @@ print(f"transport ceiling, the same {int(ceil_n):,} values from memory: {ceiling
 print("fink's CPU by stage (self time of the sampled function):")
 for name, pct in sorted(shares.items(), key=lambda kv: -kv[1]):
     print(f"  {pct / max(total, 1e-9):6.1%}  {name}")
+import json
+busy = json.load(open("run.json"))["streams"][0]["stats"].get("stage_seconds", {})
+streaming = sum(busy.values())
+if streaming > 0:
+    print(f"from its first file to its last commit ({streaming:.1f} s, startup excluded as for the ceiling): "
+          f"{alerts / streaming:,.0f} alerts/s; fink / ceiling = {alerts / streaming / ceiling:.2f}")
+print("the stream's thread by stage, wall seconds (waits included):")
+for name, secs in sorted(busy.items(), key=lambda kv: -kv[1]):
+    print(f"  {secs:6.1f} s {secs / wall:6.1%}  {name}")
 print("fink's CPU by thread:")
 for comm, pct in sorted(threads.items(), key=lambda kv: -kv[1])[:6]:
     print(f"  {pct / max(total, 1e-9):6.1%}  {comm}")

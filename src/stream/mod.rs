@@ -508,6 +508,40 @@ pub struct Stats {
     pub files_within_objective: AtomicU64,
     /// Seen-to-committed seconds of the files of the last 10 minutes.
     pub latency: std::sync::Mutex<LatencyWindow>,
+    /// Nanoseconds the stream's own thread spent in each [`Stage`]: where
+    /// a slow stream's time goes, waits included (a batch being decoded by
+    /// another stream, a full producer queue, a commit's round trips).
+    pub stage_ns: [AtomicU64; Stage::ALL.len()],
+}
+
+/// What a stream's thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Opening files and taking decoded batches (decoding them, or waiting
+    /// for the stream or read-ahead that decodes them).
+    Read,
+    /// CEL and Python filters.
+    Filter,
+    /// Selecting kept rows, projection and Avro encoding.
+    Encode,
+    /// Handing records to the producer, waiting while its queue is full.
+    Send,
+    /// Recording progress: exactly-once commits (which wait for every
+    /// record in flight), at-least-once checkpoints.
+    Commit,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [Stage::Read, Stage::Filter, Stage::Encode, Stage::Send, Stage::Commit];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Filter => "filter",
+            Stage::Encode => "encode",
+            Stage::Send => "send",
+            Stage::Commit => "commit",
+        }
+    }
 }
 
 /// Per-file latencies (seconds from a file being seen to its alerts being
@@ -590,6 +624,9 @@ pub struct StatsSnapshot {
     pub latency_p50_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_p98_s: Option<f64>,
+    /// Seconds the stream's thread spent per stage (see [`Stage`]).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stage_seconds: std::collections::BTreeMap<String, f64>,
 }
 
 impl Stats {
@@ -623,7 +660,17 @@ impl Stats {
             files_within_objective: g(&self.files_within_objective),
             latency_p50_s: p50,
             latency_p98_s: p98,
+            stage_seconds: Stage::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), g(&self.stage_ns[*s as usize]) as f64 / 1e9))
+                .filter(|(_, v)| *v > 0.0)
+                .collect(),
         }
+    }
+
+    /// The stream's thread spent `since.elapsed()` in `stage`.
+    pub fn spent(&self, stage: Stage, since: std::time::Instant) {
+        self.stage_ns[stage as usize].fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// A file's alerts became durable `secs` after it was seen.

@@ -19,6 +19,7 @@ use super::python::{Stage, StageError};
 use super::sink::{Control, MemoryTopic, SendError, Sink};
 use super::source::How;
 use super::store::{Input, Store};
+use super::Stage as Busy;
 use super::{shared, state, Stats, StreamSpec, TxnSpec};
 use crate::cluster::Connection;
 use arrow_array::RecordBatch;
@@ -592,7 +593,10 @@ fn with_delivery<R>(cx: &mut Ctx<'_>, f: impl FnOnce(&mut dyn Delivery, &mut Ctx
 /// (throttled unless `force`), exactly-once by committing the transaction
 /// (every `commit_interval_ms`, or now with `force`).
 fn save_point(cx: &mut Ctx<'_>, force: bool) -> Result<(), Outcome> {
-    with_delivery(cx, |d, cx| d.save_point(cx, force))
+    let t = Instant::now();
+    let r = with_delivery(cx, |d, cx| d.save_point(cx, force));
+    cx.stats.spent(Busy::Commit, t);
+    r
 }
 
 /// Progress changed outside the alerts (a quarantined file): record it.
@@ -608,7 +612,10 @@ fn fatal(cx: &mut Ctx<'_>) -> Option<Outcome> {
 
 /// Wait for (at-least-once) or commit (exactly-once) what was handed over.
 fn drain(cx: &mut Ctx<'_>) -> Result<(), Outcome> {
-    with_delivery(cx, |d, cx| d.drain(cx))
+    let t = Instant::now();
+    let r = with_delivery(cx, |d, cx| d.drain(cx));
+    cx.stats.spent(Busy::Commit, t);
+    r
 }
 
 /// Deliver or commit what is in flight, within the stop deadline.
@@ -834,7 +841,10 @@ fn stepped(
 fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let name = input.rel.clone();
     let start_row = cx.ckpt.rows_done(&name);
-    let mut reader = match cx.follower.open(&cx.store, input, &cx.how) {
+    let t = Instant::now();
+    let opened = cx.follower.open(&cx.store, input, &cx.how);
+    cx.stats.spent(Busy::Read, t);
+    let mut reader = match opened {
         Ok(r) => r,
         Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
         Err(e) => {
@@ -862,7 +872,10 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let mut row_base = 0u64;
     let mut counted = 0u64;
     let flow = loop {
-        let Some(batch) = reader.next() else { break Flow::Go };
+        let t = Instant::now();
+        let next = reader.next();
+        cx.stats.spent(Busy::Read, t);
+        let Some(batch) = next else { break Flow::Go };
         let now = reader.bytes_read();
         cx.stats.source_bytes.fetch_add(now.saturating_sub(counted), Ordering::Relaxed);
         counted = counted.max(now);
@@ -920,6 +933,7 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
 fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, Outcome> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
+    let t = Instant::now();
     let (mask, errors) = cx.filters.evaluate(batch);
     let mask = match cx.python.as_mut() {
         Some(stage) => {
@@ -933,6 +947,7 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         }
         None => mask,
     };
+    cx.stats.spent(Busy::Filter, t);
     for (row, e) in &errors {
         cx.stats.errors.fetch_add(1, Ordering::Relaxed);
         if cx.filter_errors_logged < 5 {
@@ -958,6 +973,7 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         if count == 0 {
             continue;
         }
+        let t = Instant::now();
         let part = batch.slice(start, len);
         let kept = if count == len {
             part
@@ -969,7 +985,11 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         let projected =
             pipeline.projection.apply(&kept).map_err(|e| StreamError::Setup(format!("projection failed: {e}")))?;
         let rows = pipeline.encoder.encode(&projected).map_err(StreamError::Setup)?;
-        if send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count])? == Flow::Stopped {
+        cx.stats.spent(Busy::Encode, t);
+        let t = Instant::now();
+        let sent = send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count]);
+        cx.stats.spent(Busy::Send, t);
+        if sent? == Flow::Stopped {
             return Ok(Flow::Stopped);
         }
         for n in &cx.notifiers {

@@ -338,6 +338,15 @@ impl SharedReader {
                 let item = w.items[idx - w.first].clone();
                 w.cursors.insert(self.id, idx + 1);
                 f.moved.notify_all();
+                if idx + 1 == w.end() && !w.finished && !w.decoding && item.is_ok() && make_room(&mut w) {
+                    // Decode the batch this reader needs next while it
+                    // filters, encodes and sends this one: on two cores the
+                    // two overlap, where in turn a Rubin batch (~45 MB)
+                    // kept the producer waiting for the decoder.
+                    w.decoding = true;
+                    drop(w);
+                    read_ahead(self.shared.clone().expect("a shared reader"));
+                }
                 return Some(Ok(item));
             }
             if w.finished {
@@ -370,22 +379,53 @@ impl SharedReader {
             }
             w.decoding = true;
             drop(w);
-            let item = {
-                let mut dec = lock(&f.decoder);
-                let item = dec.as_mut().and_then(|r| r.next());
-                if item.is_none() {
-                    *dec = None;
-                }
-                item
-            };
+            decode_next(f);
             w = lock(&f.window);
-            w.decoding = false;
-            match item {
-                Some(it) => w.items.push_back(it),
-                None => w.finished = true,
-            }
-            f.moved.notify_all();
         }
+    }
+}
+
+/// Drop the oldest batch if the window is full and every reader in step
+/// has taken it; whether there is room for one more.
+fn make_room(w: &mut Window) -> bool {
+    if w.items.len() >= WINDOW && w.front_taken() {
+        w.items.pop_front();
+        w.first += 1;
+    }
+    w.items.len() < WINDOW
+}
+
+/// Decode the file's next batch into its window; the caller set
+/// `decoding`, which this clears.
+fn decode_next(f: &SharedFile) {
+    let item = {
+        let mut dec = lock(&f.decoder);
+        let item = dec.as_mut().and_then(|r| r.next());
+        if item.is_none() {
+            *dec = None;
+        }
+        item
+    };
+    let mut w = lock(&f.window);
+    w.decoding = false;
+    match item {
+        Some(it) => w.items.push_back(it),
+        None => w.finished = true,
+    }
+    f.moved.notify_all();
+}
+
+/// [`decode_next`] on a thread of its own. One batch: bounded work, and
+/// the file's decoder panicking is already its error (`FileReader`).
+fn read_ahead(f: Arc<SharedFile>) {
+    let spawned = std::thread::Builder::new().name("read-ahead".into()).spawn({
+        let f = f.clone();
+        move || decode_next(&f)
+    });
+    if spawned.is_err() {
+        // No thread to spare: the reader that needs the batch decodes it.
+        lock(&f.window).decoding = false;
+        f.moved.notify_all();
     }
 }
 

@@ -5,7 +5,7 @@
 //! broker is away.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -253,12 +253,14 @@ pub enum SendError {
 /// producer batch (`batch.size`) on a partition, then move to the next, like
 /// Kafka's sticky partitioner. A `partitioner` property turns this off.
 ///
-/// A new batch only starts on a partition whose previous batch is fully
-/// acknowledged. librdkafka 2.12's idempotent producer sends one request
-/// per partition at a time and busy-polls while a ready batch waits behind
-/// it (burning a core and starving a broker on the same machine); waiting
-/// here instead costs nothing, and with two or more partitions one batch
-/// fills while another is in flight.
+/// A new batch only starts on a partition with fewer than
+/// [`BATCHES_PER_PARTITION`] batches not yet acknowledged. librdkafka's
+/// idempotent producer busy-polls while ready batches wait behind its
+/// in-flight cap (burning a core and starving a broker on the same
+/// machine), so the queue per partition is kept short; but one batch
+/// filling while the one before it is in flight keeps the producer busy
+/// when batches are a few large alerts (Rubin's ~176 KB: ~5 a batch), where
+/// waiting for each acknowledgement left the stream idle half the time.
 struct Spread {
     current: Cell<i32>,
     bytes: Cell<usize>,
@@ -266,25 +268,33 @@ struct Spread {
     control: Arc<Control>,
 }
 
-/// Alerts handed to librdkafka and not yet reported, per partition.
+/// Batches a partition may have started and not fully acknowledged: one
+/// in flight, one filling behind it.
+pub const BATCHES_PER_PARTITION: usize = 2;
+
+/// Per partition, the alerts of each batch handed to librdkafka and not
+/// yet reported, oldest first (reports come back in order per partition).
 #[derive(Default)]
 struct Pacing {
-    outstanding: Mutex<Vec<u64>>,
+    outstanding: Mutex<Vec<VecDeque<u64>>>,
     freed: Condvar,
 }
 
 impl Pacing {
     fn set_partitions(&self, n: usize) {
-        self.outstanding.lock().unwrap().resize(n, 0);
+        self.outstanding.lock().unwrap().resize(n, VecDeque::new());
     }
 
     /// A report came in for an alert sent to `partition`.
     fn reported(&self, partition: i32) {
         let mut o = self.outstanding.lock().unwrap();
-        if let Some(c) = o.get_mut(partition as usize) {
-            *c = c.saturating_sub(1);
-            if *c == 0 {
-                self.freed.notify_all();
+        if let Some(batches) = o.get_mut(partition as usize) {
+            if let Some(front) = batches.front_mut() {
+                *front = front.saturating_sub(1);
+                if *front == 0 {
+                    batches.pop_front();
+                    self.freed.notify_all();
+                }
             }
         }
     }
@@ -308,7 +318,7 @@ impl Spread {
         if self.bytes.get() == 0 {
             // A new batch: on the first free partition from here, or wait.
             loop {
-                if let Some(free) = (0..n).map(|k| (p + k) % n).find(|q| o[*q as usize] == 0) {
+                if let Some(free) = (0..n).map(|k| (p + k) % n).find(|q| o[*q as usize].len() < BATCHES_PER_PARTITION) {
                     p = free;
                     break;
                 }
@@ -317,16 +327,33 @@ impl Spread {
                 }
                 o = pacing.freed.wait(o).unwrap();
             }
+            o[p as usize].push_back(0);
         }
-        o[p as usize] += 1;
+        let batches = &mut o[p as usize];
+        if batches.is_empty() {
+            // The batch being filled was acknowledged whole already.
+            batches.push_back(0);
+        }
+        *batches.back_mut().expect("a batch") += 1;
         self.current.set(p);
         self.bytes.set(self.bytes.get() + len);
         Ok(Some(p))
     }
 
-    /// The alert chosen for `partition` was not produced after all.
+    /// The alert chosen for `partition` was not produced after all: it is
+    /// the last of the batch being filled.
     fn unsent(&self, partition: i32) {
-        self.control.pacing.reported(partition);
+        let pacing = &self.control.pacing;
+        let mut o = pacing.outstanding.lock().unwrap();
+        if let Some(batches) = o.get_mut(partition as usize) {
+            if let Some(back) = batches.back_mut() {
+                *back = back.saturating_sub(1);
+                if *back == 0 {
+                    batches.pop_back();
+                    pacing.freed.notify_all();
+                }
+            }
+        }
     }
 }
 
@@ -563,7 +590,7 @@ mod tests {
 
     /// Report every alert sent so far, as the broker would.
     fn ack_all(s: &Spread) {
-        s.control.pacing.outstanding.lock().unwrap().iter_mut().for_each(|c| *c = 0);
+        s.control.pacing.outstanding.lock().unwrap().iter_mut().for_each(VecDeque::clear);
     }
 
     #[test]
@@ -588,12 +615,14 @@ mod tests {
     }
 
     #[test]
-    fn a_new_batch_waits_for_a_partition_with_nothing_in_flight() {
+    fn a_new_batch_waits_for_a_partition_with_room() {
         let s = spread(2, 120);
-        // Partition 1 fills a batch, then partition 0 (nothing acknowledged).
-        let first: Vec<i32> = (0..6).map(|_| s.next(40).unwrap().unwrap()).collect();
-        assert_eq!(first, vec![1, 1, 1, 0, 0, 0]);
-        // Both have a batch in flight: the next alert waits for a report.
+        // Partition 1 fills a batch, then partition 0, then each a second
+        // one behind the first (nothing acknowledged).
+        let first: Vec<i32> = (0..12).map(|_| s.next(40).unwrap().unwrap()).collect();
+        assert_eq!(first, vec![1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0]);
+        // Both have two batches unacknowledged: the next alert waits for
+        // the reports of partition 0's first batch.
         let control = s.control.clone();
         let acked = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let acked2 = acked.clone();
@@ -605,6 +634,7 @@ mod tests {
             }
         });
         assert_eq!(s.next(40), Ok(Some(0)), "the freed partition takes the next batch");
+        assert_eq!(s.control.pacing.outstanding.lock().unwrap()[0], VecDeque::from([3, 1]));
         assert!(acked.load(Ordering::SeqCst), "it waited for partition 0's reports");
         broker.join().unwrap();
         // A batch already started keeps going on its partition.
@@ -615,7 +645,8 @@ mod tests {
     fn a_stop_request_wakes_a_wait_for_a_free_partition() {
         let s = spread(1, 40);
         assert_eq!(s.next(40), Ok(Some(0)));
-        // The only partition has a batch in flight and no report will come.
+        assert_eq!(s.next(40), Ok(Some(0)));
+        // The only partition has two batches in flight and no report will come.
         let control = s.control.clone();
         let stopper = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));

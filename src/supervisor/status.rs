@@ -151,6 +151,10 @@ pub fn export_metrics(status: &Status) {
         metrics::gauge!("fink_stream_in_flight", &l).set(s.stats.in_flight as f64);
         metrics::gauge!("fink_stream_stalled", &l).set(if s.stalled_secs.is_some() { 1.0 } else { 0.0 });
         metrics::gauge!("fink_stream_owned", &l).set(1.0);
+        for (stage, secs) in &s.stats.stage_seconds {
+            let l = [("stream", s.name.clone()), ("stage", stage.clone())];
+            metrics::gauge!("fink_stream_busy_seconds", &l).set(*secs);
+        }
     }
     for name in &status.elsewhere {
         metrics::gauge!("fink_stream_owned", &[("stream", name.clone())]).set(0.0);
