@@ -95,4 +95,23 @@ fn dashboard_and_alert_rules_use_metrics_fink_exports() {
     assert!(0.0 <= p50 && p50 <= p98 && p98 < 120.0, "p50 {p50} p98 {p98}");
     let shown = w.fink(&["status"]);
     assert!(shown.stdout.contains(&format!("{p50:.2}s / ")), "{}", shown.stdout);
+
+    // Where the stream's thread spent its time: every stage it went
+    // through is exported, with the seconds /status shows.
+    let stages = &st["stats"]["stage_seconds"];
+    for stage in ["read", "encode", "send", "commit"] {
+        let secs = stages[stage].as_f64().unwrap_or_else(|| panic!("no {stage} in {stages}"));
+        let exported: f64 = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("fink_stream_busy_seconds{")
+                    && l.contains(r#"stream="s""#)
+                    && l.contains(&format!(r#"stage="{stage}""#))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("{stage}: {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(secs > 0.0 && exported > 0.0 && exported <= secs, "{stage}: {exported} exported, {secs} in /status");
+    }
 }
