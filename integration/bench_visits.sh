@@ -84,6 +84,7 @@ while true; do
   prev=$now
 done
 curl -sf http://127.0.0.1:49094/status > status.json
+curl -sf http://127.0.0.1:49094/metrics > metrics.txt || true
 kill "$cons"; wait "$cons"; cons=
 kill -TERM "$(pgrep -P "$runpid" -x fink || echo "$runpid")"; wait "$runpid"; runpid=
 
@@ -129,5 +130,14 @@ if b in last:
     print(f"the {big:,}-alert visit: {last[b] - landed[b]:.2f} s (goal <= 20 s)")
 print(f"fink run: {cpu:.1f} CPU-seconds for {total:,} alerts = {cpu / total * 10000:.2f} per 10,000; peak RSS {int(rss) / 1024:.0f} MB (goal <= 500 MB)")
 print(f"streams stalled or failed at the end: {stalled or 'none'}; records not from a landed visit: {unknown}")
+# Where the streams' threads spent their time (waits included), summed.
+stages = {}
+for s in status["streams"]:
+    for k, v in s["stats"].get("stage_seconds", {}).items():
+        stages[k] = stages.get(k, 0.0) + v
+if stages:
+    print("the streams' threads, seconds summed over streams: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))
 PY
+# The Python filters' own time, from /metrics at the end.
+grep -E '^fink_python_filter_seconds_total' metrics.txt 2>/dev/null | sed 's/^/  /' || true
 grep -E "stalled|ERROR" run.log | grep -v "│" | head -5 || true

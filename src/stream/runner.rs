@@ -222,11 +222,15 @@ impl RunningStream {
     /// Wait for the thread until `until`; `None` if it is still running
     /// then (it is left behind, and ends with the process).
     pub fn wait_until(&mut self, until: Instant) -> Option<State> {
+        // Short looks first: a stream that ends at once (until idle, in
+        // tests) is seen within a millisecond, a slow one every 20 ms.
+        let mut nap = Duration::from_micros(500);
         while !self.is_finished() {
             if Instant::now() >= until {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(20));
         }
         if let Some(j) = self.join.take() {
             // Panics are caught inside the thread; nothing to report here.
