@@ -223,7 +223,7 @@ pub fn run_python(
         }
         for b in &batches {
             r.alerts += b.num_rows();
-            match pool.call(f, b, &|| false) {
+            match pool.call(f, b, None, &|| false) {
                 Ok((mask, _)) => {
                     for row in 0..b.num_rows() {
                         if mask.is_valid(row) && mask.value(row) {

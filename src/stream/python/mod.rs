@@ -454,12 +454,14 @@ impl Pool {
         self.with_worker(f, stop, |w| self.ensure_loaded(w, f, stop))
     }
 
-    /// Run `f` on `batch` (the stream's columns): one boolean per row and
-    /// the seconds spent in Python.
+    /// Run `f` on the rows of `batch` (the stream's columns) that `rows`
+    /// selects (all without it): one boolean per such row and the seconds
+    /// spent in Python.
     pub fn call(
         &self,
         f: &PyFilter,
         batch: &RecordBatch,
+        rows: Option<&BooleanArray>,
         stop: &dyn Fn() -> bool,
     ) -> Result<(BooleanArray, f64), CallError> {
         self.with_worker(f, stop, |w| {
@@ -470,6 +472,12 @@ impl Pool {
                 bind::arguments(batch, &params, optional, f.args.as_deref())
             }
             .and_then(|a| bind::keep_fields(a, &f.fields))
+            // Rows are selected after the columns: only the arguments are
+            // copied, not a Rubin batch's cutouts and histories (~45 MB).
+            .and_then(|a| match rows {
+                Some(m) => arrow_select::filter::filter_record_batch(&a, m).map_err(|e| e.to_string()),
+                None => Ok(a),
+            })
             .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?;
             let body = ipc_bytes(&args).map_err(CallError::Bind)?;
             let (h, body) = w.request(&json!({"op": "eval", "id": f.load_id()}), &body, self.spec.timeout, stop)?;
@@ -477,8 +485,8 @@ impl Pool {
                 return Err(answer_error(&h));
             }
             let mask = read_mask(&body).map_err(|e| CallError::Return(format!("unreadable answer: {e}")))?;
-            if mask.len() != batch.num_rows() {
-                return Err(CallError::Return(format!("returned {} values for {} rows", mask.len(), batch.num_rows())));
+            if mask.len() != args.num_rows() {
+                return Err(CallError::Return(format!("returned {} values for {} rows", mask.len(), args.num_rows())));
             }
             Ok((mask, h.get("seconds").and_then(Value::as_f64).unwrap_or(0.0)))
         })
@@ -580,16 +588,11 @@ impl Stage {
             if kept.is_empty() {
                 break;
             }
-            let sub = if kept.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                arrow_select::filter::filter_record_batch(batch, &mask)
-                    .map_err(|e| StageError::Fail(format!("python filter {:?}: {e}", f.name)))?
-            };
+            let rows = (kept.len() != batch.num_rows()).then_some(&mask);
             let mut attempt = 0u32;
             let verdict = loop {
                 attempt += 1;
-                match self.pool.call(f, &sub, stop) {
+                match self.pool.call(f, batch, rows, stop) {
                     Ok(v) => break v,
                     Err(CallError::Stopped) => return Err(StageError::Stopped),
                     Err(e) => {

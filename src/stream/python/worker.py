@@ -121,9 +121,46 @@ def to_series(column, name):
         return pd.DataFrame({t.field(i).name: to_series(fields[i], t.field(i).name) for i in range(t.num_fields)})
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return pd.Series(column.to_pylist(), dtype=object, name=name)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and plain_struct(column):
+        return list_of_dicts(column, name)
     s = column.to_pandas()
     s.name = name
     return s
+
+
+def plain_struct(column):
+    """A list of structs whose fields all convert to the same Python values
+    through to_pylist() as through to_pandas(): floats, strings, booleans,
+    and integers without nulls (to_pandas() makes those floats)."""
+    t = column.type.value_type
+    if not pa.types.is_struct(t):
+        return False
+    values = column.values
+    for i in range(t.num_fields):
+        ft = t.field(i).type
+        if pa.types.is_floating(ft) or pa.types.is_boolean(ft):
+            continue
+        if pa.types.is_string(ft) or pa.types.is_large_string(ft):
+            continue
+        if pa.types.is_integer(ft) and values.field(i).null_count == 0:
+            continue
+        return False
+    return True
+
+
+def list_of_dicts(column, name):
+    """What to_pandas() gives for a list of structs (per row an object array
+    of dicts, None for a null list), built from to_pylist(): 2-3x faster on
+    Rubin's histories (~240 sources an alert), the bulk of a history
+    filter's conversion."""
+    rows = column.to_pylist()
+    out = np.empty(len(rows), dtype=object)
+    for i, r in enumerate(rows):
+        if r is not None:
+            a = np.empty(len(r), dtype=object)
+            a[:] = r
+            out[i] = a
+    return pd.Series(out, name=name)
 
 
 def as_mask(result, n):
