@@ -216,7 +216,12 @@ fn invalid_edit_is_rejected_then_fix_applies_and_each_save_reloads_once() {
         );
     std::fs::write(&tmp, marker).unwrap();
     std::fs::rename(&tmp, w.path().join("fink.toml")).unwrap();
-    wait_for("the marker reload", || stream_status(&status(&r), "m").is_some());
+    // The count is published as the reload ends, just after its streams
+    // start: both are waited for.
+    wait_for("the marker reload", || {
+        let st = status(&r);
+        stream_status(&st, "m").is_some() && st["config"]["reloads"].as_u64() >= Some(4)
+    });
     let st = status(&r);
     assert_eq!(st["config"]["reloads"], 4, "one save, one reload");
     assert!(st["config"]["last_reload_error"].is_null());
