@@ -575,6 +575,33 @@ mod tests {
     }
 
     #[test]
+    fn the_next_batch_is_decoded_while_the_reader_holds_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        write_parquet(&path, 30);
+        let mut r = open(&path, SourceFormat::Parquet, 10).unwrap();
+        let first = r.next().unwrap().unwrap();
+        assert_eq!(first.num_rows(), 10);
+        // Without asking for it, the second batch lands in the window.
+        let f = r.shared.clone().expect("a shared reader");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let w = lock(&f.window);
+            if w.end() == 2 && !w.decoding {
+                break;
+            }
+            drop(w);
+            assert!(Instant::now() < deadline, "the next batch was never read ahead");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // And every row still comes once, in order.
+        let rest: Vec<i64> = r
+            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(rest, (10..30).collect::<Vec<i64>>());
+    }
+
+    #[test]
     fn a_reader_left_behind_reads_on_its_own_without_losing_rows() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.parquet");

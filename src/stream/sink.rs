@@ -287,15 +287,25 @@ impl Pacing {
 
     /// A report came in for an alert sent to `partition`.
     fn reported(&self, partition: i32) {
+        self.take_one(partition, true);
+    }
+
+    /// One alert of `partition` is done with: of its oldest batch (a
+    /// report) or of the batch being filled (`oldest` false: not sent
+    /// after all). An emptied batch frees room for a new one.
+    fn take_one(&self, partition: i32, oldest: bool) {
         let mut o = self.outstanding.lock().unwrap();
-        if let Some(batches) = o.get_mut(partition as usize) {
-            if let Some(front) = batches.front_mut() {
-                *front = front.saturating_sub(1);
-                if *front == 0 {
-                    batches.pop_front();
-                    self.freed.notify_all();
-                }
+        let Some(batches) = o.get_mut(partition as usize) else { return };
+        let count = if oldest { batches.front_mut() } else { batches.back_mut() };
+        let Some(count) = count else { return };
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            if oldest {
+                batches.pop_front();
+            } else {
+                batches.pop_back();
             }
+            self.freed.notify_all();
         }
     }
 }
@@ -343,17 +353,7 @@ impl Spread {
     /// The alert chosen for `partition` was not produced after all: it is
     /// the last of the batch being filled.
     fn unsent(&self, partition: i32) {
-        let pacing = &self.control.pacing;
-        let mut o = pacing.outstanding.lock().unwrap();
-        if let Some(batches) = o.get_mut(partition as usize) {
-            if let Some(back) = batches.back_mut() {
-                *back = back.saturating_sub(1);
-                if *back == 0 {
-                    batches.pop_back();
-                    pacing.freed.notify_all();
-                }
-            }
-        }
+        self.control.pacing.take_one(partition, false);
     }
 }
 
