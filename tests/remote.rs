@@ -525,7 +525,7 @@ fn run_rows(f: &Path) -> u64 {
 /// modification time), tens of milliseconds apart. Every alert exactly
 /// once, read_committed; a restart adds nothing.
 fn spark_like_arrivals(kind: Kind) {
-    let runs: u64 = std::env::var("FINK_ARRIVAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runs: u64 = std::env::var("FINK_ARRIVAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     for run in 0..runs {
         let remote = Remote::new(kind, "arr");
         let (w, topic) = remote.stream("arr", "");
