@@ -54,6 +54,17 @@ start_consumer 127.0.0.1:49093 $topics
 
 /usr/bin/time -f "%e %U %S %M" -o time.txt "$FINK" run --no-progress > run.log 2>&1 &
 runpid=$!
+# Peak RSS per process of fink's tree (fink itself, each Python worker),
+# sampled every 0.5 s: /usr/bin/time only gives the largest process's.
+(
+  while kill -0 "$runpid" 2>/dev/null; do
+    ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v root="$runpid" '
+      { parent[$1] = $2; rss[$1] = $3; comm[$1] = $4 }
+      END { for (p in rss) { q = p; while (q != "" && q != 0 && q != root) q = parent[q];
+            if (q == root) print p, comm[p], rss[p] } }'
+    sleep 0.5
+  done
+) > rss_samples.txt &
 # Every stream running (its producer logged in) before the first visit.
 wait_streams_running 49094
 
@@ -129,6 +140,13 @@ b = visits + 1
 if b in last:
     print(f"the {big:,}-alert visit: {last[b] - landed[b]:.2f} s (goal <= 20 s)")
 print(f"fink run: {cpu:.1f} CPU-seconds for {total:,} alerts = {cpu / total * 10000:.2f} per 10,000; peak RSS {int(rss) / 1024:.0f} MB (goal <= 500 MB)")
+peak = {}
+for line in open("rss_samples.txt"):
+    pid, comm, kb = line.split()
+    key = (comm, pid)
+    peak[key] = max(peak.get(key, 0), int(kb))
+if peak:
+    print("peak RSS per process: " + ", ".join(f"{c} {kb / 1024:.0f} MB" for (c, _), kb in sorted(peak.items(), key=lambda kv: -kv[1]) if c != "time"))
 print(f"streams stalled or failed at the end: {stalled or 'none'}; records not from a landed visit: {unknown}")
 # Where the streams' threads spent their time (waits included), summed.
 stages = {}
@@ -139,5 +157,5 @@ if stages:
     print("the streams' threads, seconds summed over streams: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))
 PY
 # The Python filters' own time, from /metrics at the end.
-grep -E '^fink_python_filter_seconds_total' metrics.txt 2>/dev/null | sed 's/^/  /' || true
+grep -E '^fink_python_filter_(seconds|convert_seconds|columns_reused)_total' metrics.txt 2>/dev/null | sed 's/^/  /' || true
 grep -E "stalled|ERROR" run.log | grep -v "│" | head -5 || true

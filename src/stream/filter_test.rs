@@ -224,7 +224,7 @@ pub fn run_python(
         for b in &batches {
             r.alerts += b.num_rows();
             match pool.call(f, b, None, &|| false) {
-                Ok((mask, _)) => {
+                Ok(super::python::Verdict { keep: mask, .. }) => {
                     for row in 0..b.num_rows() {
                         if mask.is_valid(row) && mask.value(row) {
                             r.kept += 1;

@@ -166,6 +166,10 @@ pub fn export_metrics(status: &Status) {
         metrics::counter!("fink_python_filter_rows_kept_total", &l).absolute(f.rows_kept.load(Ordering::Relaxed));
         metrics::counter!("fink_python_filter_errors_total", &l).absolute(f.errors.load(Ordering::Relaxed));
         metrics::gauge!("fink_python_filter_seconds_total", &l).set(f.python_us.load(Ordering::Relaxed) as f64 / 1e6);
+        metrics::gauge!("fink_python_filter_convert_seconds_total", &l)
+            .set(f.convert_us.load(Ordering::Relaxed) as f64 / 1e6);
+        metrics::counter!("fink_python_filter_columns_reused_total", &l)
+            .absolute(f.columns_reused.load(Ordering::Relaxed));
     }
     metrics::counter!("fink_python_worker_restarts_total")
         .absolute(crate::stream::python::WORKER_RESTARTS.load(Ordering::Relaxed));

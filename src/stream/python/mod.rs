@@ -6,7 +6,7 @@
 
 pub mod bind;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -181,6 +181,24 @@ pub struct FilterStats {
     pub errors: AtomicU64,
     /// Microseconds spent inside the function.
     pub python_us: AtomicU64,
+    /// Microseconds the worker spent converting Arrow columns to pandas.
+    pub convert_us: AtomicU64,
+    /// Argument columns a worker already held converted for another filter
+    /// (or an earlier try) of the same batch.
+    pub columns_reused: AtomicU64,
+}
+
+/// A filter's answer on a batch.
+#[derive(Debug)]
+pub struct Verdict {
+    /// One boolean per row asked about.
+    pub keep: BooleanArray,
+    /// Seconds inside the function.
+    pub seconds: f64,
+    /// Seconds converting its arguments to pandas.
+    pub convert_seconds: f64,
+    /// Arguments the worker held converted already.
+    pub reused: u64,
 }
 
 /// Every Python filter's counters in this process, by filter name.
@@ -203,6 +221,17 @@ pub fn all_filter_stats() -> Vec<(String, Arc<FilterStats>)> {
 /// defaults.
 pub type Params = (Vec<String>, usize);
 
+/// How much a worker keeps converted between calls (entries, and their
+/// Arrow IPC bytes). Streams on one source move through its batches
+/// together, so a batch's columns are asked for again within moments; a
+/// few batches' worth is all that is ever reused.
+const CACHE_ENTRIES: usize = 48;
+const CACHE_BYTES: usize = 48 << 20;
+
+/// A column's content key: the xxh3-128 of its Arrow IPC encoding, so two
+/// keys are equal only for the same values under the same name and type.
+type ColumnKey = u128;
+
 /// Workers started to replace one that died or timed out.
 pub static WORKER_RESTARTS: AtomicU64 = AtomicU64::new(0);
 
@@ -216,6 +245,13 @@ struct Worker {
     loaded: HashMap<String, (Vec<String>, usize)>,
     /// Filter name -> the digest loaded: a new digest means a new worker.
     versions: HashMap<String, u64>,
+    /// The columns this worker holds converted to pandas, oldest first,
+    /// with their IPC sizes. fink decides what it keeps and evicts, so this
+    /// is exactly the worker's cache.
+    cache: VecDeque<(ColumnKey, usize)>,
+    /// Whether it may hand one conversion to several filters (pandas'
+    /// copy-on-write, pandas 3 and later); without it every call converts.
+    shares: bool,
 }
 
 impl Worker {
@@ -243,7 +279,15 @@ impl Worker {
                 }
             })
             .map_err(|e| CallError::Died(e.to_string()))?;
-        Ok(Worker { child, stdin, rx, loaded: HashMap::new(), versions: HashMap::new() })
+        Ok(Worker {
+            child,
+            stdin,
+            rx,
+            loaded: HashMap::new(),
+            versions: HashMap::new(),
+            cache: VecDeque::new(),
+            shares: false,
+        })
     }
 
     fn request(
@@ -330,6 +374,13 @@ pub struct Pool {
     spec: PythonSpec,
     idle: Mutex<PoolState>,
     freed: Condvar,
+    /// Each loaded filter version's parameters (the same in every worker):
+    /// a call binds its arguments before it picks a worker.
+    params: Mutex<HashMap<String, Params>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct PoolState {
@@ -354,18 +405,29 @@ pub fn pool(spec: &PythonSpec) -> Arc<Pool> {
 
 impl Pool {
     pub fn new(spec: PythonSpec) -> Pool {
-        Pool { spec, idle: Mutex::new(PoolState { idle: Vec::new(), live: 0 }), freed: Condvar::new() }
+        Pool {
+            spec,
+            idle: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
+            freed: Condvar::new(),
+            params: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn spec(&self) -> &PythonSpec {
         &self.spec
     }
 
-    fn checkout(&self, stop: &dyn Fn() -> bool) -> Result<Worker, CallError> {
+    /// An idle worker, preferring the one that holds most of `keys`
+    /// converted; a new one while the pool has room; else wait.
+    fn checkout(&self, keys: &[ColumnKey], stop: &dyn Fn() -> bool) -> Result<Worker, CallError> {
         let mut st = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if let Some(w) = st.idle.pop() {
-                return Ok(w);
+            let held = |w: &Worker| keys.iter().filter(|k| w.cache.iter().any(|(c, _)| c == *k)).count();
+            let best = (0..st.idle.len()).max_by_key(|i| held(&st.idle[*i]));
+            if let Some(i) = best {
+                // An idle worker without the columns is still better than a
+                // new one, which would import every module first.
+                return Ok(st.idle.swap_remove(i));
             }
             if st.live < self.spec.workers.max(1) {
                 st.live += 1;
@@ -419,7 +481,9 @@ impl Pool {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
             .unwrap_or_default();
         let optional = h.get("optional").and_then(Value::as_u64).unwrap_or(0) as usize;
+        w.shares = h.get("shares") == Some(&Value::Bool(true));
         w.loaded.insert(f.load_id(), (params.clone(), optional));
+        lock(&self.params).insert(f.load_id(), (params.clone(), optional));
         w.versions.insert(f.name.clone(), f.digest);
         Ok((params, optional))
     }
@@ -429,15 +493,16 @@ impl Pool {
     fn with_worker<T>(
         &self,
         f: &PyFilter,
+        keys: &[ColumnKey],
         stop: &dyn Fn() -> bool,
         work: impl FnOnce(&mut Worker) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
-        let mut w = self.checkout(stop)?;
+        let mut w = self.checkout(keys, stop)?;
         // An edited file: this worker holds the old module; a new worker
         // imports the new one from scratch.
         if w.versions.get(&f.name).is_some_and(|d| *d != f.digest) {
             self.retire(w, false);
-            w = self.checkout(stop)?;
+            w = self.checkout(keys, stop)?;
         }
         let r = work(&mut w);
         match &r {
@@ -451,7 +516,7 @@ impl Pool {
 
     /// Import `f` in a worker: its parameters and how many have defaults.
     pub fn load(&self, f: &PyFilter, stop: &dyn Fn() -> bool) -> Result<(Vec<String>, usize), CallError> {
-        self.with_worker(f, stop, |w| self.ensure_loaded(w, f, stop))
+        self.with_worker(f, &[], stop, |w| self.ensure_loaded(w, f, stop))
     }
 
     /// Run `f` on the rows of `batch` (the stream's columns) that `rows`
@@ -463,34 +528,126 @@ impl Pool {
         batch: &RecordBatch,
         rows: Option<&BooleanArray>,
         stop: &dyn Fn() -> bool,
-    ) -> Result<(BooleanArray, f64), CallError> {
-        self.with_worker(f, stop, |w| {
-            let (params, optional) = self.ensure_loaded(w, f, stop)?;
-            let args = if f.dataframe {
-                Ok(batch.clone())
+    ) -> Result<Verdict, CallError> {
+        let known = lock(&self.params).get(&f.load_id()).cloned();
+        let (params, optional) = match known {
+            Some(p) => p,
+            None => self.load(f, stop)?,
+        };
+        let args =
+            if f.dataframe { Ok(batch.clone()) } else { bind::arguments(batch, &params, optional, f.args.as_deref()) }
+                .and_then(|a| bind::keep_fields(a, &f.fields))
+                // Rows are selected after the columns: only the arguments are
+                // copied, not a Rubin batch's cutouts and histories (~45 MB).
+                .and_then(|a| match rows {
+                    Some(m) => arrow_select::filter::filter_record_batch(&a, m).map_err(|e| e.to_string()),
+                    None => Ok(a),
+                })
+                .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?;
+        let n = args.num_rows();
+        // A DataFrame filter gets the batch whole, as before; otherwise
+        // each argument column travels (and is converted) on its own, under
+        // its content key, so that a worker converts it once for every
+        // filter that reads it.
+        let columns = if f.dataframe { Vec::new() } else { column_ipc(&args).map_err(CallError::Bind)? };
+        let keys: Vec<ColumnKey> = columns.iter().map(|c| c.1).collect();
+        self.with_worker(f, &keys, stop, |w| {
+            self.ensure_loaded(w, f, stop)?;
+            let (h, body) = if f.dataframe {
+                let body = ipc_bytes(&args).map_err(CallError::Bind)?;
+                w.request(&json!({"op": "eval", "id": f.load_id()}), &body, self.spec.timeout, stop)?
             } else {
-                bind::arguments(batch, &params, optional, f.args.as_deref())
-            }
-            .and_then(|a| bind::keep_fields(a, &f.fields))
-            // Rows are selected after the columns: only the arguments are
-            // copied, not a Rubin batch's cutouts and histories (~45 MB).
-            .and_then(|a| match rows {
-                Some(m) => arrow_select::filter::filter_record_batch(&a, m).map_err(|e| e.to_string()),
-                None => Ok(a),
-            })
-            .map_err(|e| CallError::Bind(format!("{} ({})", e, f.describe())))?;
-            let body = ipc_bytes(&args).map_err(CallError::Bind)?;
-            let (h, body) = w.request(&json!({"op": "eval", "id": f.load_id()}), &body, self.spec.timeout, stop)?;
+                let (h, body) = eval_columns(w, f, &columns, n, self.spec.timeout, stop)?;
+                if h.get("kind").and_then(Value::as_str) == Some("cache") {
+                    // The worker lacks a column fink thought it held (it
+                    // cannot, unless the two disagree): send everything.
+                    w.cache.clear();
+                    eval_columns(w, f, &columns, n, self.spec.timeout, stop)?
+                } else {
+                    (h, body)
+                }
+            };
             if h.get("ok") != Some(&Value::Bool(true)) {
                 return Err(answer_error(&h));
             }
             let mask = read_mask(&body).map_err(|e| CallError::Return(format!("unreadable answer: {e}")))?;
-            if mask.len() != args.num_rows() {
-                return Err(CallError::Return(format!("returned {} values for {} rows", mask.len(), args.num_rows())));
+            if mask.len() != n {
+                return Err(CallError::Return(format!("returned {} values for {} rows", mask.len(), n)));
             }
-            Ok((mask, h.get("seconds").and_then(Value::as_f64).unwrap_or(0.0)))
+            let num = |k: &str| h.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            Ok(Verdict {
+                keep: mask,
+                seconds: num("seconds"),
+                convert_seconds: num("convert_seconds"),
+                reused: num("reused") as u64,
+            })
         })
     }
+}
+
+/// Each argument column as its own Arrow IPC stream, with its content key.
+fn column_ipc(args: &RecordBatch) -> Result<Vec<(String, ColumnKey, Vec<u8>)>, String> {
+    let schema = args.schema();
+    (0..args.num_columns())
+        .map(|i| {
+            let one = RecordBatch::try_new(
+                std::sync::Arc::new(arrow_schema::Schema::new(vec![schema.field(i).clone()])),
+                vec![args.column(i).clone()],
+            )
+            .map_err(|e| e.to_string())?;
+            let bytes = ipc_bytes(&one)?;
+            let key = twox_hash::XxHash3_128::oneshot(&bytes);
+            Ok((schema.field(i).name().clone(), key, bytes))
+        })
+        .collect()
+}
+
+/// One eval request in columns: those the worker holds go as their key
+/// alone, the others as IPC, kept by the worker for the next filter when it
+/// shares conversions; the oldest entries are evicted to stay in budget.
+fn eval_columns(
+    w: &mut Worker,
+    f: &PyFilter,
+    columns: &[(String, ColumnKey, Vec<u8>)],
+    rows: usize,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Frame, CallError> {
+    let hex = |k: &ColumnKey| format!("{k:032x}");
+    let mut body = Vec::new();
+    let mut described = Vec::with_capacity(columns.len());
+    let mut keep = Vec::new();
+    for (name, key, bytes) in columns {
+        let held = w.shares && w.cache.iter().any(|(c, _)| c == key);
+        if held {
+            // Used again: the newest, so the last to go.
+            if let Some(i) = w.cache.iter().position(|(c, _)| c == key) {
+                let e = w.cache.remove(i).expect("present");
+                w.cache.push_back(e);
+            }
+            described.push(json!({"name": name, "key": hex(key), "size": 0}));
+        } else {
+            body.extend_from_slice(bytes);
+            described.push(json!({"name": name, "key": hex(key), "size": bytes.len()}));
+            if w.shares && bytes.len() <= CACHE_BYTES / 4 && !keep.contains(key) {
+                keep.push(*key);
+            }
+        }
+    }
+    let mut evict = Vec::new();
+    for k in &keep {
+        w.cache.push_back((*k, columns.iter().find(|c| c.1 == *k).map(|c| c.2.len()).unwrap_or(0)));
+    }
+    let total = |c: &VecDeque<(ColumnKey, usize)>| c.iter().map(|e| e.1).sum::<usize>();
+    while w.cache.len() > CACHE_ENTRIES || total(&w.cache) > CACHE_BYTES {
+        let (k, _) = w.cache.pop_front().expect("non-empty");
+        evict.push(hex(&k));
+    }
+    let header = json!({
+        "op": "eval", "id": f.load_id(), "rows": rows, "columns": described,
+        "keep": keep.iter().map(hex).collect::<Vec<_>>(), "evict": evict,
+    });
+    w.request(&header, &body, timeout, stop)
 }
 
 impl Drop for Pool {
@@ -623,7 +780,9 @@ impl Stage {
                 }
             };
             self.failures = 0;
-            let (answer, seconds) = verdict;
+            let Verdict { keep: answer, seconds, convert_seconds, reused } = verdict;
+            stats.convert_us.fetch_add((convert_seconds * 1e6) as u64, Ordering::Relaxed);
+            stats.columns_reused.fetch_add(reused, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.rows_in.fetch_add(kept.len() as u64, Ordering::Relaxed);
             stats.rows_kept.fetch_add(answer.true_count() as u64, Ordering::Relaxed);

@@ -11,8 +11,15 @@ the original stdout: answers; the filters' own prints go to stderr):
   frame = u32 LE header length, header (JSON), u64 LE body length, body
   load  {"op": "load", "id", "kind": "module"|"file", "target", "function",
          "dataframe"} -> {"ok": true, "params": [...]}
-  eval  {"op": "eval", "id"} + Arrow IPC stream of the argument columns
-        -> {"ok": true} + Arrow IPC stream of one boolean column
+  eval  {"op": "eval", "id", "rows", "columns": [{"name", "key", "size"}],
+         "keep": [key], "evict": [key]} + the columns of size > 0, each an
+        Arrow IPC stream, one after the other; a column of size 0 is the
+        one converted earlier under its key. Converted columns named in
+        "keep" are kept for the next filter; "evict" drops old ones. fink
+        decides both, so it knows what each worker holds.
+        -> {"ok": true, "seconds"} + Arrow IPC stream of one boolean column
+  eval  {"op": "eval", "id"} + Arrow IPC stream of the whole batch (a
+        filter that takes a DataFrame)
   errors -> {"ok": false, "kind": "import"|"exception"|"return"|"bind",
              "error": "...", "traceback": "..."}
 """
@@ -47,6 +54,12 @@ import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 FUNCS = {}
+# Columns converted to pandas, by content key (see eval). Shared between
+# filters only under pandas' copy-on-write (pandas 3 and later), where each
+# filter's shallow copy is its own: an in-place change by one filter never
+# reaches another.
+CACHE = {}
+SHARES = int(pd.__version__.split(".")[0]) >= 3
 
 
 def read_exact(n):
@@ -194,13 +207,23 @@ def evaluate(req, body):
         fail("bind", "filter {} is not loaded in this worker".format(req["id"]))
         return
     func, _params, dataframe = entry
-    batch = pa.ipc.open_stream(io.BytesIO(body)).read_all()
-    n = batch.num_rows
-    if dataframe:
-        args = [batch.to_pandas()]
+    converting = time.perf_counter()
+    reused = 0
+    if "columns" in req:
+        n = req["rows"]
+        args = column_args(req, body)
+        if args is None:
+            return
+        reused = sum(1 for c in req["columns"] if not c["size"])
     else:
-        args = [to_series(batch.column(i), batch.schema.names[i]) for i in range(batch.num_columns)]
+        batch = pa.ipc.open_stream(io.BytesIO(body)).read_all()
+        n = batch.num_rows
+        if dataframe:
+            args = [batch.to_pandas()]
+        else:
+            args = [to_series(batch.column(i), batch.schema.names[i]) for i in range(batch.num_columns)]
     started = time.perf_counter()
+    converted = started - converting
     try:
         result = func(*args)
     except BaseException as e:  # noqa: B036 (SystemExit from a filter is its error too)
@@ -215,7 +238,34 @@ def evaluate(req, body):
     out = pa.record_batch([pa.array(values, type=pa.bool_())], names=["keep"])
     with pa.ipc.new_stream(sink, out.schema) as w:
         w.write_batch(out)
-    write_frame({"ok": True, "seconds": spent}, sink.getvalue())
+    write_frame({"ok": True, "seconds": spent, "convert_seconds": converted, "reused": reused}, sink.getvalue())
+
+
+def column_args(req, body):
+    """The arguments of a columns request: each sent column converted (and
+    kept when asked), each held one taken from the cache. None after
+    answering an error."""
+    view = memoryview(body)
+    at = 0
+    args = []
+    for c in req["columns"]:
+        size = c["size"]
+        if size:
+            table = pa.ipc.open_stream(pa.py_buffer(view[at : at + size])).read_all()
+            at += size
+            s = to_series(table.column(0), c["name"])
+            if c["key"] in req.get("keep", ()):
+                CACHE[c["key"]] = s
+        else:
+            s = CACHE.get(c["key"])
+            if s is None:
+                fail("cache", "column {} is not held by this worker".format(c["name"]))
+                return None
+        # A shallow copy under copy-on-write: the filter's own to change.
+        args.append(s.copy(deep=False) if SHARES else s)
+    for k in req.get("evict", ()):
+        CACHE.pop(k, None)
+    return args
 
 
 def main():
@@ -229,7 +279,7 @@ def main():
                 fail("import", "{}: {}".format(type(e).__name__, e), traceback.format_exc())
                 continue
             FUNCS[req["id"]] = (func, params, bool(req.get("dataframe")))
-            write_frame({"ok": True, "params": params, "optional": optional})
+            write_frame({"ok": True, "params": params, "optional": optional, "shares": SHARES})
         elif op == "eval":
             evaluate(req, body)
         elif op == "ping":
