@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark `fink run --until-idle`: N simulated ~70 KB alerts through one
 # stream and through 10 filtered streams, against the local broker, with
-# three baselines measured in the same run:
+# four baselines measured in the same run:
 #   - the transport ceiling: the values fink published, sent again from
 #     memory by a small librdkafka producer with fink's producer settings
 #     (integration/python/ceiling.py);
+#   - Fink's Spark distribution, write action alone: pyspark 3.5.7
+#     local[2], fink_utils' get_kafka_df and Spark's Kafka sink
+#     (integration/python/spark_write.py, jars by conf/install_spark_kafka.sh);
 #   - the broker's ceiling: Kafka's own producer performance tool, same
 #     count, record size, acks=all, compression (zstd level 1, fink's default);
 #   - a Python pipeline doing the same work (pyarrow + fastavro + confluent-kafka).
@@ -321,6 +324,31 @@ for r in $(seq 1 "$RUNS"); do
   echo "run $r, transport ceiling (librdkafka from memory): ${t}s for $n records ($((b / 1000000)) MB)"
 done
 
+# Baseline 0b: Fink's own Spark distribution, write action alone (no
+# filter): fink_utils' get_kafka_df (to_avro) and Spark's Kafka sink,
+# pyspark 3.5.7 local[2] (integration/python/spark_write.py), startup
+# excluded; the topic's record count is checked.
+JARS=$(bash "$REPO/conf/install_spark_kafka.sh" | tail -1) || { echo "spark jars failed"; exit 1; }
+declare -a spark_t
+for r in $(seq 1 "$RUNS"); do
+  printf '[[topic]]\nname = "bench_spark%s"\npartitions = 2\n' "$r" > spark.toml
+  { header; cat spark.toml; } > fink.toml
+  "$FINK" apply --auto-approve >/dev/null 2>&1
+  out=$(JAVA_TOOL_OPTIONS= "$REPO/.fink/venv/bin/python" "$REPO/integration/python/spark_write.py" "$JARS" alerts \
+    127.0.0.1:49092 secrets/admin.pw "bench_spark$r" 2>spark.err | tail -1)
+  t=$(echo "$out" | python3 -c "import json, sys; print(json.load(sys.stdin)['seconds'])") || { tail -5 spark.err; exit 1; }
+  got=$("$REPO/.fink/venv/bin/python" -c "
+import sys
+from confluent_kafka import Consumer
+c = Consumer({'bootstrap.servers': '127.0.0.1:49092', 'security.protocol': 'SASL_PLAINTEXT', 'sasl.mechanisms': 'SCRAM-SHA-512',
+              'sasl.username': 'admin', 'sasl.password': open('secrets/admin.pw').read().strip(), 'group.id': 'count'})
+from confluent_kafka import TopicPartition
+print(sum(c.get_watermark_offsets(TopicPartition(sys.argv[1], p), timeout=30)[1] for p in (0, 1)))" "bench_spark$r")
+  [ "$got" -ge "$ALERTS" ] || { echo "Spark wrote $got records of $ALERTS"; exit 1; }
+  spark_t+=("$t")
+  echo "run $r, Spark local[2], Fink's distribution write action: ${t}s for $got records (startup excluded)"
+done
+
 # Baseline 1: the broker's ceiling with Kafka's producer performance tool.
 KAFKA_HOME=$(bash "$OLDPWD/conf/install_kafka.sh" 2>/dev/null | tail -1)
 pw=$(cat secrets/admin.pw)
@@ -393,18 +421,19 @@ orss=$(printf '%s\n' "${one_rss[@]}" | sort -n | tail -1); trss=$(printf '%s\n' 
 pr=$(printf '%s\n' "${perf_rate[@]}" | median); pyt=$(printf '%s\n' "${py_t[@]:-0}" | median)
 at=$(printf '%s\n' "${alo_t[@]}" | median); st=$(printf '%s\n' "${small_t[@]}" | median)
 ct=$(printf '%s\n' "${cat_t[@]}" | median); crss=$(printf '%s\n' "${cat_rss[@]}" | sort -n | tail -1)
-cet=$(printf '%s\n' "${ceil_t[@]}" | median)
-python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" "$ct" "$crss" "$cet" <<'PY'
+cet=$(printf '%s\n' "${ceil_t[@]}" | median); spt=$(printf '%s\n' "${spark_t[@]}" | median)
+python3 - "$ALERTS" "$ot" "$tt" "$orss" "$trss" "$pr" "$pyt" "$record_size" "$at" "$st" "$ct" "$crss" "$cet" "$spt" <<'PY'
 import sys
 n, ot, tt, orss, trss, pr, pyt, size = int(sys.argv[1]), *map(float, sys.argv[2:8]), int(sys.argv[8])
 at, st, ct, crss = float(sys.argv[9]), float(sys.argv[10]), float(sys.argv[11]), float(sys.argv[12])
-cet = float(sys.argv[13])
+cet, spt = float(sys.argv[13]), float(sys.argv[14])
 one = n / ot; ten = n / tt; py = n / pyt if pyt else float("nan")
 mb = lambda r: r * size / 1e6
 print(f"\nmedian of runs, {n} alerts of ~{size // 1000} KB:")
 print(f"  fink, 1 stream       {one:8.0f} alerts/s {mb(one):7.1f} MB/s  peak RSS {orss/1024:5.0f} MB")
 print(f"  fink, 10 streams     {ten:8.0f} alerts/s {mb(ten):7.1f} MB/s  peak RSS {trss/1024:5.0f} MB  (source alerts read by every stream)")
 print(f"  transport ceiling    {n/cet:8.0f} records/s {mb(n/cet):6.1f} MB/s  (fink's values from memory, fink's producer settings)")
+print(f"  Spark, Fink's write {n/spt:8.0f} alerts/s {mb(n/spt):7.1f} MB/s  (local[2], to_avro + Kafka sink, startup excluded)")
 print(f"  Kafka ProducerPerf   {pr:8.0f} records/s {mb(pr):6.1f} MB/s")
 print(f"  Python pipeline      {py:8.0f} alerts/s {mb(py):7.1f} MB/s")
 print(f"  fink, ZTF catalogue  {n/ct:8.0f} alerts/s   peak RSS {crss/1024:5.0f} MB  (13 catalogue streams, source alerts/s)")
@@ -413,7 +442,9 @@ print(f"  fink, 5,000 files    {st:8.1f} s   against {ot:.1f} s in 20 files")
 print(f"ZTF catalogue: {n/ct:.0f} source alerts/s against {ten:.0f} for 10 streams (goal >= 1.0x: {n/ct/ten:.2f}x), "
       f"RSS < 300 MB: {'met' if crss/1024 < 300 else 'MISSED'}")
 print(f"exactly-once / at-least-once throughput = {at/ot:.2f} (goal >= 0.90); 5,000 files / 20 files time = {st/ot:.2f}x (goal <= 1.5)")
-print(f"fink / transport ceiling = {cet/ot:.2f} (goal >= 0.9: {'met' if cet/ot >= 0.9 else 'MISSED'})")
+print(f"fink / transport ceiling = {cet/ot:.2f} (goal >= 0.9: {'met' if cet/ot >= 0.9 else 'MISSED'}); "
+      f"fink / Spark's write action = {spt/ot:.1f}x (goal >= 3.5: {'met' if spt/ot >= 3.5 else 'MISSED'}); "
+      f"transport ceiling / Spark = {spt/cet:.1f}x")
 print(f"ratios: fink/broker ceiling = {one/pr:.2f} (goal >= 0.8); fink/Python = {one/py:.1f}x (goal >= 5); "
       f"1 stream >= 2000 alerts/s: {'met' if one >= 2000 else 'MISSED'}; RSS < 300 MB with 10 streams: {'met' if trss/1024 < 300 else 'MISSED'}")
 PY
