@@ -434,10 +434,10 @@ fn fields_hand_a_worker_only_the_listed_fields_of_each_history_entry() {
 /// Two filters of one stream read the same columns of each batch: the
 /// second gets the worker's conversion of the first (counted in /metrics),
 /// and what the first changes in its arguments never reaches the second.
+/// With `share_conversions = false` each converts its own, same answers.
 #[test]
 fn filters_reading_the_same_columns_share_one_conversion_and_never_each_others_changes() {
     let w = Workspace::new();
-    let topic = unique("pyshare");
     assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "400", "--per-file", "200", "--seed", "12"]).code, 0);
     w.write(
         "share.py",
@@ -450,14 +450,6 @@ fn filters_reading_the_same_columns_share_one_conversion_and_never_each_others_c
          def bright(candidate, prv_candidates):\n    \
          return (candidate['magpsf'] < 18.5) & (candidate['fid'] != 7) & prv_candidates.notna()\n",
     );
-    w.config(&format!(
-        "{}[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\n\n[[topic]]\nname = \"{topic}\"\n\n\
-         [filter.scribble]\npython = \"share.py:scribble\"\n\n[filter.bright]\npython = \"share.py:bright\"\n\n\
-         [[stream]]\nname = \"s\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n\
-         filters = [\"scribble\", \"bright\"]\n",
-        python_section("")
-    ));
-    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
     // Independent: the parquet crate's record reader, not fink's Arrow path.
     let want: BTreeSet<i64> = source_records(&w.path().join("src"))
         .iter()
@@ -465,19 +457,38 @@ fn filters_reading_the_same_columns_share_one_conversion_and_never_each_others_c
         .map(|a| a["candid"].as_i64().unwrap())
         .collect();
     assert!(!want.is_empty() && want.len() < 400, "{}", want.len());
-    let r = FinkRun::start(&w, &[]);
-    r.wait("every alert read and the stream idle", || {
-        let s = r.stream("s");
-        s["stats"]["read"] == 400 && s["state"]["state"] == "idle"
-    });
-    let reused = |m: &str| -> u64 {
-        m.lines()
-            .find(|l| l.starts_with("fink_python_filter_columns_reused_total{filter=\"bright\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    // Both arguments of both batches were handed over converted.
-    r.wait("the second filter reused the first one's columns", || reused(&r.metrics()) >= 4);
-    let got: BTreeSet<i64> = candids(&topic).into_iter().collect();
-    assert_eq!(got, want, "the second filter saw the first one's changes");
+    for share in [true, false] {
+        let topic = unique("pyshare");
+        w.config(&format!(
+            "{}[run]\nstate_dir = \"state\"\nmetrics_addr = \"127.0.0.1:0\"\n\n[[topic]]\nname = \"{topic}\"\n\n\
+             [filter.scribble]\npython = \"share.py:scribble\"\n\n[filter.bright]\npython = \"share.py:bright\"\n\n\
+             [[stream]]\nname = \"s{share}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\n\
+             filters = [\"scribble\", \"bright\"]\n",
+            python_section(&format!("share_conversions = {share}"))
+        ));
+        assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+        let _ = std::fs::remove_file(w.path().join("state/metrics.addr"));
+        let r = FinkRun::start(&w, &[]);
+        r.wait("every alert read and the stream idle", || {
+            let s = r.stream(&format!("s{share}"));
+            s["stats"]["read"] == 400 && s["state"]["state"] == "idle"
+        });
+        let reused = |m: &str| -> u64 {
+            m.lines()
+                .find(|l| l.starts_with("fink_python_filter_columns_reused_total{filter=\"bright\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        if share {
+            // Both arguments of both batches were handed over converted.
+            r.wait("the second filter reused the first one's columns", || reused(&r.metrics()) >= 4);
+        } else {
+            r.wait("the filters' counts in /metrics", || {
+                r.metrics().contains("fink_python_filter_batches_total{filter=\"bright\"} 2")
+            });
+            assert_eq!(reused(&r.metrics()), 0, "share_conversions = false still shared");
+        }
+        let got: BTreeSet<i64> = candids(&topic).into_iter().collect();
+        assert_eq!(got, want, "share_conversions = {share}: the second filter saw the first one's changes");
+    }
 }

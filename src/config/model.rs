@@ -119,11 +119,22 @@ pub struct PythonConfig {
     /// Failed attempts in a row on a batch (a worker that died or timed
     /// out) before the stream is failed and restarted by the restart policy.
     pub max_failures: u32,
+    /// Convert a batch's column to pandas once per worker for every filter
+    /// that reads it (pandas 3's copy-on-write keeps each filter's copy its
+    /// own). Off: each call converts its own, for a filter that changes the
+    /// dicts of a history in place.
+    pub share_conversions: bool,
 }
 
 impl Default for PythonConfig {
     fn default() -> Self {
-        PythonConfig { interpreter: "python3".into(), workers: 0, timeout_s: 60, max_failures: 3 }
+        PythonConfig {
+            interpreter: "python3".into(),
+            workers: 0,
+            timeout_s: 60,
+            max_failures: 3,
+            share_conversions: true,
+        }
     }
 }
 

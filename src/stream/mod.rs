@@ -172,6 +172,7 @@ pub fn python_spec(loaded: &Loaded) -> python::PythonSpec {
         workers,
         timeout: std::time::Duration::from_secs(p.timeout_s.max(1)),
         max_failures: p.max_failures.max(1),
+        share: p.share_conversions,
     }
 }
 

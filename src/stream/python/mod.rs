@@ -31,6 +31,8 @@ pub struct PythonSpec {
     /// Failed attempts in a row (worker died or timed out) before the
     /// stream is failed.
     pub max_failures: u32,
+    /// Workers keep converted columns for the next filter (`share_conversions`).
+    pub share: bool,
 }
 
 /// Where a filter's function is.
@@ -227,6 +229,8 @@ pub type Params = (Vec<String>, usize);
 /// few batches' worth is all that is ever reused.
 const CACHE_ENTRIES: usize = 48;
 const CACHE_BYTES: usize = 48 << 20;
+/// How long a call waits for the busy worker that holds its columns.
+const AFFINITY_WAIT: Duration = Duration::from_secs(1);
 
 /// A column's content key: the xxh3-128 of its Arrow IPC encoding, so two
 /// keys are equal only for the same values under the same name and type.
@@ -238,6 +242,8 @@ pub static WORKER_RESTARTS: AtomicU64 = AtomicU64::new(0);
 type Frame = (Value, Vec<u8>);
 
 struct Worker {
+    /// Tells workers apart while they are lent out.
+    id: u64,
     child: Child,
     stdin: ChildStdin,
     rx: Receiver<std::io::Result<Frame>>,
@@ -279,7 +285,9 @@ impl Worker {
                 }
             })
             .map_err(|e| CallError::Died(e.to_string()))?;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Ok(Worker {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             child,
             stdin,
             rx,
@@ -387,6 +395,9 @@ struct PoolState {
     idle: Vec<Worker>,
     /// Workers in existence (idle or lent).
     live: usize,
+    /// What each lent worker will hold once its call is done: its cache and
+    /// the columns of the call.
+    lent: HashMap<u64, Vec<ColumnKey>>,
 }
 
 /// The pool for these settings, shared by every stream of this process
@@ -407,7 +418,7 @@ impl Pool {
     pub fn new(spec: PythonSpec) -> Pool {
         Pool {
             spec,
-            idle: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
+            idle: Mutex::new(PoolState { idle: Vec::new(), live: 0, lent: HashMap::new() }),
             freed: Condvar::new(),
             params: Mutex::new(HashMap::new()),
         }
@@ -417,48 +428,74 @@ impl Pool {
         &self.spec
     }
 
-    /// An idle worker, preferring the one that holds most of `keys`
-    /// converted; a new one while the pool has room; else wait.
-    fn checkout(&self, keys: &[ColumnKey], stop: &dyn Fn() -> bool) -> Result<Worker, CallError> {
-        let mut st = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// An idle worker, preferring the one that holds most of `keys` (the
+    /// call's columns, with their sizes) converted. When a lent worker holds
+    /// (or is being sent) more than half of those bytes, wait for it a
+    /// moment rather than convert them again elsewhere: on a few cores the
+    /// second conversion is CPU taken from everything else.
+    fn checkout(&self, keys: &[(ColumnKey, usize)], stop: &dyn Fn() -> bool) -> Result<Worker, CallError> {
+        let total: usize = keys.iter().map(|k| k.1).sum();
+        let weight = |has: &dyn Fn(&ColumnKey) -> bool| keys.iter().filter(|k| has(&k.0)).map(|k| k.1).sum::<usize>();
+        let until = Instant::now() + AFFINITY_WAIT;
+        let mut st = lock(&self.idle);
         loop {
-            let held = |w: &Worker| keys.iter().filter(|k| w.cache.iter().any(|(c, _)| c == *k)).count();
-            let best = (0..st.idle.len()).max_by_key(|i| held(&st.idle[*i]));
-            if let Some(i) = best {
+            let best = (0..st.idle.len())
+                .map(|i| (i, weight(&|k| st.idle[i].cache.iter().any(|(c, _)| c == k))))
+                .max_by_key(|x| x.1);
+            let busy = st.lent.values().map(|held| weight(&|k| held.contains(k))).max().unwrap_or(0);
+            let wait = busy * 2 > total && busy > best.map_or(0, |b| b.1) && Instant::now() < until;
+            if let (Some((i, _)), false) = (best, wait) {
                 // An idle worker without the columns is still better than a
                 // new one, which would import every module first.
-                return Ok(st.idle.swap_remove(i));
+                let w = st.idle.swap_remove(i);
+                let mut held: Vec<ColumnKey> = w.cache.iter().map(|c| c.0).collect();
+                if w.shares {
+                    held.extend(keys.iter().map(|k| k.0));
+                }
+                st.lent.insert(w.id, held);
+                return Ok(w);
             }
-            if st.live < self.spec.workers.max(1) {
+            if !wait && st.live < self.spec.workers.max(1) {
                 st.live += 1;
                 drop(st);
-                return Worker::spawn(&self.spec).inspect_err(|_| self.lost());
+                let w = Worker::spawn(&self.spec).inspect_err(|_| self.lost(None))?;
+                let held = if self.spec.share { keys.iter().map(|k| k.0).collect() } else { Vec::new() };
+                lock(&self.idle).lent.insert(w.id, held);
+                return Ok(w);
             }
             if stop() {
                 return Err(CallError::Stopped);
             }
-            st = self.freed.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            let step = if wait { Duration::from_millis(10) } else { Duration::from_millis(100) };
+            st = self.freed.wait_timeout(st, step).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
     fn give_back(&self, w: Worker) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).idle.push(w);
-        self.freed.notify_one();
+        let mut st = lock(&self.idle);
+        st.lent.remove(&w.id);
+        st.idle.push(w);
+        // Every waiter: one may be waiting for this worker in particular.
+        self.freed.notify_all();
     }
 
-    /// A worker is gone: make room for its replacement.
-    fn lost(&self) {
-        let mut st = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// A worker is gone (or never started): make room for its replacement.
+    fn lost(&self, id: Option<u64>) {
+        let mut st = lock(&self.idle);
         st.live = st.live.saturating_sub(1);
-        self.freed.notify_one();
+        if let Some(id) = id {
+            st.lent.remove(&id);
+        }
+        self.freed.notify_all();
     }
 
     fn retire(&self, w: Worker, replaced: bool) {
+        let id = w.id;
         w.kill();
         if replaced {
             WORKER_RESTARTS.fetch_add(1, Ordering::Relaxed);
         }
-        self.lost();
+        self.lost(Some(id));
     }
 
     /// Load `f` into `w` (once per version): its parameters.
@@ -481,7 +518,7 @@ impl Pool {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
             .unwrap_or_default();
         let optional = h.get("optional").and_then(Value::as_u64).unwrap_or(0) as usize;
-        w.shares = h.get("shares") == Some(&Value::Bool(true));
+        w.shares = self.spec.share && h.get("shares") == Some(&Value::Bool(true));
         w.loaded.insert(f.load_id(), (params.clone(), optional));
         lock(&self.params).insert(f.load_id(), (params.clone(), optional));
         w.versions.insert(f.name.clone(), f.digest);
@@ -493,7 +530,7 @@ impl Pool {
     fn with_worker<T>(
         &self,
         f: &PyFilter,
-        keys: &[ColumnKey],
+        keys: &[(ColumnKey, usize)],
         stop: &dyn Fn() -> bool,
         work: impl FnOnce(&mut Worker) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
@@ -550,7 +587,7 @@ impl Pool {
         // its content key, so that a worker converts it once for every
         // filter that reads it.
         let columns = if f.dataframe { Vec::new() } else { column_ipc(&args).map_err(CallError::Bind)? };
-        let keys: Vec<ColumnKey> = columns.iter().map(|c| c.1).collect();
+        let keys: Vec<(ColumnKey, usize)> = columns.iter().map(|c| (c.1, c.2.len())).collect();
         self.with_worker(f, &keys, stop, |w| {
             self.ensure_loaded(w, f, stop)?;
             let (h, body) = if f.dataframe {
