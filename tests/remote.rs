@@ -523,10 +523,27 @@ fn run_rows(f: &Path) -> u64 {
 /// follows the place: random part names, written under `_temporary/` and
 /// renamed into the night folder (on HDFS a rename keeps the old
 /// modification time), tens of milliseconds apart. Every alert exactly
-/// once, read_committed; a restart adds nothing.
+/// once, read_committed; a restart adds nothing. Ten runs (issue 20), two
+/// at a time: each has its own prefix, topic and fink, and mostly waits on
+/// listings.
 fn spark_like_arrivals(kind: Kind) {
-    let runs: u64 = std::env::var("FINK_ARRIVAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    for run in 0..runs {
+    let runs: u64 = std::env::var("FINK_ARRIVAL_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let next = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let run = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if run >= runs {
+                    break;
+                }
+                spark_like_run(kind, run);
+            });
+        }
+    });
+}
+
+fn spark_like_run(kind: Kind, run: u64) {
+    {
         let remote = Remote::new(kind, "arr");
         let (w, topic) = remote.stream("arr", "");
         let alerts = 120;
