@@ -338,7 +338,11 @@ impl SharedReader {
                 let item = w.items[idx - w.first].clone();
                 w.cursors.insert(self.id, idx + 1);
                 f.moved.notify_all();
-                if idx + 1 == w.end() && !w.finished && !w.decoding && item.is_ok() && make_room(&mut w) {
+                // A short batch is a file's last: nothing to read ahead (a
+                // thread per small file only made the reader wait for it to
+                // find the end; 5,000 files of 4 alerts, 1.3x slower).
+                let full = item.as_ref().is_ok_and(|b| b.num_rows() >= f.key.how.batch_size);
+                if idx + 1 == w.end() && !w.finished && !w.decoding && full && make_room(&mut w) {
                     // Decode the batch this reader needs next while it
                     // filters, encodes and sends this one: on two cores the
                     // two overlap, where in turn a Rubin batch (~45 MB)
@@ -572,6 +576,21 @@ mod tests {
         let expect: Vec<i64> = (0..1000).collect();
         assert_eq!(ta.join().unwrap(), expect);
         assert_eq!(tb.join().unwrap(), expect);
+    }
+
+    #[test]
+    fn a_short_batch_is_the_last_and_nothing_is_read_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        write_parquet(&path, 4);
+        let mut r = open(&path, SourceFormat::Parquet, 10).unwrap();
+        assert_eq!(r.next().unwrap().unwrap().num_rows(), 4);
+        let f = r.shared.clone().expect("a shared reader");
+        // Neither decoding nor finished: no read-ahead went looking for more.
+        let w = lock(&f.window);
+        assert!(!w.decoding && !w.finished, "a decode was started after the file's last batch");
+        drop(w);
+        assert!(r.next().is_none());
     }
 
     #[test]
