@@ -16,6 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
+
+use super::lock;
 use serde_json::{json, Value};
 
 /// The worker program, shipped inside the binary.
@@ -205,7 +207,7 @@ pub struct Verdict {
 
 /// Every Python filter's counters in this process, by filter name.
 pub fn filter_stats(name: &str) -> Arc<FilterStats> {
-    let mut all = stats_registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = lock(stats_registry());
     all.entry(name.to_string()).or_default().clone()
 }
 
@@ -216,7 +218,7 @@ fn stats_registry() -> &'static Mutex<BTreeMap<String, Arc<FilterStats>>> {
 
 /// (filter, counters) of every Python filter that ran here.
 pub fn all_filter_stats() -> Vec<(String, Arc<FilterStats>)> {
-    stats_registry().lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    lock(stats_registry()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// A function's parameters and how many of them (the last ones) have
@@ -387,10 +389,6 @@ pub struct Pool {
     params: Mutex<HashMap<String, Params>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 struct PoolState {
     idle: Vec<Worker>,
     /// Workers in existence (idle or lent).
@@ -404,7 +402,7 @@ struct PoolState {
 /// that has them; it ends (its workers killed) with its last stream.
 pub fn pool(spec: &PythonSpec) -> Arc<Pool> {
     static POOLS: OnceLock<Mutex<HashMap<PythonSpec, Weak<Pool>>>> = OnceLock::new();
-    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut pools = lock(POOLS.get_or_init(Default::default));
     pools.retain(|_, w| w.strong_count() > 0);
     if let Some(p) = pools.get(spec).and_then(Weak::upgrade) {
         return p;
@@ -653,7 +651,7 @@ fn eval_columns(
     let hex = |k: &ColumnKey| format!("{k:032x}");
     let mut body = Vec::new();
     let mut described = Vec::with_capacity(columns.len());
-    let mut keep = Vec::new();
+    let mut keep: Vec<(ColumnKey, usize)> = Vec::new();
     for (name, key, bytes) in columns {
         let held = w.shares && w.cache.iter().any(|(c, _)| c == key);
         if held {
@@ -666,15 +664,13 @@ fn eval_columns(
         } else {
             body.extend_from_slice(bytes);
             described.push(json!({"name": name, "key": hex(key), "size": bytes.len()}));
-            if w.shares && bytes.len() <= CACHE_BYTES / 4 && !keep.contains(key) {
-                keep.push(*key);
+            if w.shares && bytes.len() <= CACHE_BYTES / 4 && !keep.iter().any(|k| k.0 == *key) {
+                keep.push((*key, bytes.len()));
             }
         }
     }
     let mut evict = Vec::new();
-    for k in &keep {
-        w.cache.push_back((*k, columns.iter().find(|c| c.1 == *k).map(|c| c.2.len()).unwrap_or(0)));
-    }
+    w.cache.extend(keep.iter().copied());
     let total = |c: &VecDeque<(ColumnKey, usize)>| c.iter().map(|e| e.1).sum::<usize>();
     while w.cache.len() > CACHE_ENTRIES || total(&w.cache) > CACHE_BYTES {
         let (k, _) = w.cache.pop_front().expect("non-empty");
@@ -682,7 +678,7 @@ fn eval_columns(
     }
     let header = json!({
         "op": "eval", "id": f.load_id(), "rows": rows, "columns": described,
-        "keep": keep.iter().map(hex).collect::<Vec<_>>(), "evict": evict,
+        "keep": keep.iter().map(|k| hex(&k.0)).collect::<Vec<_>>(), "evict": evict,
     });
     w.request(&header, &body, timeout, stop)
 }
