@@ -155,6 +155,9 @@ for s in status["streams"]:
         stages[k] = stages.get(k, 0.0) + v
 if stages:
     print("the streams' threads, seconds summed over streams: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))
+# Files a stream decoded again on its own, having fallen behind the others.
+alone = {s["name"]: s["stats"].get("files_read_alone", 0) for s in status["streams"]}
+print(f"files read alone (decoded again): {sum(alone.values())} " + str({k: v for k, v in alone.items() if v}))
 PY
 # The Python filters' own time, from /metrics at the end.
 grep -E '^fink_python_filter_(seconds|convert_seconds|columns_reused)_total' metrics.txt 2>/dev/null | sed 's/^/  /' || true

@@ -492,3 +492,67 @@ fn filters_reading_the_same_columns_share_one_conversion_and_never_each_others_c
         assert_eq!(got, want, "share_conversions = {share}: the second filter saw the first one's changes");
     }
 }
+
+/// `[python] batch_rows` above the batch size: the stream decides each file
+/// first, calling the Python filter on up to that many rows of the file
+/// (those its CEL filter kept) instead of once per 100-row batch; an
+/// exception on one call publishes the rows decided before it and
+/// quarantines the file from that call's first row.
+#[test]
+fn python_filters_decide_a_file_first_in_calls_of_batch_rows_after_cel() {
+    let w = Workspace::new();
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "1000", "--per-file", "500", "--seed", "9"]).code, 0);
+    let rows = source_records(&w.path().join("src"));
+    assert_eq!(rows.len(), 1000);
+    let cel = |a: &Value| a["candidate"]["rb"].as_f64().unwrap() > 0.3;
+    // The first alert CEL keeps in rows 200..300 of the second file: in
+    // the call over its rows 150..300, inside the batch of rows 100..200.
+    let bad_at = (700..800).find(|i| cel(&rows[*i])).expect("a kept alert");
+    let bad = rows[bad_at]["candid"].as_i64().unwrap();
+    w.write(
+        "sizes.py",
+        &format!(
+            "import os\nBAD = {bad}\n\ndef sizes(fid, candid):\n    with open(os.path.join(os.path.dirname(__file__), \
+             \"sizes.txt\"), \"a\") as f:\n        f.write(\"%d\\n\" % len(fid))\n    if (candid == BAD).any():\n        \
+             raise ValueError(\"bad alert %d\" % BAD)\n    return fid == 1\n"
+        ),
+    );
+    let t = unique("pyahead");
+    w.config(&format!(
+        "{}[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\nbatch_size = 100\n\n[[topic]]\nname = \"{t}\"\n\n\
+         [filter.rb]\nexpr = \"candidate.rb > 0.3\"\n[filter.sizes]\npython = \"sizes.py:sizes\"\n\n\
+         [[stream]]\nname = \"ahead\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t}\"\nfilters = [\"rb\", \"sizes\"]\n",
+        python_section("batch_rows = 150")
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // One call per 150 rows of a file, each on the rows CEL kept there; none
+    // after the failed one.
+    let mut want_sizes = Vec::new();
+    for (file, calls) in
+        [(0usize, vec![(0, 150), (150, 300), (300, 450), (450, 500)]), (500, vec![(0, 150), (150, 300)])]
+    {
+        for (a, b) in calls {
+            let n = rows[file + a..file + b].iter().filter(|x| cel(x)).count();
+            if n > 0 {
+                want_sizes.push(n.to_string());
+            }
+        }
+    }
+    let sizes = std::fs::read_to_string(w.path().join("sizes.txt")).unwrap();
+    assert_eq!(sizes.lines().collect::<Vec<_>>(), want_sizes, "calls per 150 rows of CEL-kept alerts");
+
+    // Published: the first file's, and the second's rows before row 150.
+    let keep = |a: &Value| cel(a) && a["candidate"]["fid"] == 1;
+    let want: Vec<i64> = rows[..650].iter().filter(|a| keep(a)).map(|a| a["candid"].as_i64().unwrap()).collect();
+    assert_eq!(candids(&t), want);
+    let q = quarantined(&w, "ahead");
+    assert_eq!(q.len(), 1, "{q:?}");
+    let reason = q[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("ValueError: bad alert {bad}")) && reason.contains("rows from 150 on"),
+        "{reason}"
+    );
+}

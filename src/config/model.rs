@@ -124,6 +124,15 @@ pub struct PythonConfig {
     /// own). Off: each call converts its own, for a filter that changes the
     /// dicts of a history in place.
     pub share_conversions: bool,
+    /// Rows per call of a Python filter. Above the source's batch size, a
+    /// stream first reads only the columns its filters need, a file at a
+    /// time, and calls each Python filter on up to this many rows (the
+    /// rows its CEL filters kept); the alerts then flow in ordinary
+    /// batches. fink-filters' functions were written for Spark's Arrow
+    /// batches (10,000 rows), and some pay a fixed cost per call (a
+    /// catalogue rebuilt for a cone search). 0, or the batch size: call on
+    /// each batch as it is read.
+    pub batch_rows: usize,
 }
 
 impl Default for PythonConfig {
@@ -134,6 +143,7 @@ impl Default for PythonConfig {
             timeout_s: 60,
             max_failures: 3,
             share_conversions: true,
+            batch_rows: 1024,
         }
     }
 }

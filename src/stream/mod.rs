@@ -2,6 +2,7 @@
 //! Kafka, with a durable checkpoint per stream. One module per stage;
 //! [`StreamSpec`] is the configuration that builds a running stream.
 
+pub mod ahead;
 pub mod checkpoint;
 pub mod columns;
 pub mod consume;
@@ -173,6 +174,7 @@ pub fn python_spec(loaded: &Loaded) -> python::PythonSpec {
         timeout: std::time::Duration::from_secs(p.timeout_s.max(1)),
         max_failures: p.max_failures.max(1),
         share: p.share_conversions,
+        batch_rows: p.batch_rows,
     }
 }
 
@@ -498,6 +500,9 @@ pub struct Stats {
     /// Done files found changed since they were published (reported, not
     /// read again; see `checkpoint`).
     pub changed_files: AtomicU64,
+    /// Files this stream decoded on its own instead of sharing another
+    /// stream's decoding: it fell behind the streams on the same source.
+    pub files_read_alone: AtomicU64,
     /// Since when (ms since the epoch) the source has been unreachable, 0
     /// while it answers; and its latest error.
     pub source_down_since_ms: AtomicU64,
@@ -618,6 +623,7 @@ pub struct StatsSnapshot {
     pub notify_dropped: u64,
     pub source_bytes: u64,
     pub changed_files: u64,
+    pub files_read_alone: u64,
     pub files_committed: u64,
     pub files_within_objective: u64,
     /// p50 and p98 of seen-to-committed seconds per file, last 10 minutes.
@@ -657,6 +663,7 @@ impl Stats {
             notify_dropped: g(&self.notify_dropped),
             source_bytes: g(&self.source_bytes),
             changed_files: g(&self.changed_files),
+            files_read_alone: g(&self.files_read_alone),
             files_committed: g(&self.files_committed),
             files_within_objective: g(&self.files_within_objective),
             latency_p50_s: p50,

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::ahead::{self, Ahead, Decided};
 use super::checkpoint::{Listed, Progress};
 use super::encode::{pretty_schema, AvroEncoder};
 use super::error::StreamError;
@@ -860,6 +861,10 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     };
     cx.stats.source_down(None);
     let full_schema = reader.full_schema();
+    let ahead = match decide_ahead(cx, input, full_schema.as_deref(), start_row) {
+        Ok(a) => a,
+        Err(flow) => return flow,
+    };
     cx.file_no += 1;
     let f = cx.file_no;
     cx.open.insert(
@@ -911,7 +916,23 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
             cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
             break Flow::Go;
         }
-        match send_batch(cx, f, &name, &batch, first)? {
+        let decided = ahead.as_ref().and_then(|a| a.mask(first, batch.num_rows()));
+        if let Some((at, reason)) = ahead.as_ref().and_then(|a| a.failed.clone()) {
+            if at < first + batch.num_rows() as u64 {
+                // A Python filter failed on the call from `at`: what came
+                // before it is decided and sent, the rest quarantined.
+                let head = at.saturating_sub(first) as usize;
+                let mask = ahead.as_ref().and_then(|a| a.mask(first, head));
+                if head > 0 && send_batch(cx, f, &name, &batch.slice(0, head), first, mask)? == Flow::Stopped {
+                    return Ok(Flow::Stopped);
+                }
+                let at = first + head as u64;
+                quarantine(cx, &name, Some(at), &format!("{reason} (rows from {at} on are skipped)"));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break Flow::Go;
+            }
+        }
+        match send_batch(cx, f, &name, &batch, first, decided)? {
             // `handed` stays at the first row not sent.
             Flow::Stopped => return Ok(Flow::Stopped),
             Flow::Quarantined(reason) => {
@@ -929,17 +950,71 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
         }
     };
     cx.stats.source_bytes.fetch_add(reader.bytes_read().saturating_sub(counted), Ordering::Relaxed);
+    if reader.read_alone() {
+        cx.stats.files_read_alone.fetch_add(1, Ordering::Relaxed);
+    }
     cx.open.get_mut(&f).expect("open file").reading = false;
     save_point(cx, false)?;
     Ok(flow)
 }
 
-fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: u64) -> Result<Flow, Outcome> {
+/// Decide the file's rows ahead ([`ahead`]) if this stream does: Ok(None)
+/// when it does not, Err with the flow when the stream stops or fails.
+fn decide_ahead(
+    cx: &mut Ctx<'_>,
+    input: &Input,
+    full_schema: Option<&arrow_schema::Schema>,
+    start_row: u64,
+) -> Result<Option<Ahead>, Result<Flow, Outcome>> {
+    let (Some(stage), Some(schema)) = (cx.python.as_mut(), full_schema) else { return Ok(None) };
+    let Some(columns) = ahead::columns(stage, &cx.filters, &cx.how, schema) else { return Ok(None) };
+    let t = Instant::now();
+    let control = cx.control;
+    let decided =
+        ahead::decide(&cx.store, input, columns, &cx.filters, stage, &cx.spec.name, start_row, &|| control.stopping());
+    cx.stats.spent(Busy::Filter, t);
+    match decided {
+        Decided::Yes(a) => {
+            report_filter_errors(cx, &input.rel, &a.errors);
+            Ok(Some(a))
+        }
+        Decided::No => Ok(None),
+        Decided::Stopped => Err(Ok(Flow::Stopped)),
+        Decided::Fail(reason) => Err(Err(StreamError::Filter(reason).into())),
+    }
+}
+
+/// CEL errors (row of the file, message): counted, and the first few logged.
+fn report_filter_errors(cx: &mut Ctx<'_>, file: &str, errors: &[(u64, String)]) {
+    for (row, e) in errors {
+        cx.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if cx.filter_errors_logged < 5 {
+            cx.filter_errors_logged += 1;
+            tracing::warn!(stream = %cx.spec.name, file, row, "{e} (alert not published; guard optional fields with has())");
+        }
+    }
+}
+
+/// Filter (unless `decided` ahead), encode and send one batch whose first
+/// row is row `first` of its file.
+fn send_batch(
+    cx: &mut Ctx<'_>,
+    f: u64,
+    file: &str,
+    batch: &RecordBatch,
+    first: u64,
+    decided: Option<arrow_array::BooleanArray>,
+) -> Result<Flow, Outcome> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let t = Instant::now();
-    let (mask, errors) = cx.filters.evaluate(batch);
+    let ahead = decided.is_some();
+    let (mask, errors) = match decided {
+        Some(m) => (m, Vec::new()),
+        None => cx.filters.evaluate(batch),
+    };
     let mask = match cx.python.as_mut() {
+        Some(_) if ahead => mask,
         Some(stage) => {
             let control = cx.control;
             match stage.apply(&cx.spec.name, batch, mask, &|| control.stopping()) {
@@ -952,13 +1027,8 @@ fn send_batch(cx: &mut Ctx<'_>, f: u64, file: &str, batch: &RecordBatch, first: 
         None => mask,
     };
     cx.stats.spent(Busy::Filter, t);
-    for (row, e) in &errors {
-        cx.stats.errors.fetch_add(1, Ordering::Relaxed);
-        if cx.filter_errors_logged < 5 {
-            cx.filter_errors_logged += 1;
-            tracing::warn!(stream = %cx.spec.name, file, row = first + *row as u64, "{e} (alert not published; guard optional fields with has())");
-        }
-    }
+    let errors: Vec<(u64, String)> = errors.into_iter().map(|(row, e)| (first + row as u64, e)).collect();
+    report_filter_errors(cx, file, &errors);
     let kept_rows: Vec<u64> =
         mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
     cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);

@@ -312,6 +312,12 @@ impl SharedReader {
         shared + self.private.as_ref().map(|p| p.reader.bytes.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
+    /// Whether it decoded (some of) the file on its own: it joined after
+    /// batches were dropped, or fell out of the shared window.
+    pub fn read_alone(&self) -> bool {
+        self.private.is_some()
+    }
+
     /// Whether it had to leave the shared window and decode on its own.
     pub fn was_left_behind(&self) -> bool {
         self.left_behind

@@ -142,6 +142,7 @@ pub fn export_metrics(status: &Status) {
         metrics::counter!("fink_stream_notifications_dropped_total", &l).absolute(s.stats.notify_dropped);
         metrics::counter!("fink_source_bytes_read_total", &l).absolute(s.stats.source_bytes);
         metrics::counter!("fink_source_changed_files_total", &l).absolute(s.stats.changed_files);
+        metrics::counter!("fink_source_files_read_alone_total", &l).absolute(s.stats.files_read_alone);
         // With the histogram fink_stream_file_latency_seconds (recorded by
         // the stream): the share of files within [run] latency_objective_s.
         metrics::counter!("fink_stream_files_committed_total", &l).absolute(s.stats.files_committed);

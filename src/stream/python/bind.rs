@@ -189,6 +189,68 @@ pub fn arguments(
     .map_err(|e| e.to_string())
 }
 
+/// The column paths [`arguments`] reads on a file of `schema` (narrowed to
+/// `fields` where given): what a read of only the filters' columns needs.
+/// None when an argument binds to nothing (the call would fail anyway).
+pub fn paths_read(
+    schema: &Schema,
+    params: &[String],
+    optional: usize,
+    explicit: Option<&[String]>,
+    fields: &[(String, Vec<String>)],
+) -> Option<Vec<String>> {
+    let flat = flatten(schema.fields());
+    let required = params.len().saturating_sub(optional);
+    let mut out = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let path = match explicit {
+            Some(paths) if i >= paths.len() => break,
+            Some(paths) => {
+                match derived_paths(schema, &paths[i]).filter(|_| schema.field_with_name(&paths[i]).is_err()) {
+                    Some(d) => {
+                        out.extend(d);
+                        continue;
+                    }
+                    None => paths[i].clone(),
+                }
+            }
+            None => match resolve(p, &flat) {
+                Ok(path) => path,
+                Err(_) => match derived_paths(schema, p) {
+                    Some(d) => {
+                        out.extend(d);
+                        continue;
+                    }
+                    None if i >= required => break,
+                    None => return None,
+                },
+            },
+        };
+        match fields.iter().find(|(n, _)| n == p) {
+            Some((_, wanted)) => out.extend(wanted.iter().map(|f| format!("{path}.{f}"))),
+            None => out.push(path),
+        }
+    }
+    Some(out)
+}
+
+/// The paths a derived argument ([`derived`]) is built from.
+fn derived_paths(schema: &Schema, arg: &str) -> Option<Vec<String>> {
+    let name = arg.strip_prefix('c')?.strip_suffix('c')?;
+    if name.is_empty() {
+        return None;
+    }
+    if name == "stampData" && schema.field_with_name("cutoutScience").is_ok() {
+        return Some(vec!["cutoutScience.stampData".into()]);
+    }
+    let has_field = |col: &str| match schema.field_with_name(col).map(|f| f.data_type()) {
+        Ok(DataType::Struct(fs)) => fs.find(name).is_some(),
+        _ => false,
+    };
+    let (current, history) = HISTORY.iter().find(|(c, h)| has_field(c) && schema.field_with_name(h).is_ok())?;
+    Some(vec![format!("{current}.{name}"), format!("{history}.{name}")])
+}
+
 /// `fields = {...}`: each named column reduced to the struct fields listed
 /// (of its items, for a list of structs), in the listed order.
 pub fn keep_fields(args: RecordBatch, keep: &[(String, Vec<String>)]) -> Result<RecordBatch, String> {
@@ -306,6 +368,29 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_paths_read_are_those_the_arguments_bind_to() {
+        let b = ztf_like();
+        let schema = b.schema();
+        let params: Vec<String> = ["magpsf", "cmagpsfc", "objectId"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            paths_read(&schema, &params, 0, None, &[]).unwrap(),
+            vec!["candidate.magpsf", "candidate.magpsf", "prv_candidates.magpsf", "objectId"]
+        );
+        // Explicit paths, and `fields` narrowing a history to its fields.
+        let one = vec!["history".to_string()];
+        let fields = vec![("history".to_string(), vec!["magpsf".to_string()])];
+        assert_eq!(
+            paths_read(&schema, &one, 0, Some(&["prv_candidates".to_string()]), &fields).unwrap(),
+            vec!["prv_candidates.magpsf"]
+        );
+        // An optional argument with no column is left out; a required one
+        // that binds to nothing says so.
+        let p = vec!["objectId".to_string(), "nowhere".to_string()];
+        assert_eq!(paths_read(&schema, &p, 1, None, &[]).unwrap(), vec!["objectId"]);
+        assert_eq!(paths_read(&schema, &p, 0, None, &[]), None);
     }
 
     #[test]

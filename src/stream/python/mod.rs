@@ -35,6 +35,8 @@ pub struct PythonSpec {
     pub max_failures: u32,
     /// Workers keep converted columns for the next filter (`share_conversions`).
     pub share: bool,
+    /// Rows per call when a stream decides a file's alerts first (`batch_rows`).
+    pub batch_rows: usize,
 }
 
 /// Where a filter's function is.
@@ -828,5 +830,26 @@ impl Stage {
             mask = BooleanArray::from(next);
         }
         Ok(mask)
+    }
+
+    /// Rows per call when a stream decides a whole file first.
+    pub fn batch_rows(&self) -> usize {
+        self.pool.spec.batch_rows
+    }
+
+    /// The column paths this stage's filters read from a file of `schema`;
+    /// None if that cannot be said before a call (a DataFrame filter, an
+    /// argument that binds to nothing).
+    pub fn paths_read(&self, schema: &arrow_schema::Schema) -> Option<Vec<String>> {
+        let params = lock(&self.pool.params);
+        let mut out = Vec::new();
+        for (f, _) in &self.filters {
+            if f.dataframe {
+                return None;
+            }
+            let (names, optional) = params.get(&f.load_id())?;
+            out.extend(bind::paths_read(schema, names, *optional, f.args.as_deref(), &f.fields)?);
+        }
+        Some(out)
     }
 }
