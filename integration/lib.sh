@@ -44,6 +44,7 @@ data_dir = "data"
 heap = "1g"
 [python]
 interpreter = "$REPO/.fink/venv/bin/python"
+${PYTHON_EXTRA:-}
 [run]
 state_dir = "state"
 metrics_addr = "127.0.0.1:$3"

@@ -143,7 +143,7 @@ impl Default for PythonConfig {
             timeout_s: 60,
             max_failures: 3,
             share_conversions: true,
-            batch_rows: 1024,
+            batch_rows: 512,
         }
     }
 }

@@ -176,9 +176,13 @@ pub fn run_python(
     data: &Path,
 ) -> Result<Vec<FilterReport>> {
     let (store, format, inputs) = super::data_inputs(loaded, data)?;
+    // Calls on `batch_rows` rows of a file, as a stream makes them
+    // (per batch of the default `[run] batch_size` when it is 0).
+    let rows = if spec.batch_rows > 0 { spec.batch_rows } else { 256 };
     let mut batches = Vec::new();
     for i in &inputs {
-        let (_, b) = source::read_input(&store, i, format).map_err(|e| anyhow!("{}: {e}", store.url_of(&i.rel)))?;
+        let (_, b) =
+            source::read_input_in(&store, i, format, rows).map_err(|e| anyhow!("{}: {e}", store.url_of(&i.rel)))?;
         batches.extend(b);
     }
     let pool = super::python::Pool::new(spec.clone());

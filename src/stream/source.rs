@@ -472,7 +472,17 @@ pub fn read_input(
     input: &Input,
     format: SourceFormat,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
-    let r = open_file(store, input, &How::all(format, 1024))?;
+    read_input_in(store, input, format, 1024)
+}
+
+/// [`read_input`] in batches of `rows`.
+pub fn read_input_in(
+    store: &Arc<Store>,
+    input: &Input,
+    format: SourceFormat,
+    rows: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>), SourceError> {
+    let r = open_file(store, input, &How::all(format, rows.max(1)))?;
     let schema = r.schema.clone();
     let batches = r.collect::<Result<Vec<_>, _>>()?;
     Ok((schema, batches))
