@@ -39,6 +39,8 @@ pub struct Ahead {
     pub failed: Option<(u64, String)>,
     /// CEL errors, by row of the file (the alert is not published).
     pub errors: Vec<(u64, String)>,
+    /// Bytes fetched from the store for this read.
+    pub bytes: u64,
 }
 
 impl Ahead {
@@ -82,6 +84,7 @@ pub fn decide(
 ) -> Decided {
     let how = How { format: SourceFormat::Parquet, batch_size: stage.batch_rows(), columns };
     let Ok(reader) = source::open_file(store, input, &how) else { return Decided::No };
+    let fetched = reader.bytes.clone();
     let mut out = Ahead::default();
     for item in reader {
         if stop() {
@@ -110,6 +113,7 @@ pub fn decide(
             }
         }
     }
+    out.bytes = fetched.load(std::sync::atomic::Ordering::Relaxed);
     Decided::Yes(out)
 }
 

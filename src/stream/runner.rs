@@ -966,15 +966,20 @@ fn decide_ahead(
     full_schema: Option<&arrow_schema::Schema>,
     start_row: u64,
 ) -> Result<Option<Ahead>, Result<Flow, Outcome>> {
-    let (Some(stage), Some(schema)) = (cx.python.as_mut(), full_schema) else { return Ok(None) };
+    let (Some(stage), Some(schema)) = (cx.python.as_ref(), full_schema) else { return Ok(None) };
     let Some(columns) = ahead::columns(stage, &cx.filters, &cx.how, schema) else { return Ok(None) };
     let t = Instant::now();
+    with_delivery(cx, |d, cx| d.before_long_pause(cx)).map_err(Err)?;
+    cx.stats.spent(Busy::Commit, t);
+    let t = Instant::now();
     let control = cx.control;
+    let stage = cx.python.as_mut().expect("a Python stage");
     let decided =
         ahead::decide(&cx.store, input, columns, &cx.filters, stage, &cx.spec.name, start_row, &|| control.stopping());
     cx.stats.spent(Busy::Filter, t);
     match decided {
         Decided::Yes(a) => {
+            cx.stats.source_bytes.fetch_add(a.bytes, Ordering::Relaxed);
             report_filter_errors(cx, &input.rel, &a.errors);
             Ok(Some(a))
         }

@@ -43,6 +43,13 @@ pub(super) trait Delivery {
     /// A transaction was aborted: forget what was handed over since the
     /// last commit; the next pass sends it again.
     fn rewind(&mut self, cx: &mut Ctx<'_>, a: Aborted);
+    /// The stream is about to go a long time without sending (a file's
+    /// filters decided ahead): an open transaction is committed first, so
+    /// that it cannot outlive `transaction.timeout.ms` and be aborted, and
+    /// then sent and aborted again, whatever the time the filters take.
+    fn before_long_pause(&mut self, _cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+        Ok(())
+    }
 }
 
 /// The failure a delivery report carries, if any.
@@ -406,6 +413,13 @@ impl Transactional {
 }
 
 impl Delivery for Transactional {
+    fn before_long_pause(&mut self, cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+        if self.open {
+            self.commit(cx)?;
+        }
+        Ok(())
+    }
+
     fn admit(&mut self, cx: &mut Ctx<'_>, _f: u64, file: &str, row: u64) -> Result<Admit, Outcome> {
         if !self.skip.is_empty() && self.skip.contains(&(file.to_string(), row)) {
             return Ok(Admit::Skip);
