@@ -10,7 +10,8 @@ fink runs it in its Python workers (`[python]` in fink.toml):
     filters = ["good_quality", "leveltwo"]   # CEL first, then this
 
 How it is called:
-- one call per batch of alerts (the rows the stream's CEL filters kept);
+- one call per `[python] batch_rows` rows of a file (512; the rows the
+  stream's CEL filters kept);
 - each argument is a pandas Series of one column, found by its name as
   Fink's Spark runner finds it: the column whose path ends with the name
   (`rb` is `candidate.rb`, `cdsxmatch` the top-level column). To name the
