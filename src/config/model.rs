@@ -113,7 +113,7 @@ pub struct PythonConfig {
     pub interpreter: String,
     /// Worker processes per fink instance; 0: the number of cores.
     pub workers: usize,
-    /// Seconds one batch may take in a filter before its worker is killed
+    /// Seconds one call of a filter may take before its worker is killed
     /// and replaced.
     pub timeout_s: u64,
     /// Failed attempts in a row on a batch (a worker that died or timed
