@@ -245,6 +245,88 @@ fn a_fault_stays_inside_its_filter_and_a_retried_batch_publishes_once() {
     assert!(candids(&topics[4]).iter().all(|c| fid1_set.contains(c)));
 }
 
+/// A module (importable, as fink-filters is) that records each import and
+/// which process answers each call.
+const TRACED: &str = r#"
+import os, time
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "imports.log"), "a") as f:
+    f.write("%d\n" % os.getpid())
+
+def _once(tag):
+    marker = os.path.join(HERE, "state", tag + ".done")
+    if os.path.exists(marker):
+        return False
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    open(marker, "w").close()
+    return True
+
+def _called():
+    with open(os.path.join(HERE, "calls.log"), "a") as f:
+        f.write("%d\n" % os.getpid())
+
+def plain(fid):
+    _called()
+    return fid == 1
+
+def dies(fid):
+    _called()
+    if _once("dies"):
+        os._exit(3)
+    return fid == 1
+
+def slow(fid):
+    _called()
+    if _once("slow"):
+        time.sleep(30)
+    return fid == 1
+"#;
+
+#[test]
+fn module_filters_are_imported_once_and_workers_forked_from_that_are_replaced_when_they_die() {
+    let w = Workspace::new();
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "600", "--per-file", "200", "--seed", "8"]).code, 0);
+    let rows = source_records(&w.path().join("src"));
+    w.write("traced_filters.py", TRACED);
+    let names = ["plain", "dies", "slow"];
+    let topics: Vec<String> = names.iter().map(|n| unique(&format!("pyt_{n}"))).collect();
+    let mut cfg = python_section("timeout_s = 3\nmax_failures = 10")
+        + "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\nbatch_size = 100\n\n";
+    for (n, t) in names.iter().zip(&topics) {
+        cfg += &format!(
+            "[[topic]]\nname = \"{t}\"\n\n[filter.{n}]\npython = \"traced_filters:{n}\"\n\n\
+             [[stream]]\nname = \"{n}\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t}\"\nfilters = [\"{n}\"]\n\n"
+        );
+    }
+    w.config(&cfg);
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    // The module is importable by name, as an installed package is.
+    let out = w.cmd().env("PYTHONPATH", w.path()).args(["run", "--until-idle"]).output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{log}");
+
+    let fid1: Vec<i64> =
+        rows.iter().filter(|a| a["candidate"]["fid"] == 1).map(|a| a["candid"].as_i64().unwrap()).collect();
+    for (n, t) in names.iter().zip(&topics) {
+        assert_eq!(candids(t), fid1, "stream {n}\n{log}");
+    }
+    // The worker that exited and the one killed at its timeout were each
+    // replaced; fink learnt the exit code from the template that reaped it.
+    assert!(log.contains("its worker died (exit code 3)"), "{log}");
+    assert!(log.contains("took longer than timeout_s (3 s)"), "{log}");
+    // One import for the three filters, two workers and two replacements:
+    // every worker is a copy of the process that imported, and none of them
+    // imported the module again.
+    let lines = |f: &str| -> BTreeSet<String> {
+        std::fs::read_to_string(w.path().join(f)).unwrap_or_default().lines().map(String::from).collect()
+    };
+    let imports = std::fs::read_to_string(w.path().join("imports.log")).unwrap();
+    assert_eq!(imports.lines().count(), 1, "imported more than once: {imports}");
+    let callers = lines("calls.log");
+    assert!(callers.len() >= 3, "two workers and at least one replacement answered: {callers:?}");
+    assert!(!callers.iter().any(|p| imports.lines().any(|i| i == p)), "the template itself ran a filter");
+}
+
 #[test]
 fn failures_in_a_row_fail_the_stream_with_the_reason_and_the_others_go_on() {
     let w = Workspace::new();

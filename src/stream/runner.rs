@@ -846,7 +846,8 @@ fn stepped(
 fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let name = input.rel.clone();
     let start_row = cx.ckpt.rows_done(&name);
-    let t = Instant::now();
+    let t0 = Instant::now();
+    let t = t0;
     let opened = cx.follower.open(&cx.store, input, &cx.how);
     cx.stats.spent(Busy::Read, t);
     let mut reader = match opened {
@@ -955,6 +956,7 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     }
     cx.open.get_mut(&f).expect("open file").reading = false;
     save_point(cx, false)?;
+    tracing::debug!(stream = %cx.spec.name, file = %name, "read in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(flow)
 }
 
@@ -977,6 +979,7 @@ fn decide_ahead(
     let decided =
         ahead::decide(&cx.store, input, columns, &cx.filters, stage, &cx.spec.name, start_row, &|| control.stopping());
     cx.stats.spent(Busy::Filter, t);
+    tracing::debug!(stream = %cx.spec.name, file = %input.rel, "decided ahead in {:.2} s", t.elapsed().as_secs_f64());
     match decided {
         Decided::Yes(a) => {
             cx.stats.source_bytes.fetch_add(a.bytes, Ordering::Relaxed);

@@ -9,7 +9,7 @@ pub mod bind;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
@@ -245,11 +245,21 @@ pub static WORKER_RESTARTS: AtomicU64 = AtomicU64::new(0);
 
 type Frame = (Value, Vec<u8>);
 
+/// How a worker process came to be, and so how it is ended and its exit
+/// status learnt.
+enum Proc {
+    /// Started by fink: its own child.
+    Spawned(Child),
+    /// Forked from the pool's template, which reaps it.
+    Forked { pid: i32, template: Arc<Mutex<TemplateState>> },
+}
+
 struct Worker {
     /// Tells workers apart while they are lent out.
     id: u64,
-    child: Child,
-    stdin: ChildStdin,
+    proc: Proc,
+    /// Requests go here: the child's stdin, or the forked worker's socket.
+    stdin: Box<dyn Write + Send>,
     rx: Receiver<std::io::Result<Frame>>,
     /// Load ids this worker imported, with (parameters, how many have defaults).
     loaded: HashMap<String, (Vec<String>, usize)>,
@@ -264,6 +274,28 @@ struct Worker {
     shares: bool,
 }
 
+/// Reads answers on a thread of its own, so that the caller can wait with
+/// a timeout.
+fn answers(mut r: impl Read + Send + 'static) -> Result<Receiver<std::io::Result<Frame>>, CallError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("fink-python-reader".into())
+        .spawn(move || loop {
+            let r = read_frame(&mut r);
+            let end = r.is_err();
+            if tx.send(r).is_err() || end {
+                break;
+            }
+        })
+        .map_err(|e| CallError::Died(e.to_string()))?;
+    Ok(rx)
+}
+
+fn next_worker_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Worker {
     fn spawn(spec: &PythonSpec) -> Result<Worker, CallError> {
         let mut child = Command::new(&spec.interpreter)
@@ -276,24 +308,12 @@ impl Worker {
             .spawn()
             .map_err(|e| CallError::Died(format!("cannot start {}: {e}", spec.interpreter.display())))?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads answers so that the caller can wait with a timeout.
-        std::thread::Builder::new()
-            .name("fink-python-reader".into())
-            .spawn(move || loop {
-                let r = read_frame(&mut stdout);
-                let end = r.is_err();
-                if tx.send(r).is_err() || end {
-                    break;
-                }
-            })
-            .map_err(|e| CallError::Died(e.to_string()))?;
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let stdout = child.stdout.take().expect("piped stdout");
+        let rx = answers(stdout)?;
         Ok(Worker {
-            id: NEXT.fetch_add(1, Ordering::Relaxed),
-            child,
-            stdin,
+            id: next_worker_id(),
+            proc: Proc::Spawned(child),
+            stdin: Box::new(stdin),
             rx,
             loaded: HashMap::new(),
             versions: HashMap::new(),
@@ -334,27 +354,163 @@ impl Worker {
     }
 
     fn exit_status(&mut self) -> String {
+        use std::os::unix::process::ExitStatusExt;
         // The pipe closed: the process is gone or about to be.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(st)) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    return match (st.code(), st.signal()) {
-                        (_, Some(sig)) => format!("killed by signal {sig}"),
-                        (Some(c), _) => format!("exit code {c}"),
-                        _ => st.to_string(),
-                    };
+        let describe = |code: Option<i64>, signal: Option<i64>| match (code, signal) {
+            (_, Some(sig)) => Some(format!("killed by signal {sig}")),
+            (Some(c), _) => Some(format!("exit code {c}")),
+            _ => None,
+        };
+        match &mut self.proc {
+            Proc::Spawned(child) => {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                loop {
+                    match child.try_wait() {
+                        Ok(Some(st)) => {
+                            return describe(st.code().map(i64::from), st.signal().map(i64::from))
+                                .unwrap_or_else(|| st.to_string())
+                        }
+                        Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                        _ => return "its pipe closed".into(),
+                    }
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                _ => return "its pipe closed".into(),
+            }
+            Proc::Forked { pid, template } => {
+                // Its parent, the template, waits for it (up to 2 s) and says.
+                let mut st = lock(template);
+                if let TemplateState::Ready(t) = &mut *st {
+                    let req = json!({"op": "status", "pid": *pid});
+                    if let Ok((h, _)) = t.w.request(&req, &[], Duration::from_secs(5), &|| false) {
+                        let num = |k: &str| h.get(k).and_then(Value::as_i64);
+                        if let Some(d) = describe(num("code"), num("signal")) {
+                            return d;
+                        }
+                    }
+                }
+                "its connection closed".into()
             }
         }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        match self.proc {
+            Proc::Spawned(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // The template reaps it.
+            Proc::Forked { pid, .. } => {
+                crate::sys::send_signal(pid, crate::sys::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A worker that imported the pool's module filters and never runs one:
+/// new workers are forked from it, so that fink-filters and what it imports
+/// (pandas, pyspark, astropy: seconds of CPU) are imported once per pool,
+/// not once per worker, and a worker that died is replaced at once.
+struct Template {
+    w: Worker,
+    listener: std::os::unix::net::UnixListener,
+    /// A private folder (0700) holding the socket.
+    dir: PathBuf,
+    forks: u64,
+}
+
+enum TemplateState {
+    /// Started by the first load of a module filter.
+    Unstarted,
+    Ready(Box<Template>),
+    /// It died or could not fork: workers are started from scratch.
+    Unusable,
+}
+
+impl Template {
+    fn start(spec: &PythonSpec) -> Result<Template, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let dir = std::env::temp_dir().join(format!(
+            "fink-python-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Folders of fink processes that were killed (nothing else removes them).
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.strip_prefix("fink-python-").and_then(|r| r.split('-').next()?.parse::<i32>().ok());
+            if pid.is_some_and(|p| !crate::sys::process_exists(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let listener = std::os::unix::net::UnixListener::bind(dir.join("s"))
+            .and_then(|l| l.set_nonblocking(true).map(|_| l))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let w = Worker::spawn(spec).map_err(|e| e.to_string())?;
+        Ok(Template { w, listener, dir, forks: 0 })
+    }
+
+    /// A new worker holding everything the template loaded.
+    fn fork(&mut self, spec: &PythonSpec, state: &Arc<Mutex<TemplateState>>) -> Result<Worker, CallError> {
+        self.forks += 1;
+        let token = format!("{}-{}", std::process::id(), self.forks);
+        let socket = self.dir.join("s");
+        let req = json!({"op": "fork", "socket": socket.to_string_lossy(), "token": token});
+        let wait = spec.timeout.min(Duration::from_secs(30));
+        let (h, _) = self.w.request(&req, &[], wait, &|| false)?;
+        let pid = match h.get("pid").and_then(Value::as_i64) {
+            Some(p) if h.get("ok") == Some(&Value::Bool(true)) => p as i32,
+            _ => return Err(answer_error(&h)),
+        };
+        let until = Instant::now() + wait;
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((mut s, _)) => {
+                    let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+                    let hello = s
+                        .set_nonblocking(false)
+                        .and_then(|_| s.set_read_timeout(Some(left)))
+                        .and_then(|_| read_frame(&mut s))
+                        .and_then(|h| s.set_read_timeout(None).map(|_| h));
+                    // Anything else is a copy that connected too late for an
+                    // earlier request: dropped.
+                    if matches!(&hello, Ok((h, _)) if h.get("token").and_then(Value::as_str) == Some(token.as_str())) {
+                        break s;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    crate::sys::send_signal(pid, crate::sys::SIGKILL);
+                    let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+                        "not within the timeout".into()
+                    } else {
+                        e.to_string()
+                    };
+                    return Err(CallError::Died(format!("a forked worker did not connect ({why})")));
+                }
+            }
+        };
+        let reader = stream.try_clone().map_err(|e| CallError::Died(e.to_string()))?;
+        Ok(Worker {
+            id: next_worker_id(),
+            proc: Proc::Forked { pid, template: state.clone() },
+            stdin: Box::new(stream),
+            rx: answers(reader)?,
+            loaded: self.w.loaded.clone(),
+            // Module filters only, whose digest never changes.
+            versions: HashMap::new(),
+            cache: VecDeque::new(),
+            shares: self.w.shares,
+        })
+    }
+
+    fn end(self) {
+        self.w.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -389,6 +545,8 @@ pub struct Pool {
     /// Each loaded filter version's parameters (the same in every worker):
     /// a call binds its arguments before it picks a worker.
     params: Mutex<HashMap<String, Params>>,
+    /// What new workers are forked from.
+    template: Arc<Mutex<TemplateState>>,
 }
 
 struct PoolState {
@@ -421,6 +579,7 @@ impl Pool {
             idle: Mutex::new(PoolState { idle: Vec::new(), live: 0, lent: HashMap::new() }),
             freed: Condvar::new(),
             params: Mutex::new(HashMap::new()),
+            template: Arc::new(Mutex::new(TemplateState::Unstarted)),
         }
     }
 
@@ -458,7 +617,7 @@ impl Pool {
             if !wait && st.live < self.spec.workers.max(1) {
                 st.live += 1;
                 drop(st);
-                let w = Worker::spawn(&self.spec).inspect_err(|_| self.lost(None))?;
+                let w = self.new_worker().inspect_err(|_| self.lost(None))?;
                 let held = if self.spec.share { keys.iter().map(|k| k.0).collect() } else { Vec::new() };
                 lock(&self.idle).lent.insert(w.id, held);
                 return Ok(w);
@@ -508,7 +667,9 @@ impl Pool {
         if let Some(p) = w.loaded.get(&f.load_id()) {
             return Ok(p.clone());
         }
+        let t = Instant::now();
         let (h, _) = w.request(&f.load_request(), &[], self.spec.timeout, stop)?;
+        tracing::debug!(filter = %f.name, worker = w.id, "loaded in {:.2} s", t.elapsed().as_secs_f64());
         if h.get("ok") != Some(&Value::Bool(true)) {
             return Err(answer_error(&h));
         }
@@ -551,9 +712,67 @@ impl Pool {
         r
     }
 
-    /// Import `f` in a worker: its parameters and how many have defaults.
+    /// Import `f`: its parameters and how many have defaults. A module
+    /// filter is imported in the template, so that every worker forked
+    /// after has it; a file filter (edited at will) in a worker.
     pub fn load(&self, f: &PyFilter, stop: &dyn Fn() -> bool) -> Result<(Vec<String>, usize), CallError> {
+        if matches!(f.target, Target::Module(_)) {
+            if let Some(r) = self.load_in_template(f, stop) {
+                return r;
+            }
+        }
         self.with_worker(f, &[], stop, |w| self.ensure_loaded(w, f, stop))
+    }
+
+    /// None when there is no usable template: a worker loads it instead.
+    fn load_in_template(&self, f: &PyFilter, stop: &dyn Fn() -> bool) -> Option<Result<Params, CallError>> {
+        let mut st = lock(&self.template);
+        if matches!(*st, TemplateState::Unstarted) {
+            *st = match Template::start(&self.spec) {
+                Ok(t) => TemplateState::Ready(Box::new(t)),
+                Err(e) => {
+                    tracing::warn!("cannot start a template Python worker ({e}); each worker imports the filters");
+                    TemplateState::Unusable
+                }
+            };
+        }
+        let TemplateState::Ready(t) = &mut *st else { return None };
+        match self.ensure_loaded(&mut t.w, f, stop) {
+            Ok(p) => Some(Ok(p)),
+            // The module's own failure: a worker would say the same.
+            Err(e) if !e.retriable() && !matches!(e, CallError::Stopped) => Some(Err(e)),
+            // Interrupted mid-import, or the import killed it: workers load
+            // it themselves (and report how it fails) from now on; a
+            // stopped load tries a new template next time.
+            Err(e) => {
+                let stopped = matches!(e, CallError::Stopped);
+                if let TemplateState::Ready(t) = std::mem::replace(
+                    &mut *st,
+                    if stopped { TemplateState::Unstarted } else { TemplateState::Unusable },
+                ) {
+                    t.end();
+                }
+                None
+            }
+        }
+    }
+
+    /// A new worker: forked from the template when there is one.
+    fn new_worker(&self) -> Result<Worker, CallError> {
+        let mut st = lock(&self.template);
+        if let TemplateState::Ready(t) = &mut *st {
+            match t.fork(&self.spec, &self.template) {
+                Ok(w) => return Ok(w),
+                Err(e) => {
+                    tracing::warn!("cannot fork a Python worker from its template ({e}); starting one from scratch");
+                    if let TemplateState::Ready(t) = std::mem::replace(&mut *st, TemplateState::Unusable) {
+                        t.end();
+                    }
+                }
+            }
+        }
+        drop(st);
+        Worker::spawn(&self.spec)
     }
 
     /// Run `f` on the rows of `batch` (the stream's columns) that `rows`
@@ -690,6 +909,10 @@ impl Drop for Pool {
         let st = self.idle.get_mut().unwrap_or_else(|p| p.into_inner());
         for w in st.idle.drain(..) {
             w.kill();
+        }
+        let mut t = lock(&self.template);
+        if let TemplateState::Ready(t) = std::mem::replace(&mut *t, TemplateState::Unusable) {
+            t.end();
         }
     }
 }

@@ -20,16 +20,26 @@ the original stdout: answers; the filters' own prints go to stderr):
         -> {"ok": true, "seconds"} + Arrow IPC stream of one boolean column
   eval  {"op": "eval", "id"} + Arrow IPC stream of the whole batch (a
         filter that takes a DataFrame)
+  fork  {"op": "fork", "socket", "token"} -> {"ok": true, "pid"}: a copy of
+        this process (its imports and loaded filters) serves on a new
+        connection to the Unix socket, first sending {"pid", "token"}; the
+        worker fink forked it from (a template) reaps it and keeps its
+        exit status
+  status {"op": "status", "pid"} -> {"ok": true, "code", "signal"} (null
+        both when it has not ended within 2 s)
   errors -> {"ok": false, "kind": "import"|"exception"|"return"|"bind",
              "error": "...", "traceback": "..."}
 """
 
+import gc
 import hashlib
 import importlib
 import importlib.util
 import io
 import json
 import os
+import signal
+import socket
 import struct
 import sys
 import time
@@ -63,18 +73,21 @@ SHARES = int(pd.__version__.split(".")[0]) >= 3
 
 
 def read_exact(n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = IN.read(n - len(buf))
-        if not chunk:
+    # Into one buffer of the right size: no regrowing, no final copy.
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = IN.readinto(view[got:])
+        if not k:
             sys.exit(0)
-        buf.extend(chunk)
-    return bytes(buf)
+        got += k
+    return buf
 
 
 def read_frame():
     (hlen,) = struct.unpack("<I", read_exact(4))
-    header = json.loads(read_exact(hlen))
+    header = json.loads(bytes(read_exact(hlen)))
     (blen,) = struct.unpack("<Q", read_exact(8))
     return header, read_exact(blen) if blen else b""
 
@@ -268,6 +281,69 @@ def column_args(req, body):
     return args
 
 
+# Exit statuses of the workers forked from this one, by pid.
+ENDED = {}
+
+
+def reap(_signum, _frame):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ENDED[pid] = status
+
+
+def fork(req):
+    """Serve as a new worker on the socket fink listens on; the template
+    goes on answering fink on its pipes."""
+    global IN, OUT
+    if signal.getsignal(signal.SIGCHLD) is not reap:
+        signal.signal(signal.SIGCHLD, reap)
+    # The imported modules' objects are never collected again: the
+    # collector would otherwise write to every page of them in each copy.
+    gc.freeze()
+    pid = os.fork()
+    if pid:
+        write_frame({"ok": True, "pid": pid})
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    ENDED.clear()
+    CACHE.clear()
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(req["socket"])
+    fd = conn.detach()
+    # The template's pipes are its own: a copy holding them open would hide
+    # the template's end from fink.
+    IN.close()
+    OUT.close()
+    null = os.open(os.devnull, os.O_RDONLY)
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    IN = os.fdopen(fd, "rb", buffering=0)
+    OUT = os.fdopen(os.dup(fd), "wb", buffering=0)
+    write_frame({"pid": os.getpid(), "token": req["token"]})
+
+
+def status(req):
+    pid = int(req["pid"])
+    until = time.monotonic() + 2
+    while pid not in ENDED and time.monotonic() < until:
+        reap(None, None)
+        if pid not in ENDED:
+            time.sleep(0.01)
+    st = ENDED.pop(pid, None)
+    if st is None:
+        write_frame({"ok": True, "code": None, "signal": None})
+    elif os.WIFSIGNALED(st):
+        write_frame({"ok": True, "code": None, "signal": os.WTERMSIG(st)})
+    else:
+        write_frame({"ok": True, "code": os.WEXITSTATUS(st), "signal": None})
+
+
 def main():
     while True:
         req, body = read_frame()
@@ -282,6 +358,10 @@ def main():
             write_frame({"ok": True, "params": params, "optional": optional, "shares": SHARES})
         elif op == "eval":
             evaluate(req, body)
+        elif op == "fork":
+            fork(req)
+        elif op == "status":
+            status(req)
         elif op == "ping":
             write_frame({"ok": True, "python": sys.version.split()[0], "executable": sys.executable})
         else:
