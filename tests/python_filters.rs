@@ -638,3 +638,36 @@ fn python_filters_decide_a_file_first_in_calls_of_batch_rows_after_cel() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_python_filter_keeping_few_alerts_has_only_those_read_and_published_once_in_order() {
+    let w = Workspace::new();
+    assert_eq!(w.fink(&["simulate", "--out", "src", "--alerts", "900", "--per-file", "300", "--seed", "10"]).code, 0);
+    let rows = source_records(&w.path().join("src"));
+    w.write("rare.py", "def rare(candid):\n    return candid % 10 == 3\n");
+    let t = unique("pyrare");
+    w.config(&format!(
+        "{}[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\nbatch_size = 100\n\n[[topic]]\nname = \"{t}\"\n\n\
+         [filter.rare]\npython = \"rare.py:rare\"\n\n\
+         [[stream]]\nname = \"rare\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{t}\"\nfilters = [\"rare\"]\n",
+        python_section("")
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let out = w
+        .cmd()
+        .env("FINK_LOG", "fink::stream::runner=debug")
+        .args(["run", "--until-idle", "--output", "json"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let want: Vec<i64> = rows.iter().map(|a| a["candid"].as_i64().unwrap()).filter(|c| c % 10 == 3).collect();
+    assert!(!want.is_empty() && want.len() * 4 < rows.len(), "a sparse cut: {} of {}", want.len(), rows.len());
+    assert_eq!(candids(&t), want);
+    // Each file was read for its kept rows alone, and every alert counted.
+    assert_eq!(log.matches("read its kept rows").count(), 3, "{log}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = &summary["streams"][0]["stats"];
+    assert_eq!(stats["read"], 900, "{stats}");
+    assert_eq!(stats["published"].as_u64().unwrap() + stats["filtered"].as_u64().unwrap(), 900, "{stats}");
+}

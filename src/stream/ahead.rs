@@ -44,6 +44,12 @@ pub struct Ahead {
 }
 
 impl Ahead {
+    /// The rows kept, ascending, and how many rows were decided.
+    pub fn kept_rows(&self) -> (Vec<u64>, u64) {
+        let kept = self.keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u64).collect();
+        (kept, self.keep.len() as u64)
+    }
+
     /// The verdicts of rows `first..first + len`, if all are decided.
     pub fn mask(&self, first: u64, len: usize) -> Option<BooleanArray> {
         let (a, b) = (first as usize, first as usize + len);

@@ -879,6 +879,23 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
             seen_ms: cx.seen.get(&name).copied().unwrap_or_else(super::now_ms),
         },
     );
+    // Every row decided: only the kept rows are read when the stream reads
+    // on its own anyway (the other streams are done with this file), or
+    // keeps so few (a quarter at most) that decoding them alone costs less
+    // than keeping up with the streams that decode everything.
+    let selected =
+        ahead.as_ref().filter(|a| a.failed.is_none()).map(|a| a.kept_rows()).filter(|(kept, decided)| {
+            !reader.is_shared() || kept.len() as u64 * 4 <= decided.saturating_sub(start_row)
+        });
+    if let Some((kept, decided)) = selected {
+        let t = Instant::now();
+        let opened = super::source::open_rows(&cx.store, input, &cx.how, &kept);
+        cx.stats.spent(Busy::Read, t);
+        if let Some(Ok(selected)) = opened {
+            drop(reader);
+            return send_selected(cx, f, &name, selected, &kept, start_row, decided, full_schema.as_ref(), t0);
+        }
+    }
     let mut row_base = 0u64;
     let mut counted = 0u64;
     let flow = loop {
@@ -960,6 +977,87 @@ fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     Ok(flow)
 }
 
+/// The rest of [`process_file`] for a file read for its kept rows only
+/// (`kept`, ascending; rows `start_row..decided` were decided).
+#[allow(clippy::too_many_arguments)]
+fn send_selected(
+    cx: &mut Ctx<'_>,
+    f: u64,
+    name: &str,
+    mut reader: super::source::FileReader,
+    kept: &[u64],
+    start_row: u64,
+    decided: u64,
+    full_schema: Option<&arrow_schema::SchemaRef>,
+    t0: Instant,
+) -> Result<Flow, Outcome> {
+    let skipped = decided.saturating_sub(start_row) - kept.len() as u64;
+    cx.stats.read.fetch_add(skipped, Ordering::Relaxed);
+    cx.stats.filtered.fetch_add(skipped, Ordering::Relaxed);
+    let mut at = 0usize;
+    let mut counted = 0u64;
+    let flow = loop {
+        let t = Instant::now();
+        let next = reader.next();
+        cx.stats.spent(Busy::Read, t);
+        let Some(batch) = next else { break Flow::Go };
+        let now = reader.bytes.load(Ordering::Relaxed);
+        cx.stats.source_bytes.fetch_add(now.saturating_sub(counted), Ordering::Relaxed);
+        counted = counted.max(now);
+        if cx.control.stopping() {
+            return Ok(Flow::Stopped);
+        }
+        let from = kept.get(at).copied().unwrap_or(decided);
+        let batch = match batch {
+            Ok(b) if at + b.num_rows() <= kept.len() => b,
+            Ok(b) => {
+                let reason = format!("{} rows read where {} were selected", at + b.num_rows(), kept.len());
+                quarantine(cx, name, Some(from), &format!("{reason} (rows from {from} on are skipped)"));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break Flow::Go;
+            }
+            Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                quarantine(cx, name, Some(from), &format!("{reason} (rows from {from} on are skipped)"));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break Flow::Go;
+            }
+        };
+        if let Err(reason) = ensure_pipeline(cx, &batch.schema(), full_schema) {
+            quarantine(cx, name, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
+            cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+            break Flow::Go;
+        }
+        let n = batch.num_rows();
+        let rows = &kept[at..at + n];
+        let all = arrow_array::BooleanArray::from(vec![true; n]);
+        match send_rows_of(cx, f, name, &batch, &|i| rows[i], Some(all))? {
+            Flow::Stopped => return Ok(Flow::Stopped),
+            Flow::Quarantined(reason) => {
+                quarantine(cx, name, Some(rows[0]), &format!("{reason} (rows from {} on are skipped)", rows[0]));
+                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
+                break Flow::Go;
+            }
+            _ => {}
+        }
+        at += n;
+        // Every row before the next kept one is handed: sent or filtered.
+        cx.open.get_mut(&f).expect("open file").handed = kept.get(at).copied().unwrap_or(decided);
+        save_point(cx, false)?;
+        if let Some(o) = fatal(cx) {
+            return Err(o);
+        }
+    };
+    if flow == Flow::Go && at == kept.len() {
+        cx.open.get_mut(&f).expect("open file").handed = decided;
+    }
+    cx.open.get_mut(&f).expect("open file").reading = false;
+    save_point(cx, false)?;
+    tracing::debug!(stream = %cx.spec.name, file = %name, rows = kept.len(), "read its kept rows in {:.2} s", t0.elapsed().as_secs_f64());
+    Ok(flow)
+}
+
 /// Decide the file's rows ahead ([`ahead`]) if this stream does: Ok(None)
 /// when it does not, Err with the flow when the stream stops or fails.
 fn decide_ahead(
@@ -1013,6 +1111,18 @@ fn send_batch(
     first: u64,
     decided: Option<arrow_array::BooleanArray>,
 ) -> Result<Flow, Outcome> {
+    send_rows_of(cx, f, file, batch, &|i| first + i as u64, decided)
+}
+
+/// [`send_batch`] for a batch whose row `i` is row `row_of(i)` of its file.
+fn send_rows_of(
+    cx: &mut Ctx<'_>,
+    f: u64,
+    file: &str,
+    batch: &RecordBatch,
+    row_of: &dyn Fn(usize) -> u64,
+    decided: Option<arrow_array::BooleanArray>,
+) -> Result<Flow, Outcome> {
     let n = batch.num_rows();
     cx.stats.read.fetch_add(n as u64, Ordering::Relaxed);
     let t = Instant::now();
@@ -1035,10 +1145,10 @@ fn send_batch(
         None => mask,
     };
     cx.stats.spent(Busy::Filter, t);
-    let errors: Vec<(u64, String)> = errors.into_iter().map(|(row, e)| (first + row as u64, e)).collect();
+    let errors: Vec<(u64, String)> = errors.into_iter().map(|(row, e)| (row_of(row), e)).collect();
     report_filter_errors(cx, file, &errors);
     let kept_rows: Vec<u64> =
-        mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| first + i as u64).collect();
+        mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| row_of(i)).collect();
     cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);
     if kept_rows.is_empty() {
         return Ok(Flow::Go);

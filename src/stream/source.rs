@@ -138,6 +138,12 @@ fn reader_options() -> ArrowReaderOptions {
         .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
 }
 
+/// Reading some rows only: the offset index tells where each page starts,
+/// so that pages of no selected row are skipped unread.
+fn selective_options() -> ArrowReaderOptions {
+    reader_options().with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+}
+
 /// How a file is read, from its footer: its whole schema, the columns
 /// `how` asks for, and the batch size.
 fn reading(meta: &ArrowReaderMetadata, how: &How) -> (SchemaRef, parquet::arrow::ProjectionMask, usize) {
@@ -168,7 +174,7 @@ pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileRea
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let bytes = Arc::new(AtomicU64::new(0));
         match how.format {
-            SourceFormat::Parquet => open_parquet(store, input, how, bytes),
+            SourceFormat::Parquet => open_parquet(store, input, how, bytes, None),
             SourceFormat::Avro => {
                 let raw = store.read(input, &bytes)?;
                 decode_avro(&input.rel, raw, how.batch_size, bytes)
@@ -178,11 +184,60 @@ pub fn open_file(store: &Arc<Store>, input: &Input, how: &How) -> Result<FileRea
     .unwrap_or_else(|panic| Err(panicked(panic)))
 }
 
+/// Open a Parquet file for the rows `rows` lists (ascending) only: its
+/// batches hold those rows, in order. The pages of the other rows are
+/// neither fetched nor decoded where the file has an offset index (Spark's
+/// and fink's writers write one). None for other formats.
+pub fn open_rows(
+    store: &Arc<Store>,
+    input: &Input,
+    how: &How,
+    rows: &[u64],
+) -> Option<Result<FileReader, SourceError>> {
+    if how.format != SourceFormat::Parquet {
+        return None;
+    }
+    let rows = Arc::new(rows.to_vec());
+    Some(
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(rows))
+        }))
+        .unwrap_or_else(|panic| Err(panicked(panic))),
+    )
+}
+
+/// `rows` (ascending) of a file of `total` rows as parquet's selection.
+fn selection(rows: &[u64], total: u64) -> parquet::arrow::arrow_reader::RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    let mut i = 0;
+    while i < rows.len() && rows[i] < total {
+        let start = rows[i];
+        let mut end = start + 1;
+        i += 1;
+        while i < rows.len() && rows[i] == end && end < total {
+            end += 1;
+            i += 1;
+        }
+        if start > at {
+            out.push(RowSelector::skip((start - at) as usize));
+        }
+        out.push(RowSelector::select((end - start) as usize));
+        at = end;
+    }
+    if total > at {
+        out.push(RowSelector::skip((total - at) as usize));
+    }
+    out.into()
+}
+
 fn open_parquet(
     store: &Arc<Store>,
     input: &Input,
     how: &How,
     bytes: Arc<AtomicU64>,
+    rows: Option<Arc<Vec<u64>>>,
 ) -> Result<FileReader, SourceError> {
     // A small file is read whole in one call: parquet's reader on a
     // `File` dups the descriptor, seeks and reads page headers a few bytes
@@ -194,7 +249,7 @@ fn open_parquet(
     };
     if whole {
         let data = store.read(input, &bytes)?;
-        return sync_reader(data, how, bytes, None)?.verified();
+        return sync_reader(data, how, bytes, None, rows)?.verified();
     }
     // Larger local files: parquet's reader on the file, which reads the
     // column chunks of the columns read, page by page (little memory).
@@ -206,7 +261,7 @@ fn open_parquet(
         store::check_unchanged(&file, input)?;
         let io_failed = Arc::new(std::sync::Mutex::new(None));
         let counted = CountedFile { file, bytes: bytes.clone(), io_failed: io_failed.clone() };
-        return sync_reader(counted, how, bytes, Some(io_failed));
+        return sync_reader(counted, how, bytes, Some(io_failed), rows);
     }
     // Larger remote files: the footer, then the column chunks of the
     // columns read, one row group at a time (parquet's async reader).
@@ -214,13 +269,18 @@ fn open_parquet(
     let mut reader =
         Ranged { store: store.clone(), input: input.clone(), bytes: bytes.clone(), failed: failed.clone() };
     let build = async {
-        let metadata = reader.get_metadata(None).await?;
-        let meta = ArrowReaderMetadata::try_new(metadata, reader_options())?;
-        let (full_schema, mask, rows) = reading(&meta, how);
-        let stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+        let options = if rows.is_some() { selective_options() } else { reader_options() };
+        let metadata = reader.get_metadata(Some(&options)).await?;
+        let meta = ArrowReaderMetadata::try_new(metadata, options)?;
+        let (full_schema, mask, batch) = reading(&meta, how);
+        let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
             .with_projection(mask)
-            .with_batch_size(rows)
-            .build()?;
+            .with_batch_size(batch);
+        if let Some(rows) = &rows {
+            builder = builder.with_row_selection(selection(rows, total));
+        }
+        let stream = builder.build()?;
         Ok::<_, parquet::errors::ParquetError>((full_schema, stream))
     };
     let (full_schema, stream) = store::runtime().block_on(build).map_err(|e| parquet_error(&e, &failed))?;
@@ -265,18 +325,22 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     how: &How,
     bytes: Arc<AtomicU64>,
     io_failed: Option<IoFailed>,
+    rows: Option<Arc<Vec<u64>>>,
 ) -> Result<FileReader, SourceError> {
     let failed = io_failed.unwrap_or_default();
-    let meta = ArrowReaderMetadata::load(&input, reader_options()).map_err(|e| match parquet_error(&e, &failed) {
+    let options = if rows.is_some() { selective_options() } else { reader_options() };
+    let meta = ArrowReaderMetadata::load(&input, options).map_err(|e| match parquet_error(&e, &failed) {
         SourceError::BadData(_) => SourceError::BadData(format!("not a readable Parquet file: {e}")),
         other => other,
     })?;
-    let (full_schema, mask, rows) = reading(&meta, how);
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
-        .with_projection(mask)
-        .with_batch_size(rows)
-        .build()
-        .map_err(|e| parquet_error(&e, &failed))?;
+    let (full_schema, mask, batch) = reading(&meta, how);
+    let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta).with_projection(mask).with_batch_size(batch);
+    if let Some(rows) = &rows {
+        builder = builder.with_row_selection(selection(rows, total));
+    }
+    let reader = builder.build().map_err(|e| parquet_error(&e, &failed))?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
     Ok(FileReader {
         schema,
@@ -829,6 +893,50 @@ mod pruning_tests {
         assert_eq!(full.fields().len(), 2, "the whole schema is still known");
         assert!(pruned * 20 < all, "{pruned} bytes read without the stamps, {all} with them");
         assert!(all >= input.len * 9 / 10, "{all} of {}", input.len);
+    }
+
+    #[test]
+    fn reading_some_rows_gives_those_rows_and_skips_the_other_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_file(dir.path());
+        let (st, input) = store::local_file(&path).unwrap();
+        let how = How::all(SourceFormat::Parquet, 256);
+        let rows = [3u64, 4, 5, 40];
+        let r = open_rows(&st, &input, &how, &rows).unwrap().unwrap();
+        let bytes = r.bytes.clone();
+        let got: Vec<i64> = r
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let n = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                n.values().to_vec()
+            })
+            .collect();
+        assert_eq!(got, [3, 4, 5, 40]);
+        let read = bytes.load(Ordering::Relaxed);
+        assert!(read * 3 < input.len, "{read} bytes read of {} for 4 rows of 600", input.len);
+        // No rows, and rows past the end, read nothing.
+        let none = open_rows(&st, &input, &how, &[]).unwrap().unwrap();
+        assert_eq!(none.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0);
+        let past = open_rows(&st, &input, &how, &[599, 600, 700]).unwrap().unwrap();
+        assert_eq!(past.map(|b| b.unwrap().num_rows()).sum::<usize>(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_selection_selects_exactly_the_rows_listed(mask in proptest::collection::vec(proptest::bool::ANY, 0..300)) {
+            let rows: Vec<u64> = mask.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u64).collect();
+            let total = mask.len() as u64;
+            let mut got = Vec::new();
+            let mut at = 0u64;
+            for s in Vec::<parquet::arrow::arrow_reader::RowSelector>::from(selection(&rows, total)) {
+                if !s.skip {
+                    got.extend(at..at + s.row_count as u64);
+                }
+                at += s.row_count as u64;
+            }
+            proptest::prop_assert_eq!(at, total);
+            proptest::prop_assert_eq!(got, rows);
+        }
     }
 }
 
