@@ -177,15 +177,23 @@ if [ "${SOURCE:-}" = python ]; then
   PY="$REPO/.fink/venv/bin/python"
   # Peak RSS of fink and its Python workers together, sampled every 0.2 s.
   # (The pid is `timeout`'s: fink is its child, the workers fink's.)
+  # Also writes the peak of the tree's PSS (shared pages counted once: the
+  # workers forked from one template share its imports) to pss_kb.txt.
   tree_rss_kb() { # $1 pid
-    local max=0 cur
+    local max=0 maxp=0 cur pids p pss
     while kill -0 "$1" 2>/dev/null; do
-      cur=$(ps -e -o pid=,ppid=,rss= 2>/dev/null | awk -v root="$1" '
+      read -r cur pids < <(ps -e -o pid=,ppid=,rss= 2>/dev/null | awk -v root="$1" '
         { parent[$1] = $2; rss[$1] = $3 }
-        END { for (p in rss) { q = p; while (q != "" && q != 0 && q != root) q = parent[q]; if (q == root) s += rss[p] } print s + 0 }')
+        END { l = ""; for (p in rss) { q = p; while (q != "" && q != 0 && q != root) q = parent[q]; if (q == root) { s += rss[p]; l = l " " p } } print s + 0, l }')
       [ "$cur" -gt "$max" ] && max=$cur
+      pss=0
+      for p in $pids; do
+        pss=$((pss + $(awk '/^Pss:/ {print $2; exit}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+      done
+      [ "$pss" -gt "$maxp" ] && maxp=$pss
       sleep 0.2
     done
+    echo "$maxp" > pss_kb.txt
     echo "$max"
   }
   # fink.toml written: prints "seconds tree_rss_kb published streams"
@@ -240,7 +248,7 @@ print('[const]'); [print(k, '=', json.dumps(v)) for k, v in c.items()]")
     { echo "include = [\"$REPO/conf/fink/ztf.toml\"]"; GROUP="bc$r" header | sed 's/^scope = .*/scope = ["bench_*", "fink_*"]/'; } > fink.toml
     read -r t rss pub n < <(run_written) || exit 1
     cat_t+=("$t"); cat_rss+=("$rss")
-    echo "run $r, ZTF catalogue ($n streams):       ${t}s, published $pub, peak RSS with workers $((rss / 1024)) MB"
+    echo "run $r, ZTF catalogue ($n streams):       ${t}s, published $pub, peak RSS with workers $((rss / 1024)) MB (PSS $(( $(cat pss_kb.txt) / 1024 )) MB)"
     topics=$(python3 -c "
 import tomllib; f = tomllib.load(open('$REPO/conf/fink/ztf.toml', 'rb'))['filter']
 print(' '.join(k for k in f if k != 'simbad_candidates'))")
