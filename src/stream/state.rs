@@ -93,7 +93,11 @@ impl Reader {
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
             // Progress records are small: no 64 MB prefetch per reader.
-            .set("queued.max.messages.kbytes", "1024");
+            .set("queued.max.messages.kbytes", "1024")
+            // A read ends at each partition's end: a fetch that finds
+            // nothing new must not hold the start of a stream for the
+            // default 500 ms.
+            .set("fetch.wait.max.ms", "10");
         let c = cfg.create_with_context(Quiet).map_err(|e| format!("cannot create the state reader: {e}"))?;
         Ok(Reader { c, conn: conn.clone(), group: group.to_string() })
     }
@@ -150,11 +154,25 @@ impl Reader {
             tpl.add_partition_offset(topic, *p, at).map_err(|e| e.to_string())?;
         }
         self.c.assign(&tpl).map_err(|e| format!("cannot read state topic {topic:?}: {e}"))?;
+        let r = self.read_assigned(topic, partitions.len(), until, timeout);
+        // Between reads nothing is fetched (with the short fetch wait an
+        // idle assignment would ask the broker a hundred times a second).
+        let _ = self.c.unassign();
+        r
+    }
+
+    fn read_assigned(
+        &self,
+        topic: &str,
+        partitions: usize,
+        until: Option<(i32, i64)>,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, Record>, String> {
         let mut out = BTreeMap::new();
         let mut ended = std::collections::HashSet::new();
         let deadline = Instant::now() + timeout;
         loop {
-            if until.is_none() && ended.len() >= partitions.len() {
+            if until.is_none() && ended.len() >= partitions {
                 return Ok(out);
             }
             if Instant::now() >= deadline {
