@@ -30,7 +30,9 @@ use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 
 mod delivery;
+mod file;
 use delivery::{Admit, AtLeastOnce, Delivery, Transactional};
+use file::process_file;
 #[cfg(test)]
 mod engine_tests;
 
@@ -349,8 +351,6 @@ struct OpenFile {
     handed: u64,
     /// Still being read (or reading was interrupted by a stop).
     reading: bool,
-    /// Why the rest of the file was skipped, if it was.
-    quarantined: Option<String>,
     /// When fink first saw it (ms since the epoch).
     seen_ms: u64,
 }
@@ -843,221 +843,6 @@ fn stepped(
     }
 }
 
-fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
-    let name = input.rel.clone();
-    let start_row = cx.ckpt.rows_done(&name);
-    let t0 = Instant::now();
-    let t = t0;
-    let opened = cx.follower.open(&cx.store, input, &cx.how);
-    cx.stats.spent(Busy::Read, t);
-    let mut reader = match opened {
-        Ok(r) => r,
-        Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
-        Err(e) => {
-            quarantine(cx, &name, None, &e.to_string());
-            cx.ckpt.mark_done(&name, input.identity());
-            progress_changed(cx)?;
-            return Ok(Flow::Go);
-        }
-    };
-    cx.stats.source_down(None);
-    let full_schema = reader.full_schema();
-    let ahead = match decide_ahead(cx, input, full_schema.as_deref(), start_row) {
-        Ok(a) => a,
-        Err(flow) => return flow,
-    };
-    cx.file_no += 1;
-    let f = cx.file_no;
-    cx.open.insert(
-        f,
-        OpenFile {
-            name: name.clone(),
-            id: input.identity(),
-            handed: start_row,
-            reading: true,
-            quarantined: None,
-            seen_ms: cx.seen.get(&name).copied().unwrap_or_else(super::now_ms),
-        },
-    );
-    // Every row decided: only the kept rows are read when the stream reads
-    // on its own anyway (the other streams are done with this file), or
-    // keeps so few (a quarter at most) that decoding them alone costs less
-    // than keeping up with the streams that decode everything.
-    let selected =
-        ahead.as_ref().filter(|a| a.failed.is_none()).map(|a| a.kept_rows()).filter(|(kept, decided)| {
-            !reader.is_shared() || kept.len() as u64 * 4 <= decided.saturating_sub(start_row)
-        });
-    if let Some((kept, decided)) = selected {
-        let t = Instant::now();
-        let opened = super::source::open_rows(&cx.store, input, &cx.how, &kept);
-        cx.stats.spent(Busy::Read, t);
-        if let Some(Ok(selected)) = opened {
-            drop(reader);
-            return send_selected(cx, f, &name, selected, &kept, start_row, decided, full_schema.as_ref(), t0);
-        }
-    }
-    let mut row_base = 0u64;
-    let mut counted = 0u64;
-    let flow = loop {
-        let t = Instant::now();
-        let next = reader.next();
-        cx.stats.spent(Busy::Read, t);
-        let Some(batch) = next else { break Flow::Go };
-        let now = reader.bytes_read();
-        cx.stats.source_bytes.fetch_add(now.saturating_sub(counted), Ordering::Relaxed);
-        counted = counted.max(now);
-        if cx.control.stopping() {
-            // Not done: the next run goes on from the recorded position.
-            return Ok(Flow::Stopped);
-        }
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
-            Err(e) => {
-                let reason = e.to_string();
-                // A corrupt part: what was read so far stands, the rest is quarantined.
-                quarantine(cx, &name, Some(row_base), &format!("{reason} (rows from {row_base} on are skipped)"));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-        };
-        let n = batch.num_rows() as u64;
-        if row_base + n <= start_row {
-            row_base += n;
-            continue;
-        }
-        let skip = start_row.saturating_sub(row_base);
-        let batch = if skip > 0 { batch.slice(skip as usize, (n - skip) as usize) } else { batch };
-        let first = row_base + skip;
-        if let Err(reason) = ensure_pipeline(cx, &batch.schema(), full_schema.as_ref()) {
-            quarantine(cx, &name, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
-            cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-            break Flow::Go;
-        }
-        let decided = ahead.as_ref().and_then(|a| a.mask(first, batch.num_rows()));
-        if let Some((at, reason)) = ahead.as_ref().and_then(|a| a.failed.clone()) {
-            if at < first + batch.num_rows() as u64 {
-                // A Python filter failed on the call from `at`: what came
-                // before it is decided and sent, the rest quarantined.
-                let head = at.saturating_sub(first) as usize;
-                let mask = ahead.as_ref().and_then(|a| a.mask(first, head));
-                if head > 0 && send_batch(cx, f, &name, &batch.slice(0, head), first, mask)? == Flow::Stopped {
-                    return Ok(Flow::Stopped);
-                }
-                let at = first + head as u64;
-                quarantine(cx, &name, Some(at), &format!("{reason} (rows from {at} on are skipped)"));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-        }
-        match send_batch(cx, f, &name, &batch, first, decided)? {
-            // `handed` stays at the first row not sent.
-            Flow::Stopped => return Ok(Flow::Stopped),
-            Flow::Quarantined(reason) => {
-                quarantine(cx, &name, Some(first), &format!("{reason} (rows from {first} on are skipped)"));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-            _ => {}
-        }
-        cx.open.get_mut(&f).expect("open file").handed = first + batch.num_rows() as u64;
-        row_base += n;
-        save_point(cx, false)?;
-        if let Some(o) = fatal(cx) {
-            return Err(o);
-        }
-    };
-    cx.stats.source_bytes.fetch_add(reader.bytes_read().saturating_sub(counted), Ordering::Relaxed);
-    if reader.read_alone() {
-        cx.stats.files_read_alone.fetch_add(1, Ordering::Relaxed);
-    }
-    cx.open.get_mut(&f).expect("open file").reading = false;
-    save_point(cx, false)?;
-    tracing::debug!(stream = %cx.spec.name, file = %name, "read in {:.2} s", t0.elapsed().as_secs_f64());
-    Ok(flow)
-}
-
-/// The rest of [`process_file`] for a file read for its kept rows only
-/// (`kept`, ascending; rows `start_row..decided` were decided).
-#[allow(clippy::too_many_arguments)]
-fn send_selected(
-    cx: &mut Ctx<'_>,
-    f: u64,
-    name: &str,
-    mut reader: super::source::FileReader,
-    kept: &[u64],
-    start_row: u64,
-    decided: u64,
-    full_schema: Option<&arrow_schema::SchemaRef>,
-    t0: Instant,
-) -> Result<Flow, Outcome> {
-    let skipped = decided.saturating_sub(start_row) - kept.len() as u64;
-    cx.stats.read.fetch_add(skipped, Ordering::Relaxed);
-    cx.stats.filtered.fetch_add(skipped, Ordering::Relaxed);
-    let mut at = 0usize;
-    let mut counted = 0u64;
-    let flow = loop {
-        let t = Instant::now();
-        let next = reader.next();
-        cx.stats.spent(Busy::Read, t);
-        let Some(batch) = next else { break Flow::Go };
-        let now = reader.bytes.load(Ordering::Relaxed);
-        cx.stats.source_bytes.fetch_add(now.saturating_sub(counted), Ordering::Relaxed);
-        counted = counted.max(now);
-        if cx.control.stopping() {
-            return Ok(Flow::Stopped);
-        }
-        let from = kept.get(at).copied().unwrap_or(decided);
-        let batch = match batch {
-            Ok(b) if at + b.num_rows() <= kept.len() => b,
-            Ok(b) => {
-                let reason = format!("{} rows read where {} were selected", at + b.num_rows(), kept.len());
-                quarantine(cx, name, Some(from), &format!("{reason} (rows from {from} on are skipped)"));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-            Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
-            Err(e) => {
-                let reason = e.to_string();
-                quarantine(cx, name, Some(from), &format!("{reason} (rows from {from} on are skipped)"));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-        };
-        if let Err(reason) = ensure_pipeline(cx, &batch.schema(), full_schema) {
-            quarantine(cx, name, None, &format!("does not fit stream {:?}: {reason}", cx.spec.name));
-            cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-            break Flow::Go;
-        }
-        let n = batch.num_rows();
-        let rows = &kept[at..at + n];
-        let all = arrow_array::BooleanArray::from(vec![true; n]);
-        match send_rows_of(cx, f, name, &batch, &|i| rows[i], Some(all))? {
-            Flow::Stopped => return Ok(Flow::Stopped),
-            Flow::Quarantined(reason) => {
-                quarantine(cx, name, Some(rows[0]), &format!("{reason} (rows from {} on are skipped)", rows[0]));
-                cx.open.get_mut(&f).expect("open file").quarantined = Some(reason);
-                break Flow::Go;
-            }
-            _ => {}
-        }
-        at += n;
-        // Every row before the next kept one is handed: sent or filtered.
-        cx.open.get_mut(&f).expect("open file").handed = kept.get(at).copied().unwrap_or(decided);
-        save_point(cx, false)?;
-        if let Some(o) = fatal(cx) {
-            return Err(o);
-        }
-    };
-    if flow == Flow::Go && at == kept.len() {
-        cx.open.get_mut(&f).expect("open file").handed = decided;
-    }
-    cx.open.get_mut(&f).expect("open file").reading = false;
-    save_point(cx, false)?;
-    tracing::debug!(stream = %cx.spec.name, file = %name, rows = kept.len(), "read its kept rows in {:.2} s", t0.elapsed().as_secs_f64());
-    Ok(flow)
-}
-
 /// Decide the file's rows ahead ([`ahead`]) if this stream does: Ok(None)
 /// when it does not, Err with the flow when the stream stops or fails.
 fn decide_ahead(
@@ -1101,20 +886,8 @@ fn report_filter_errors(cx: &mut Ctx<'_>, file: &str, errors: &[(u64, String)]) 
     }
 }
 
-/// Filter (unless `decided` ahead), encode and send one batch whose first
-/// row is row `first` of its file.
-fn send_batch(
-    cx: &mut Ctx<'_>,
-    f: u64,
-    file: &str,
-    batch: &RecordBatch,
-    first: u64,
-    decided: Option<arrow_array::BooleanArray>,
-) -> Result<Flow, Outcome> {
-    send_rows_of(cx, f, file, batch, &|i| first + i as u64, decided)
-}
-
-/// [`send_batch`] for a batch whose row `i` is row `row_of(i)` of its file.
+/// Filter (unless `decided` ahead), encode and send one batch whose row `i`
+/// is row `row_of(i)` of its file.
 fn send_rows_of(
     cx: &mut Ctx<'_>,
     f: u64,
