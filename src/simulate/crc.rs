@@ -9,7 +9,9 @@
 //! footer goes through the parquet crate's own metadata reader and writer.
 
 use bytes::Bytes;
-use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+use parquet::file::metadata::page_index::{PageIndexBuilder, PageIndexProvider};
+use parquet::file::metadata::{OffsetIndexBuilder, PageIndexPolicy, ParquetMetaDataReader, ParquetMetaDataWriter};
+use parquet::file::page_index::offset_index::OffsetIndexMetaData;
 
 /// Reads Thrift's compact protocol: varints, and skipping any value.
 struct Compact<'a> {
@@ -128,19 +130,31 @@ fn page_with_crc(chunk: &[u8], at: usize, out: &mut Vec<u8>) -> anyhow::Result<u
     Ok(header_end + size - at)
 }
 
-/// `file` (a whole Parquet file the parquet crate wrote, without page
-/// index) with a checksum in every page header.
+/// `file` (a whole Parquet file the parquet crate wrote) with a checksum
+/// in every page header. Its offset index, if it has one, moves with the
+/// pages (readers use it to fetch only the pages of the rows they want);
+/// a column index is dropped.
 pub fn with_page_checksums(file: Vec<u8>) -> anyhow::Result<Vec<u8>> {
     let bytes = Bytes::from(file);
-    let meta = ParquetMetaDataReader::new().parse_and_finish(&bytes)?;
+    let meta =
+        ParquetMetaDataReader::new().with_offset_index_policy(PageIndexPolicy::Optional).parse_and_finish(&bytes)?;
+    let old_index = meta.page_index().cloned();
+    let mut index = old_index.as_ref().filter(|i| i.has_offset_indexes()).map(|_| {
+        let columns = meta.row_groups().first().map_or(0, |rg| rg.columns().len());
+        let mut b = PageIndexBuilder::default();
+        b.allocate_offset_indexes(meta.num_row_groups(), columns);
+        b
+    });
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 100);
     out.extend_from_slice(b"PAR1");
     let mut row_groups = Vec::new();
-    for rg in meta.row_groups() {
+    for (rg_no, rg) in meta.row_groups().iter().enumerate() {
         let mut columns = Vec::new();
         let (mut rg_start, mut grown_total) = (None, 0i64);
-        for cc in rg.columns() {
+        for (col_no, cc) in rg.columns().iter().enumerate() {
             let (start, len) = cc.byte_range();
+            // Old offset in the file -> (new offset, new size with header).
+            let mut moved = std::collections::HashMap::new();
             let chunk =
                 bytes.get(start as usize..(start + len) as usize).ok_or_else(|| bad("column chunk out of file"))?;
             let new_start = out.len() as i64;
@@ -155,7 +169,14 @@ pub fn with_page_checksums(file: Vec<u8>) -> anyhow::Result<Vec<u8>> {
                     data_page = Some(page_at);
                 }
                 first = false;
+                let old = start as i64 + at as i64;
                 at += page_with_crc(chunk, at, &mut out)?;
+                moved.insert(old, (page_at, (out.len() as i64 - page_at) as i32));
+            }
+            if let (Some(b), Some(old)) =
+                (index.as_mut(), old_index.as_ref().and_then(|i| i.offset_index(rg_no, col_no)))
+            {
+                b.put_offset_index(moved_index(old, &moved, rg.num_rows())?, rg_no, col_no);
             }
             let new_len = (out.len() - before) as i64;
             let grown = new_len - len as i64;
@@ -186,9 +207,32 @@ pub fn with_page_checksums(file: Vec<u8>) -> anyhow::Result<Vec<u8>> {
             .build()?;
         row_groups.push(rg);
     }
-    let meta = meta.into_builder().set_row_groups(row_groups).set_page_index(None).build();
-    ParquetMetaDataWriter::new(&mut out, &meta).with_preserve_page_index_locations(false).finish()?;
-    Ok(out)
+    let index = index.map(|b| std::sync::Arc::new(b.build()) as std::sync::Arc<dyn PageIndexProvider>);
+    let meta = meta.into_builder().set_row_groups(row_groups).set_page_index(index).build();
+    // The index's offsets count from the file's start: the writer must
+    // have seen every byte before them.
+    let mut file = Vec::with_capacity(out.len() + out.len() / 50);
+    let mut w = parquet::file::writer::TrackedWrite::new(&mut file);
+    std::io::Write::write_all(&mut w, &out)?;
+    ParquetMetaDataWriter::new_with_tracked(w, &meta).with_preserve_page_index_locations(false).finish()?;
+    Ok(file)
+}
+
+/// A column chunk's offset index with its pages where they moved to.
+fn moved_index(
+    old: &OffsetIndexMetaData,
+    moved: &std::collections::HashMap<i64, (i64, i32)>,
+    rows: i64,
+) -> anyhow::Result<OffsetIndexMetaData> {
+    let pages = old.page_locations();
+    let mut b = OffsetIndexBuilder::new();
+    for (i, p) in pages.iter().enumerate() {
+        let (at, size) = moved.get(&p.offset).ok_or_else(|| bad("the offset index names no page"))?;
+        b.append_offset_and_size(*at, *size);
+        b.append_row_count(pages.get(i + 1).map_or(rows, |n| n.first_row_index) - p.first_row_index);
+        b.append_unencoded_byte_array_data_bytes(old.unencoded_byte_array_data_bytes().and_then(|u| u.get(i).copied()));
+    }
+    Ok(b.build())
 }
 
 #[cfg(test)]
@@ -266,5 +310,62 @@ mod tests {
             }
         }
         assert!(failed > 0);
+    }
+
+    #[test]
+    fn the_offset_index_moves_with_the_pages_and_a_selection_reads_only_its_rows() {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1000));
+        let s: ArrayRef = Arc::new(StringArray::from_iter_values((0..1000).map(|i| format!("alert {i}"))));
+        let batch = RecordBatch::try_from_iter([("n", n), ("s", s)]).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(300))
+            .set_data_page_row_count_limit(40)
+            .set_write_batch_size(40)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
+            .build();
+        let mut plain = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut plain, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let summed = Bytes::from(with_page_checksums(plain).unwrap());
+        let meta = ParquetMetaDataReader::new()
+            .with_offset_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&summed)
+            .unwrap();
+        let index = meta.page_index().expect("an offset index");
+        let mut pages = 0;
+        for (r, rg) in meta.row_groups().iter().enumerate() {
+            for (c, cc) in rg.columns().iter().enumerate() {
+                let locs = index.offset_index(r, c).expect("every chunk indexed").page_locations();
+                let (start, len) = cc.byte_range();
+                assert!(locs.len() > 1, "several pages a chunk");
+                for (i, p) in locs.iter().enumerate() {
+                    // A data page header with its checksum starts there, and
+                    // the page ends where the next one (or the chunk) starts.
+                    let mut h = Compact { b: &summed, pos: p.offset as usize };
+                    assert_eq!(h.byte().unwrap(), 0x15);
+                    assert_eq!(h.i32().unwrap(), 0, "a data page (v1)");
+                    let end = locs.get(i + 1).map_or((start + len) as i64, |n| n.offset);
+                    assert_eq!(p.offset + p.compressed_page_size as i64, end);
+                    pages += 1;
+                }
+            }
+        }
+        assert!(pages > 20);
+        // A reader selecting rows 5 and 612 gets exactly those, through the index.
+        let sel = RowSelection::from_consecutive_ranges([5..6, 612..613].into_iter(), 1000);
+        let r = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            summed.clone(),
+            ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required),
+        )
+        .unwrap()
+        .with_row_selection(sel)
+        .build()
+        .unwrap();
+        let got: Vec<i64> = r
+            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(got, [5, 612]);
     }
 }
