@@ -330,6 +330,8 @@ struct Ctx<'a> {
     /// `[[notify]]` of this stream: offered each alert handed to Kafka.
     notifiers: Vec<super::notify::Notifier>,
     filter_errors_logged: u32,
+    /// The longest time deciding a file ahead took (Python filters).
+    longest_decision: Option<Duration>,
     /// Sealed folders already reported as waiting to be told apart.
     waiting_reported: std::collections::BTreeSet<String>,
     /// When fink first saw each file still to read (ms, fink's clock):
@@ -416,6 +418,7 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
             })
             .collect(),
         filter_errors_logged: 0,
+        longest_decision: None,
         waiting_reported: Default::default(),
         seen: Default::default(),
     };
@@ -854,7 +857,8 @@ fn decide_ahead(
     let (Some(stage), Some(schema)) = (cx.python.as_ref(), full_schema) else { return Ok(None) };
     let Some(columns) = ahead::columns(stage, &cx.filters, &cx.how, schema) else { return Ok(None) };
     let t = Instant::now();
-    with_delivery(cx, |d, cx| d.before_long_pause(cx)).map_err(Err)?;
+    let longest = cx.longest_decision;
+    with_delivery(cx, |d, cx| d.before_long_pause(cx, longest)).map_err(Err)?;
     cx.stats.spent(Busy::Commit, t);
     let t = Instant::now();
     let control = cx.control;
@@ -862,6 +866,7 @@ fn decide_ahead(
     let decided =
         ahead::decide(&cx.store, input, columns, &cx.filters, stage, &cx.spec.name, start_row, &|| control.stopping());
     cx.stats.spent(Busy::Filter, t);
+    cx.longest_decision = Some(cx.longest_decision.unwrap_or_default().max(t.elapsed()));
     tracing::debug!(stream = %cx.spec.name, file = %input.rel, "decided ahead in {:.2} s", t.elapsed().as_secs_f64());
     match decided {
         Decided::Yes(a) => {

@@ -47,7 +47,11 @@ pub(super) trait Delivery {
     /// filters decided ahead): an open transaction is committed first, so
     /// that it cannot outlive `transaction.timeout.ms` and be aborted, and
     /// then sent and aborted again, whatever the time the filters take.
-    fn before_long_pause(&mut self, _cx: &mut Ctx<'_>) -> Result<(), Outcome> {
+    ///
+    /// `longest`: the longest such pause of this stream so far (None before
+    /// the first): a transaction that will outlive the next one by far
+    /// is left open, as a commit waits for every alert in flight.
+    fn before_long_pause(&mut self, _cx: &mut Ctx<'_>, _longest: Option<Duration>) -> Result<(), Outcome> {
         Ok(())
     }
 }
@@ -220,6 +224,8 @@ pub(super) struct Transactional {
     partition: i32,
     /// A transaction is open (alerts or state were sent in it).
     open: bool,
+    /// When the open transaction began.
+    opened_at: Instant,
     /// Progress changed without an alert (a quarantined file, an import):
     /// commit even if nothing is sent.
     dirty: bool,
@@ -303,6 +309,7 @@ impl Transactional {
             spec: t,
             partition,
             open: false,
+            opened_at: Instant::now(),
             dirty: imported.is_some(),
             last_commit: Instant::now(),
             last_commit_tick: 0,
@@ -340,6 +347,7 @@ impl Transactional {
         if !self.open {
             cx.sink.producer().begin_transaction().map_err(txn_err)?;
             self.open = true;
+            self.opened_at = Instant::now();
         }
         let mut p = cx.ckpt.clone();
         let mut finished = Vec::new();
@@ -413,8 +421,15 @@ impl Transactional {
 }
 
 impl Delivery for Transactional {
-    fn before_long_pause(&mut self, cx: &mut Ctx<'_>) -> Result<(), Outcome> {
-        if self.open {
+    fn before_long_pause(&mut self, cx: &mut Ctx<'_>, longest: Option<Duration>) -> Result<(), Outcome> {
+        // Committed unless the transaction, its age plus twice the longest
+        // pause seen, stays within a quarter of its timeout. Should a pause
+        // still outlast it, the broker aborts the transaction and the
+        // stream restarts from its committed progress: nothing lost or
+        // published twice, and no transaction is open at that start.
+        let safe =
+            longest.is_some_and(|l| self.opened_at.elapsed() + l * 2 < crate::stream::sink::TRANSACTION_TIMEOUT / 4);
+        if self.open && !safe {
             self.commit(cx)?;
         }
         Ok(())
@@ -427,6 +442,7 @@ impl Delivery for Transactional {
         if !self.open {
             cx.sink.producer().begin_transaction().map_err(|e| StreamError::from_txn(cx.spec, &self.spec.id, &e))?;
             self.open = true;
+            self.opened_at = Instant::now();
         }
         self.sent += 1;
         Ok(Admit::Send)
