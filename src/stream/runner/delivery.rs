@@ -43,14 +43,12 @@ pub(super) trait Delivery {
     /// A transaction was aborted: forget what was handed over since the
     /// last commit; the next pass sends it again.
     fn rewind(&mut self, cx: &mut Ctx<'_>, a: Aborted);
-    /// The stream is about to go a long time without sending (a file's
-    /// filters decided ahead): an open transaction is committed first, so
-    /// that it cannot outlive `transaction.timeout.ms` and be aborted, and
-    /// then sent and aborted again, whatever the time the filters take.
-    ///
-    /// `longest`: the longest such pause of this stream so far (None before
-    /// the first): a transaction that will outlive the next one by far
-    /// is left open, as a commit waits for every alert in flight.
+    /// The stream is about to go a while without sending (a file's filters
+    /// decided ahead): an open transaction that might not outlive the pause
+    /// (`transaction.timeout.ms`) is committed first, rather than be
+    /// aborted and sent again. `longest`: the longest such pause of this
+    /// stream so far (None before the first); one that will outlive the
+    /// next by far is left open, as a commit waits for every alert in flight.
     fn before_long_pause(&mut self, _cx: &mut Ctx<'_>, _longest: Option<Duration>) -> Result<(), Outcome> {
         Ok(())
     }
