@@ -418,16 +418,19 @@ impl Transactional {
     }
 }
 
+/// Whether a transaction open for `age` is committed before a pause as
+/// long as `longest` so far (None: no pause yet, length unknown): unless
+/// its age plus twice that stays within a quarter of its timeout. Should a
+/// pause still outlast it, the broker aborts the transaction and what it
+/// held is sent again from the committed progress: nothing lost or
+/// published twice.
+fn commit_before_pause(age: Duration, longest: Option<Duration>) -> bool {
+    !longest.is_some_and(|l| age + l * 2 < crate::stream::sink::TRANSACTION_TIMEOUT / 4)
+}
+
 impl Delivery for Transactional {
     fn before_long_pause(&mut self, cx: &mut Ctx<'_>, longest: Option<Duration>) -> Result<(), Outcome> {
-        // Committed unless the transaction, its age plus twice the longest
-        // pause seen, stays within a quarter of its timeout. Should a pause
-        // still outlast it, the broker aborts the transaction and the
-        // stream restarts from its committed progress: nothing lost or
-        // published twice, and no transaction is open at that start.
-        let safe =
-            longest.is_some_and(|l| self.opened_at.elapsed() + l * 2 < crate::stream::sink::TRANSACTION_TIMEOUT / 4);
-        if self.open && !safe {
+        if self.open && commit_before_pause(self.opened_at.elapsed(), longest) {
             self.commit(cx)?;
         }
         Ok(())
@@ -533,5 +536,23 @@ impl Delivery for Transactional {
         cx.open.clear();
         self.open = false;
         self.sent = 0;
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_is_committed_before_a_pause_that_it_might_not_outlive() {
+        let s = Duration::from_secs;
+        // Unknown length: committed.
+        assert!(commit_before_pause(s(0), None));
+        // Quick decisions on a young transaction: left open.
+        assert!(!commit_before_pause(s(1), Some(Duration::from_millis(30))));
+        assert!(!commit_before_pause(s(20), Some(s(4))));
+        // Old, or decisions that take long: committed.
+        assert!(commit_before_pause(s(29), Some(s(1))));
+        assert!(commit_before_pause(s(0), Some(s(15))));
     }
 }

@@ -62,7 +62,6 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
             batches = Batches::Kept { reader, kept, at: 0, decided: *decided };
         }
     }
-    let kept_only = matches!(batches, Batches::Kept { .. });
     let flow = read_batches(cx, f, &name, &mut batches, full_schema.as_ref())?;
     if flow != Flow::Go {
         // Stopped or unavailable: not done, the file is read again from
@@ -75,11 +74,11 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
     cx.open.get_mut(&f).expect("open file").reading = false;
     save_point(cx, false)?;
     let secs = t0.elapsed().as_secs_f64();
-    match &selected {
-        Some((kept, _)) if kept_only => {
+    match &batches {
+        Batches::Kept { kept, .. } => {
             tracing::debug!(stream = %cx.spec.name, file = %name, rows = kept.len(), "read its kept rows in {secs:.2} s")
         }
-        _ => tracing::debug!(stream = %cx.spec.name, file = %name, "read in {secs:.2} s"),
+        Batches::All { .. } => tracing::debug!(stream = %cx.spec.name, file = %name, "read in {secs:.2} s"),
     }
     Ok(flow)
 }
