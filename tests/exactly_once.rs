@@ -25,16 +25,20 @@ impl Lcg {
 }
 
 fn simulate(w: &Workspace, alerts: usize, per_file: usize) {
+    simulate_into(w, "src", alerts, per_file, 11);
+}
+
+fn simulate_into(w: &Workspace, out: &str, alerts: usize, per_file: usize, seed: u64) {
     let r = w.fink(&[
         "simulate",
         "--out",
-        "src",
+        out,
         "--alerts",
         &alerts.to_string(),
         "--per-file",
         &per_file.to_string(),
         "--seed",
-        "11",
+        &seed.to_string(),
     ]);
     assert_eq!(r.code, 0, "{}", r.all());
 }
@@ -50,9 +54,16 @@ fn kill_9_again_and_again_then_every_alert_exactly_once() {
     // FINK_CHAOS_KILLS / FINK_CHAOS_ALERTS scale it up (integration/chaos.sh runs 20 kills over 20,000 alerts).
     let alerts = env_or("FINK_CHAOS_ALERTS", 4000) as usize;
     let kills = env_or("FINK_CHAOS_KILLS", 5);
-    simulate(&w, alerts, 100);
-    // Small batches and frequent commits: more transactions to interrupt,
-    // and a backlog that outlasts the kills (chaos.sh tunes both).
+    // Alerts keep arriving, as in a night: a share lands before each
+    // restart, so every run has a backlog however fast the previous one
+    // was, and each kill comes after a random count of this run's alerts
+    // (a count, not a time, so a faster build still kills mid-backlog).
+    let share = (alerts / (kills as usize + 1)) / 100 * 100;
+    assert!(kills >= 1);
+    assert!(share >= 200, "FINK_CHAOS_ALERTS too small for {kills} kills");
+    // The first run has the first share and more; a share lands before each restart.
+    simulate(&w, alerts - share * (kills as usize - 1), 100);
+    // Small batches and frequent commits: more transactions to interrupt.
     let commit_ms = env_or("FINK_CHAOS_COMMIT_MS", 300);
     let batch = env_or("FINK_CHAOS_BATCH", 256);
     w.config(&format!(
@@ -62,21 +73,26 @@ fn kill_9_again_and_again_then_every_alert_exactly_once() {
     let mut rng = Lcg(7);
     let mut landed_mid_backlog = 0;
     for k in 0..kills {
+        if k > 0 {
+            simulate_into(&w, &format!("src/arrived{k}"), share, 100, 11 + k);
+        }
         let mut run = FinkRun::start(&w, &[]);
-        run.wait("the stream to publish", || {
-            run.stream("c")["stats"]["published"].as_u64().unwrap_or(0) > 0
+        let after = rng.next_ms(1, share as u64 / 2);
+        run.wait(&format!("the stream to publish {after} alerts"), || {
+            run.stream("c")["stats"]["published"].as_u64().unwrap_or(0) >= after
                 || run.stream("c")["state"]["state"] == "idle"
         });
-        std::thread::sleep(Duration::from_millis(
-            rng.next_ms(env_or("FINK_CHAOS_MIN_MS", 300), env_or("FINK_CHAOS_MAX_MS", 1500)),
-        ));
         let idle = run.stream("c")["state"]["state"] == "idle";
         run.child.kill().unwrap(); // SIGKILL
         run.child.wait().unwrap();
         if !idle {
             landed_mid_backlog += 1;
         }
-        eprintln!("kill {} of {kills}: {}", k + 1, if idle { "after the backlog" } else { "mid-backlog" });
+        eprintln!(
+            "kill {} of {kills}: {}",
+            k + 1,
+            if idle { "after the backlog".to_string() } else { format!("mid-backlog, {after}+ alerts into the run") }
+        );
     }
     eprintln!("{landed_mid_backlog} of {kills} kills landed mid-backlog");
     assert!(landed_mid_backlog >= 2, "the kills must land mid-backlog ({landed_mid_backlog} did)");
