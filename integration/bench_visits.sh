@@ -15,6 +15,8 @@
 # ports 49093/49193.
 #   VISITS=20 ALERTS=10000 BIG=40000 PERIOD=37 integration/bench_visits.sh
 # KEEP=1 keeps the work folder (logs, arrivals) for a look afterwards.
+# RUN_EXTRA and PYTHON_EXTRA add lines to [run] and [python] (e.g.
+# RUN_EXTRA='batch_size = 96') to compare settings on the same workload.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VISITS=${VISITS:-20}

@@ -48,6 +48,7 @@ ${PYTHON_EXTRA:-}
 [run]
 state_dir = "state"
 metrics_addr = "127.0.0.1:$3"
+${RUN_EXTRA:-}
 TOML
 }
 
