@@ -860,6 +860,11 @@ mod pruning_tests {
     /// A local file larger than [`WHOLE_FILE_MAX`]: a big `stamp` column
     /// and a small `n`.
     fn big_file(dir: &Path) -> std::path::PathBuf {
+        paged_file(dir, None)
+    }
+
+    /// [`big_file`], with pages of `page_rows` rows when given.
+    fn paged_file(dir: &Path, page_rows: Option<usize>) -> std::path::PathBuf {
         let rows = 600;
         let stamps: Vec<Vec<u8>> =
             (0..rows).map(|i| (0..10_000).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()).collect();
@@ -867,9 +872,12 @@ mod pruning_tests {
         let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
         let batch = RecordBatch::try_from_iter([("n", n), ("stamp", stamp)]).unwrap();
         let path = dir.join("big.parquet");
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
-            .build();
+        let mut props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::UNCOMPRESSED);
+        if let Some(n) = page_rows {
+            props = props.set_data_page_row_count_limit(n).set_write_batch_size(n);
+        }
+        let props = props.build();
         let mut w =
             parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
                 .unwrap();
@@ -934,25 +942,9 @@ mod pruning_tests {
         // third of them. Decoding every row and masking (parquet's choice
         // for scattered rows) would fetch them all.
         let dir = tempfile::tempdir().unwrap();
-        let rows = 600;
-        let stamps: Vec<Vec<u8>> =
-            (0..rows).map(|i| (0..10_000).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()).collect();
-        let stamp: ArrayRef = Arc::new(BinaryArray::from_iter_values(stamps.iter()));
-        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
-        let batch = RecordBatch::try_from_iter([("n", n), ("stamp", stamp)]).unwrap();
-        let path = dir.path().join("paged.parquet");
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
-            .set_data_page_row_count_limit(10)
-            .set_write_batch_size(10)
-            .build();
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props))
-                .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        let path = paged_file(dir.path(), Some(10));
         let (st, input) = store::local_file(&path).unwrap();
-        let kept: Vec<u64> = (0..rows as u64).step_by(30).collect();
+        let kept: Vec<u64> = (0..600).step_by(30).collect();
         let r = open_rows(&st, &input, &How::all(SourceFormat::Parquet, 256), &kept).unwrap().unwrap();
         let bytes = r.bytes.clone();
         let got: Vec<u64> = r
