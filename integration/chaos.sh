@@ -5,8 +5,9 @@
 # Defaults: 20 kills over 50,000 alerts, a share of which lands before each
 # restart; each kill comes after a random count of the run's alerts. 8-row
 # batches and a commit every 100 ms cut many transactions (CI runs the same
-# test with 5 kills over 4,000). Prints how many kills landed mid-backlog. Uses the test cluster
-# (profiles/test.toml, port 29092), started here if it is not up.
+# test with 5 kills over 4,000). Prints how many kills landed mid-backlog.
+# Uses the test cluster (profiles/test.toml, port 29092), started here if it
+# is not up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILLS=${KILLS:-20}

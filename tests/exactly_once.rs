@@ -18,7 +18,7 @@ fn candids(topic: &str, partitions: i32) -> Vec<i64> {
 /// A small deterministic random sequence (no dependency for it).
 struct Lcg(u64);
 impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+    fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         lo + (self.0 >> 33) % (hi - lo + 1)
     }
@@ -51,7 +51,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn kill_9_again_and_again_then_every_alert_exactly_once() {
     let w = Workspace::new();
     let topic = unique("eos");
-    // FINK_CHAOS_KILLS / FINK_CHAOS_ALERTS scale it up (integration/chaos.sh runs 20 kills over 20,000 alerts).
+    // FINK_CHAOS_KILLS / FINK_CHAOS_ALERTS scale it up (integration/chaos.sh runs 20 kills over 50,000 alerts).
     let alerts = env_or("FINK_CHAOS_ALERTS", 4000) as usize;
     let kills = env_or("FINK_CHAOS_KILLS", 5);
     // Alerts keep arriving, as in a night: a share lands before each
@@ -61,7 +61,7 @@ fn kill_9_again_and_again_then_every_alert_exactly_once() {
     let share = (alerts / (kills as usize + 1)) / 100 * 100;
     assert!(kills >= 1);
     assert!(share >= 200, "FINK_CHAOS_ALERTS too small for {kills} kills");
-    // The first run has the first share and more; a share lands before each restart.
+    // The first run's backlog: the rest after the later shares.
     simulate(&w, alerts - share * (kills as usize - 1), 100);
     // Small batches and frequent commits: more transactions to interrupt.
     let commit_ms = env_or("FINK_CHAOS_COMMIT_MS", 300);
@@ -77,7 +77,7 @@ fn kill_9_again_and_again_then_every_alert_exactly_once() {
             simulate_into(&w, &format!("src/arrived{k}"), share, 100, 11 + k);
         }
         let mut run = FinkRun::start(&w, &[]);
-        let after = rng.next_ms(1, share as u64 / 2);
+        let after = rng.next_in(1, share as u64 / 2);
         run.wait(&format!("the stream to publish {after} alerts"), || {
             run.stream("c")["stats"]["published"].as_u64().unwrap_or(0) >= after
                 || run.stream("c")["state"]["state"] == "idle"
