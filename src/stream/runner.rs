@@ -387,9 +387,8 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
     let spec = &spec;
     let store =
         Store::open(&spec.source).map_err(|e| StreamError::Setup(format!("source {}: {e}", spec.source.display())))?;
+    let how = How { format: spec.format, batch_size: spec.batch_size, columns: spec.columns.clone() };
     let mut cx = Ctx {
-        store,
-        how: How { format: spec.format, batch_size: spec.batch_size, columns: spec.columns.clone() },
         spec,
         stats: &stats,
         control: &control,
@@ -403,8 +402,10 @@ fn run(p: Prepared, state: &Mutex<State>, wake: &Receiver<()>, opts: StartOption
         open: BTreeMap::new(),
         follower: {
             let control = control.clone();
-            shared::Follower::with_stop(Arc::new(move || control.stopping()))
+            shared::Follower::on(&store, &how, Arc::new(move || control.stopping()))
         },
+        store,
+        how,
         pipeline: None,
         notifiers: spec
             .notify

@@ -6,10 +6,13 @@
 //! reading that file take from (the batches are shared, `RecordBatch` clones
 //! are reference counts). Memory stays flat: at most [`WINDOW`] batches per
 //! open file. The decoder waits (up to [`LAGGARD_WAIT`]) for readers that have
-//! not yet taken the oldest batch, so streams move together; a reader that
-//! falls further behind (a stalled topic, a stream started later) reads the
-//! file on its own, which is slower but never wrong: batch boundaries are the
-//! same for every reader of a file.
+//! not yet taken the oldest batch, and keeps a file's first batch for the
+//! streams on the same source that have yet to open it (still starting, or
+//! on an earlier file), so streams move together. A reader that falls
+//! further behind (a stalled topic, a stream started later) reads the file
+//! on its own, which is slower but never wrong: batch boundaries are the
+//! same for every reader of a file; and a stream that did not come in time
+//! is not waited for again until it joins a file in step.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,11 +59,12 @@ struct Window {
     decoding: bool,
     /// Next index each registered reader will ask for.
     cursors: HashMap<u64, usize>,
-    /// Readers expected to join: streams in step with the one that opened
-    /// the file (on it already, or on the file it came from). Until they
-    /// joined, or LAGGARD_WAIT passed, the first batch is kept for them.
-    expected: usize,
-    joined: usize,
+    /// Streams expected to join and not joined yet: the streams on this
+    /// source at this file or behind it, which will open it next. Until
+    /// they joined, or LAGGARD_WAIT passed, the first batch is kept for
+    /// them; those that did not come in time are marked as having missed
+    /// it, and the next files do not wait for them.
+    awaited: Vec<(u64, Arc<AtomicBool>)>,
 }
 
 impl Window {
@@ -70,7 +74,19 @@ impl Window {
     /// No reader still in step waits for the oldest item (readers already
     /// left behind do not count: they will read on their own).
     fn front_taken(&self) -> bool {
-        !self.cursors.values().any(|c| *c == self.first) && (self.first > 0 || self.joined >= self.expected)
+        !self.cursors.values().any(|c| *c == self.first) && (self.first > 0 || self.awaited.is_empty())
+    }
+
+    /// Drop the oldest batch. Streams still awaited for the first one
+    /// missed it: they are too far behind to be waited for again.
+    fn pop_front(&mut self) {
+        if self.first == 0 {
+            for (_, missed) in self.awaited.drain(..) {
+                missed.store(true, Ordering::SeqCst);
+            }
+        }
+        self.items.pop_front();
+        self.first += 1;
     }
 }
 
@@ -95,10 +111,16 @@ fn registry() -> &'static Mutex<HashMap<Key, Weak<SharedFile>>> {
 type Position = Key;
 
 struct Slot {
+    /// The source it reads (store and how), once known: a stream still
+    /// starting (no file yet) will read this source's first files.
+    source: Option<(String, How)>,
     pos: Option<Position>,
-    /// Reading its current file on its own (it fell out of the window):
-    /// not in step, so nobody waits for it.
+    /// Reading its current file on its own (it fell out of the window).
     lagging: Arc<AtomicBool>,
+    /// It did not join a file it was awaited on within LAGGARD_WAIT (far
+    /// behind, or stalled): only the streams on its own file or the one
+    /// before wait for it, until it joins a file in step again.
+    missed: Arc<AtomicBool>,
 }
 
 fn positions() -> &'static Mutex<HashMap<u64, Slot>> {
@@ -111,6 +133,7 @@ fn positions() -> &'static Mutex<HashMap<u64, Slot>> {
 pub struct Follower {
     id: u64,
     lagging: Arc<AtomicBool>,
+    missed: Arc<AtomicBool>,
     stop: Stop,
 }
 
@@ -144,32 +167,60 @@ impl Follower {
 
     /// A follower whose waits end when `stop` says the stream stops.
     pub fn with_stop(stop: Stop) -> Follower {
+        Self::register(None, stop)
+    }
+
+    /// The follower of a stream that will read `store` the `how` way: the
+    /// streams already on it wait (up to LAGGARD_WAIT) for this one while
+    /// it starts (claim, transactions, committed progress), instead of
+    /// leaving it to decode the first files on its own.
+    pub fn on(store: &Store, how: &How, stop: Stop) -> Follower {
+        Self::register(Some((store.id(), how.clone())), stop)
+    }
+
+    fn register(source: Option<(String, How)>, stop: Stop) -> Follower {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let lagging = Arc::new(AtomicBool::new(false));
-        lock(positions()).insert(id, Slot { pos: None, lagging: lagging.clone() });
-        Follower { id, lagging, stop }
+        let missed = Arc::new(AtomicBool::new(false));
+        lock(positions()).insert(id, Slot { source, pos: None, lagging: lagging.clone(), missed: missed.clone() });
+        Follower { id, lagging, missed, stop }
     }
 
     /// Open `path` for this stream, sharing decoded batches with the other
     /// streams reading it now. Errors are quarantine reasons, as from
     /// [`source::open`].
     pub fn open(&self, store: &Arc<Store>, input: &Input, how: &How) -> Result<SharedReader, SourceError> {
-        // Streams on the file this one comes from are in step with it and
-        // will open `input` next; streams further behind are not waited for.
-        let expected = {
+        // The streams that will open `input` next, should this stream be
+        // the first: those on this source at a file sorted at or before it
+        // (each stream reads its files in path order), unless one missed a
+        // file lately, and then only if it is on this file or the one this
+        // stream comes from. Waiting for the streams one file behind only
+        // split the ZTF catalogue's 13 streams into groups a file apart,
+        // each decoding every file.
+        let awaited = {
             let mut slots = lock(positions());
-            let here = Some(Key::of(store, input, how));
+            let here = Key::of(store, input, how);
             self.lagging.store(false, Ordering::SeqCst);
             let slot = slots.get_mut(&self.id).expect("registered follower");
-            let prev = std::mem::replace(&mut slot.pos, here.clone());
+            let prev = slot.pos.replace(here.clone());
             slots
-                .values()
-                .filter(|s| !s.lagging.load(Ordering::SeqCst))
-                .filter(|s| s.pos == here || (prev.is_some() && s.pos == prev))
-                .count()
+                .iter()
+                .filter(|(id, _)| **id != self.id)
+                .filter(|(_, s)| {
+                    let behind = match &s.pos {
+                        Some(p) => p.store == here.store && p.how == here.how && p.input.rel <= here.input.rel,
+                        None => s.source.as_ref().is_some_and(|(st, h)| *st == here.store && *h == here.how),
+                    };
+                    let close = s.pos.is_some() && (s.pos.as_ref() == Some(&here) || prev == s.pos);
+                    (close && !s.lagging.load(Ordering::SeqCst)) || (behind && !s.missed.load(Ordering::SeqCst))
+                })
+                .map(|(id, s)| (*id, s.missed.clone()))
+                .collect::<Vec<_>>()
         };
-        open_expecting(store, input, how, expected, Some(self.lagging.clone()), self.stop.clone())
+        tracing::trace!(file = %input.rel, awaited = awaited.len(), "opens");
+        let me = (self.id, self.missed.clone());
+        open_expecting(store, input, how, awaited, Some(me), Some(self.lagging.clone()), self.stop.clone())
     }
 }
 
@@ -188,14 +239,15 @@ pub fn open(
     batch_size: usize,
 ) -> Result<SharedReader, SourceError> {
     let (store, input) = super::store::local_file(path).map_err(|e| super::store::io_error("cannot open", &e))?;
-    open_expecting(&store, &input, &How::all(format, batch_size), 1, None, Arc::new(|| false))
+    open_expecting(&store, &input, &How::all(format, batch_size), Vec::new(), None, None, Arc::new(|| false))
 }
 
 fn open_expecting(
     store: &Arc<Store>,
     input: &Input,
     how: &How,
-    expected: usize,
+    awaited: Vec<(u64, Arc<AtomicBool>)>,
+    me: Option<(u64, Arc<AtomicBool>)>,
     lagging: Option<Arc<AtomicBool>>,
     stop: Stop,
 ) -> Result<SharedReader, SourceError> {
@@ -205,6 +257,7 @@ fn open_expecting(
         reg.retain(|_, w| w.strong_count() > 0);
         reg.get(&key).and_then(Weak::upgrade)
     };
+    let mut created = false;
     let file = match existing {
         Some(f) => f,
         None => {
@@ -223,8 +276,7 @@ fn open_expecting(
                     finished: false,
                     decoding: false,
                     cursors: HashMap::new(),
-                    expected,
-                    joined: 0,
+                    awaited,
                 }),
                 moved: Condvar::new(),
                 next_reader: AtomicU64::new(0),
@@ -235,6 +287,8 @@ fn open_expecting(
                 Some(theirs) => theirs,
                 None => {
                     reg.insert(key.clone(), Arc::downgrade(&f));
+                    created = true;
+                    tracing::trace!(file = %input.rel, "decodes it for the streams in step");
                     f
                 }
             }
@@ -245,7 +299,9 @@ fn open_expecting(
         let mut w = lock(&file.window);
         // A reader joining after batches were dropped reads on its own.
         if w.first > 0 {
+            let first = w.first;
             drop(w);
+            tracing::debug!(file = %input.rel, batches_gone = first, "joined after the other streams dropped batches: reads it on its own");
             if let Some(l) = &lagging {
                 l.store(true, Ordering::SeqCst);
             }
@@ -259,7 +315,13 @@ fn open_expecting(
             });
         }
         w.cursors.insert(id, 0);
-        w.joined += 1;
+        if let Some((me, missed)) = &me {
+            w.awaited.retain(|(a, _)| a != me);
+            // Joined a file another stream opened, in time: in step again.
+            if !created {
+                missed.store(false, Ordering::SeqCst);
+            }
+        }
         // The decoder may be keeping the first batch for this reader.
         file.moved.notify_all();
     }
@@ -384,8 +446,7 @@ impl SharedReader {
                         .0;
                     continue;
                 }
-                w.items.pop_front();
-                w.first += 1;
+                w.pop_front();
                 continue;
             }
             w.decoding = true;
@@ -400,8 +461,7 @@ impl SharedReader {
 /// has taken it; whether there is room for one more.
 fn make_room(w: &mut Window) -> bool {
     if w.items.len() >= WINDOW && w.front_taken() {
-        w.items.pop_front();
-        w.first += 1;
+        w.pop_front();
     }
     w.items.len() < WINDOW
 }
@@ -451,6 +511,7 @@ impl Iterator for SharedReader {
                     return None;
                 }
                 Some(Err(idx)) => {
+                    tracing::debug!(file = %f.key.input.rel, at_batch = idx, "left behind by the other streams: reads on its own");
                     self.leave();
                     self.left_behind = true;
                     if let Some(l) = &self.lagging {
@@ -570,6 +631,94 @@ mod tests {
         assert!(!behind_a && !behind_b);
     }
 
+    /// Both streams on one source, as the runner registers them.
+    fn two_on(dir: &Path) -> (Follower, Follower, Arc<Store>, How) {
+        let probe = dir.join("probe.parquet");
+        write_parquet(&probe, 1);
+        let (store, _) = crate::stream::store::local_file(&probe).unwrap();
+        let how = How::all(SourceFormat::Parquet, 10);
+        let on = || Follower::on(&store, &how, Arc::new(|| false));
+        (on(), on(), store, how)
+    }
+
+    /// The window of `input` as the registry has it, once it exists.
+    fn window_of(store: &Store, input: &Input, how: &How) -> Arc<SharedFile> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(f) = lock(registry()).get(&Key::of(store, input, how)).and_then(Weak::upgrade) {
+                return f;
+            }
+            assert!(Instant::now() < deadline, "the file was never opened");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_stream_still_starting_on_the_source_is_waited_for_and_shares_the_first_file() {
+        // The ZTF catalogue's 16 streams start within ~2 s of each other;
+        // the first ones used to decode the first files without the others,
+        // which then decoded them again on their own, a file or two behind.
+        let dir = tempfile::tempdir().unwrap();
+        let (fa, fb, store, how) = two_on(dir.path());
+        let p = dir.path().join("1.parquet");
+        write_parquet(&p, 300);
+        let (_, input) = crate::stream::store::local_file(&p).unwrap();
+        let a = fa.open(&store, &input, &how).unwrap();
+        let ta = std::thread::spawn(move || values_and_behind(a));
+        // Stream a fills the window and keeps the first batch for b.
+        let f = window_of(&store, &input, &how);
+        let deadline = Instant::now() + LAGGARD_WAIT / 2;
+        loop {
+            let w = lock(&f.window);
+            assert_eq!(w.first, 0, "the first batch was dropped before stream b joined");
+            if w.items.len() == WINDOW && !w.decoding {
+                break;
+            }
+            drop(w);
+            assert!(Instant::now() < deadline, "stream a never filled the window");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(f);
+        let b = fb.open(&store, &input, &how).unwrap();
+        assert!(b.is_shared(), "b joins the window a kept for it");
+        let (vb, behind_b) = values_and_behind(b);
+        let (va, behind_a) = ta.join().unwrap();
+        let expect: Vec<i64> = (0..300).collect();
+        assert_eq!((va, vb), (expect.clone(), expect));
+        assert!(!behind_a && !behind_b);
+    }
+
+    #[test]
+    fn a_stream_that_missed_a_file_is_not_waited_for_on_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fa, fb, store, how) = two_on(dir.path());
+        let (p1, p2) = (dir.path().join("1.parquet"), dir.path().join("2.parquet"));
+        write_parquet(&p1, 300);
+        write_parquet(&p2, 300);
+        // Stream b never comes: a waits for it once, on file 1...
+        let (_, i1) = crate::stream::store::local_file(&p1).unwrap();
+        let t = Instant::now();
+        assert_eq!(values(fa.open(&store, &i1, &how).unwrap()).len(), 300);
+        assert!(t.elapsed() >= LAGGARD_WAIT, "a did not wait for b on the first file");
+        assert!(fb.missed.load(Ordering::SeqCst));
+        // ...and not on file 2.
+        let (_, i2) = crate::stream::store::local_file(&p2).unwrap();
+        let t = Instant::now();
+        assert_eq!(values(fa.open(&store, &i2, &how).unwrap()).len(), 300);
+        assert!(t.elapsed() < LAGGARD_WAIT, "a waited again for the stream that missed file 1");
+        // Once b joins a file in step with a, it is waited for again.
+        let (p3, p4) = (dir.path().join("3.parquet"), dir.path().join("4.parquet"));
+        write_parquet(&p3, 300);
+        write_parquet(&p4, 300);
+        let (_, i3) = crate::stream::store::local_file(&p3).unwrap();
+        let a3 = fa.open(&store, &i3, &how).unwrap();
+        let b3 = fb.open(&store, &i3, &how).unwrap();
+        assert!(b3.is_shared() && !fb.missed.load(Ordering::SeqCst));
+        let tb = std::thread::spawn(move || values(b3).len());
+        assert_eq!(values(a3).len(), 300);
+        assert_eq!(tb.join().unwrap(), 300);
+    }
+
     #[test]
     fn readers_in_step_share_batches_and_see_every_row() {
         let dir = tempfile::tempdir().unwrap();
@@ -656,7 +805,7 @@ mod tests {
         // of decoding on or waiting LAGGARD_WAIT for the slow reader, ends.
         let (store, input) = crate::stream::store::local_file(&p).unwrap();
         let how = How::all(SourceFormat::Parquet, 10);
-        let mut fast = open_expecting(&store, &input, &how, 1, None, Arc::new(|| true)).unwrap();
+        let mut fast = open_expecting(&store, &input, &how, Vec::new(), None, None, Arc::new(|| true)).unwrap();
         let started = Instant::now();
         let mut got = 0;
         let err = loop {
