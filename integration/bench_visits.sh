@@ -99,7 +99,9 @@ done
 curl -sf http://127.0.0.1:49094/status > status.json
 curl -sf http://127.0.0.1:49094/metrics > metrics.txt || true
 kill "$cons"; wait "$cons"; cons=
-kill -TERM "$(pgrep -P "$runpid" -x fink || echo "$runpid")"; wait "$runpid"; runpid=
+# fink is time's only child (named as its binary, FINK_BIN may differ).
+child=$(pgrep -P "$runpid" | head -1)
+kill -TERM "${child:-$runpid}"; wait "$runpid"; runpid=
 
 "$REPO/.fink/venv/bin/python" - "$ALERTS" "$BIG" "$VISITS" <<'PY'
 import collections, glob, json, sys

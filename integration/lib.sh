@@ -2,7 +2,7 @@
 # arrivals with a read_committed consumer (bench_latency.sh,
 # bench_visits.sh). Source it from the repository root:
 #   . integration/lib.sh; bench_setup
-# Sets REPO, FINK and a work folder (the current directory afterwards),
+# Sets REPO, FINK (FINK_BIN if set) and a work folder (the current directory afterwards),
 # removed on exit unless KEEP=1, with the cluster stopped and the consumer
 # and `fink run` (pids in $cons and $runpid) killed.
 
@@ -13,7 +13,8 @@ bench_setup() {
   bash conf/install_python.sh fink_client=fink-client pyarrow=pyarrow || exit 1
   bash conf/install_python_filters.sh || exit 1
   cargo build --release -q || exit 1
-  FINK=$REPO/target/release/fink
+  # FINK_BIN: another build of fink to compare (say, main's) on the same run.
+  FINK=${FINK_BIN:-$REPO/target/release/fink}
   work=$(mktemp -d)
   trap bench_cleanup EXIT
   cd "$work" || exit 1

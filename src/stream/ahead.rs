@@ -66,9 +66,14 @@ pub enum Decided {
     Fail(String),
 }
 
+/// Whether a stream with this Python stage may decide its files ahead.
+pub fn decides_first(stage: &Stage, how: &How) -> bool {
+    how.format == SourceFormat::Parquet && stage.batch_rows() > how.batch_size
+}
+
 /// Whether the stream decides files ahead, and reading which columns.
 pub fn columns(stage: &Stage, filters: &FilterSet, how: &How, schema: &Schema) -> Option<Columns> {
-    if how.format != SourceFormat::Parquet || stage.batch_rows() <= how.batch_size {
+    if !decides_first(stage, how) {
         return None;
     }
     let mut paths: BTreeSet<String> = stage.paths_read(schema)?.into_iter().collect();

@@ -311,6 +311,7 @@ fn open_expecting(
                 private: Some(Private::open(store, &key, &*stop)?),
                 left_behind: false,
                 lagging,
+                aside: None,
                 stop,
             });
         }
@@ -325,7 +326,7 @@ fn open_expecting(
         // The decoder may be keeping the first batch for this reader.
         file.moved.notify_all();
     }
-    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false, lagging, stop })
+    Ok(SharedReader { id, shared: Some(file), private: None, left_behind: false, lagging, aside: None, stop })
 }
 
 struct Private {
@@ -349,6 +350,9 @@ pub struct SharedReader {
     left_behind: bool,
     /// The stream's lagging flag, raised when it falls out.
     lagging: Option<Arc<AtomicBool>>,
+    /// Stepped aside at this batch: nobody waits for it until it asks for
+    /// a batch again.
+    aside: Option<usize>,
     stop: Stop,
 }
 
@@ -385,6 +389,20 @@ impl SharedReader {
         self.left_behind
     }
 
+    /// Let the other streams go on without this reader while it does
+    /// something long first (a Python filter deciding the file): it takes
+    /// its next batch from the window if it is still there, else reads on
+    /// its own from there.
+    pub fn step_aside(&mut self) {
+        if let Some(f) = &self.shared {
+            let mut w = lock(&f.window);
+            if let Some(c) = w.cursors.remove(&self.id) {
+                self.aside = Some(c);
+                f.moved.notify_all();
+            }
+        }
+    }
+
     fn leave(&mut self) {
         if let Some(f) = self.shared.take() {
             let mut w = lock(&f.window);
@@ -395,6 +413,12 @@ impl SharedReader {
 
     fn next_shared(&mut self, f: &SharedFile) -> Option<Result<Item, usize>> {
         let mut w = lock(&f.window);
+        if let Some(idx) = self.aside.take() {
+            if idx < w.first {
+                return Some(Err(idx));
+            }
+            w.cursors.insert(self.id, idx);
+        }
         let idx = *w.cursors.get(&self.id)?;
         let deadline = Instant::now() + LAGGARD_WAIT;
         loop {
@@ -717,6 +741,27 @@ mod tests {
         let tb = std::thread::spawn(move || values(b3).len());
         assert_eq!(values(a3).len(), 300);
         assert_eq!(tb.join().unwrap(), 300);
+    }
+
+    #[test]
+    fn a_reader_stepped_aside_holds_nobody_up_and_still_reads_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.parquet");
+        write_parquet(&p, 200);
+        let all: Vec<i64> = (0..200).collect();
+        // Back before anything moved: it takes its batches from the window.
+        let mut back = open(&p, SourceFormat::Parquet, 10).unwrap();
+        back.step_aside();
+        assert_eq!(values_and_behind(back), (all.clone(), false));
+        // Away while the other reads the whole file: nobody waited for it,
+        // and it reads every row on its own.
+        let mut away = open(&p, SourceFormat::Parquet, 10).unwrap();
+        let other = open(&p, SourceFormat::Parquet, 10).unwrap();
+        away.step_aside();
+        let t = Instant::now();
+        assert_eq!(values(other), all);
+        assert!(t.elapsed() < LAGGARD_WAIT, "the other reader waited for the one stepped aside");
+        assert_eq!(values_and_behind(away), (all, true));
     }
 
     #[test]

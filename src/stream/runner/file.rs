@@ -13,7 +13,7 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
     let t0 = Instant::now();
     let opened = cx.follower.open(&cx.store, input, &cx.how);
     cx.stats.spent(Busy::Read, t0);
-    let reader = match opened {
+    let mut reader = match opened {
         Ok(r) => r,
         Err(e) if e.is_transient() => return Ok(Flow::Unavailable(e.to_string())),
         Err(e) => {
@@ -25,6 +25,12 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
     };
     cx.stats.source_down(None);
     let full_schema = reader.full_schema();
+    if cx.decides_first {
+        // The other streams on the file go on while the Python filters
+        // decide it (up to seconds a Rubin file): held, they waited
+        // LAGGARD_WAIT each file for it.
+        reader.step_aside();
+    }
     let ahead = match decide_ahead(cx, input, full_schema.as_deref(), start_row) {
         Ok(a) => a,
         Err(flow) => return flow,
