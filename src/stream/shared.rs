@@ -754,14 +754,23 @@ mod tests {
         back.step_aside();
         assert_eq!(values_and_behind(back), (all.clone(), false));
         // Away while the other reads the whole file: nobody waited for it,
-        // and it reads every row on its own.
+        // and it reads every row on its own. (Another file: the first one's
+        // window can outlive its reader for as long as its read-ahead runs.)
+        let p = dir.path().join("b.parquet");
+        write_parquet(&p, 200);
         let mut away = open(&p, SourceFormat::Parquet, 10).unwrap();
         let other = open(&p, SourceFormat::Parquet, 10).unwrap();
+        assert!(away.is_shared() && other.is_shared());
         away.step_aside();
         let t = Instant::now();
         assert_eq!(values(other), all);
         assert!(t.elapsed() < LAGGARD_WAIT, "the other reader waited for the one stepped aside");
-        assert_eq!(values_and_behind(away), (all, true));
+        let rows: Vec<i64> = away
+            .by_ref()
+            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        assert_eq!(rows, all);
+        assert!(away.read_alone() && away.was_left_behind(), "its batches were gone: it read on its own");
     }
 
     #[test]
