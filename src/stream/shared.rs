@@ -602,12 +602,28 @@ mod tests {
     }
 
     fn values_and_behind(mut r: SharedReader) -> (Vec<i64>, bool) {
+        (rows_of(&mut r), r.was_left_behind())
+    }
+
+    /// Every row `r` has left to give.
+    fn rows_of(r: &mut SharedReader) -> Vec<i64> {
         let mut out = Vec::new();
         for b in r.by_ref() {
             let b = b.unwrap();
             out.extend_from_slice(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values());
         }
-        (out, r.was_left_behind())
+        out
+    }
+
+    /// Stream b joins the window stream a (reading on thread `ta`) kept for
+    /// it: both see all `rows`, neither left behind.
+    fn both_read_in_step(b: SharedReader, ta: std::thread::JoinHandle<(Vec<i64>, bool)>, rows: i64) {
+        assert!(b.is_shared(), "b joins the window a kept for it");
+        let (vb, behind_b) = values_and_behind(b);
+        let (va, behind_a) = ta.join().unwrap();
+        let expect: Vec<i64> = (0..rows).collect();
+        assert_eq!((va, vb), (expect.clone(), expect));
+        assert!(!behind_a && !behind_b);
     }
 
     #[test]
@@ -646,13 +662,7 @@ mod tests {
         // Stream b is still on file 1: a keeps file 2's first batches for it.
         std::thread::sleep(Duration::from_millis(300));
         drop(values(b1));
-        let b2 = fb.open_path(&p2, SourceFormat::Parquet, 10).unwrap();
-        assert!(b2.is_shared(), "b joins the shared window of file 2");
-        let (vb, behind_b) = values_and_behind(b2);
-        let (va, behind_a) = ta.join().unwrap();
-        let expect: Vec<i64> = (0..300).collect();
-        assert_eq!((va, vb), (expect.clone(), expect));
-        assert!(!behind_a && !behind_b);
+        both_read_in_step(fb.open_path(&p2, SourceFormat::Parquet, 10).unwrap(), ta, 300);
     }
 
     /// Both streams on one source, as the runner registers them.
@@ -703,13 +713,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(f);
-        let b = fb.open(&store, &input, &how).unwrap();
-        assert!(b.is_shared(), "b joins the window a kept for it");
-        let (vb, behind_b) = values_and_behind(b);
-        let (va, behind_a) = ta.join().unwrap();
-        let expect: Vec<i64> = (0..300).collect();
-        assert_eq!((va, vb), (expect.clone(), expect));
-        assert!(!behind_a && !behind_b);
+        both_read_in_step(fb.open(&store, &input, &how).unwrap(), ta, 300);
     }
 
     #[test]
@@ -765,11 +769,7 @@ mod tests {
         let t = Instant::now();
         assert_eq!(values(other), all);
         assert!(t.elapsed() < LAGGARD_WAIT, "the other reader waited for the one stepped aside");
-        let rows: Vec<i64> = away
-            .by_ref()
-            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
-            .collect();
-        assert_eq!(rows, all);
+        assert_eq!(rows_of(&mut away), all);
         assert!(away.read_alone() && away.was_left_behind(), "its batches were gone: it read on its own");
     }
 
