@@ -163,6 +163,26 @@ fn an_at_least_once_checkpoint_is_imported_once_and_nothing_is_sent_again() {
 }
 
 #[test]
+fn a_commit_waits_for_room_when_the_alerts_fill_the_producer_queue() {
+    // Rubin alerts fill the 8 MB queue with ~40: the state record of a
+    // commit then found no room, and the stream failed and restarted. A
+    // queue of one message makes every commit meet a full queue.
+    let w = Workspace::new();
+    let topic = unique("qfull");
+    simulate(&w, 120, 40);
+    w.config(&format!(
+        "[run]\nstate_dir = \"state\"\nmetrics_addr = \"\"\ncommit_interval_ms = 100\nbatch_size = 20\n\n[[topic]]\nname = \"{topic}\"\n\n[[stream]]\nname = \"q\"\nsource = {{ format = \"parquet\", path = \"src\" }}\ntopic = \"{topic}\"\nproducer = {{ properties = {{ \"queue.buffering.max.messages\" = \"1\" }} }}\n"
+    ));
+    assert_eq!(w.fink(&["apply", "--auto-approve"]).code, 0);
+    let r = w.fink(&["run", "--until-idle"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains("Queue full") && !r.all().contains("restarting"), "{}", r.all());
+    let all = candids(&topic, 1);
+    let distinct: BTreeSet<i64> = all.iter().copied().collect();
+    assert_eq!((all.len(), distinct.len()), (120, 120));
+}
+
+#[test]
 fn two_instances_share_the_streams_and_the_survivor_of_a_kill_9_finishes_them_exactly_once() {
     let a = Workspace::new();
     let b = Workspace::new();

@@ -554,9 +554,26 @@ impl Sink {
     /// its offset comes back in [`Deliveries::state_offset`].
     pub fn send_state(&self, topic: &str, partition: i32, key: &str, value: &[u8]) -> Result<(), KafkaError> {
         self.control.deliveries().state_offset = None;
-        let tag: Tag = Box::new((STATE_TAG, 0));
-        let rec = BaseRecord::with_opaque_to(topic, tag).partition(partition).key(key).payload(value);
-        self.producer().send(rec).map_err(|(e, _)| e)
+        let mut tag: Tag = Box::new((STATE_TAG, 0));
+        loop {
+            let rec = BaseRecord::with_opaque_to(topic, tag).partition(partition).key(key).payload(value);
+            match self.producer().send(rec) {
+                Ok(()) => return Ok(()),
+                // The alerts just sent can fill the queue (a few Rubin alerts
+                // do): a report frees room. Failing here failed the stream.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), rec))
+                    if !self.control.past_deadline() =>
+                {
+                    tag = rec.delivery_opaque;
+                    if self.control.stopping() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    } else {
+                        self.control.wait_report(Duration::from_millis(10));
+                    }
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     /// Hand queued alerts to the broker now (not after `linger.ms`) and wait
