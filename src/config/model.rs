@@ -312,7 +312,9 @@ pub struct RunConfig {
     pub state_dir: String,
     /// Prometheus `/metrics` (and `/status`) listen address; empty disables it.
     pub metrics_addr: String,
-    /// Source rows read per batch.
+    /// Source rows read per batch, at most: a Parquet batch also holds no
+    /// more than ~12 MB of the columns read (~68 Rubin alerts; ZTF alerts
+    /// fill 256).
     pub batch_size: usize,
     /// Alerts sent and not yet acknowledged, per stream. Also the most
     /// duplicates a crash can cause per stream.

@@ -96,6 +96,8 @@ struct SharedFile {
     /// The file's whole schema and the bytes fetched for it so far.
     full_schema: SchemaRef,
     bytes: Arc<AtomicU64>,
+    /// Rows in every batch but the last: a shorter one ends the file.
+    batch_rows: usize,
     decoder: Mutex<Option<FileReader>>,
     window: Mutex<Window>,
     moved: Condvar,
@@ -269,6 +271,7 @@ fn open_expecting(
                 key: key.clone(),
                 full_schema: reader.full_schema.clone(),
                 bytes: reader.bytes.clone(),
+                batch_rows: reader.batch_rows,
                 decoder: Mutex::new(Some(reader)),
                 window: Mutex::new(Window {
                     first: 0,
@@ -433,7 +436,7 @@ impl SharedReader {
                 // A short batch is a file's last: nothing to read ahead (a
                 // thread per small file only made the reader wait for it to
                 // find the end; 5,000 files of 4 alerts, 1.3x slower).
-                let full = item.as_ref().is_ok_and(|b| b.num_rows() >= f.key.how.batch_size);
+                let full = item.as_ref().is_ok_and(|b| b.num_rows() >= f.batch_rows);
                 // A stopping stream starts no new work.
                 if idx + 1 == w.end() && !w.finished && !w.decoding && full && !(self.stop)() && make_room(&mut w) {
                     // Decode the batch this reader needs next while it
@@ -828,6 +831,38 @@ mod tests {
             .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
             .collect();
         assert_eq!(rest, (10..30).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn batches_cut_short_by_their_size_are_still_read_ahead_and_the_file_read_whole() {
+        // Rows of 20 KB: a batch holds ~52 of the 100 asked for (1 MB,
+        // BATCH_BYTES in tests), and such a batch is not the file's last.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let n: ArrayRef = Arc::new(Int64Array::from_iter_values(0..300));
+        let blob: ArrayRef = Arc::new(arrow_array::BinaryArray::from_iter_values(
+            (0..300).map(|i: usize| (0..20_000).map(|j| ((i * 7 + j) % 251) as u8).collect::<Vec<u8>>()),
+        ));
+        let batch = RecordBatch::try_from_iter([("n", n), ("blob", blob)]).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let mut r = open(&path, SourceFormat::Parquet, 100).unwrap();
+        let first = r.next().unwrap().unwrap().num_rows();
+        assert!(first < 100, "{first} rows of 20 KB in the first batch");
+        let f = r.shared.clone().expect("a shared reader");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let w = lock(&f.window);
+            if w.end() == 2 && !w.decoding {
+                break;
+            }
+            drop(w);
+            assert!(Instant::now() < deadline, "the batch after a size-cut one was never read ahead");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(rows_of(&mut r), (first as i64..300).collect::<Vec<i64>>());
     }
 
     #[test]

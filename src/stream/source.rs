@@ -61,6 +61,9 @@ pub struct FileReader {
     pub full_schema: SchemaRef,
     /// Bytes fetched from the store so far for this file.
     pub bytes: Arc<AtomicU64>,
+    /// Rows in each batch but the last: `How::batch_size`, or fewer for
+    /// large rows (see [`BATCH_BYTES`]). A batch with fewer is the last.
+    pub batch_rows: usize,
     inner: Box<dyn Iterator<Item = Result<RecordBatch, SourceError>> + Send>,
 }
 
@@ -85,8 +88,8 @@ impl FileReader {
     /// whole file, and nothing of it is published. For files read whole
     /// into memory, where this costs no extra I/O.
     fn verified(self) -> Result<FileReader, SourceError> {
-        let FileReader { schema, full_schema, bytes, inner } = self;
-        let mut me = FileReader { schema, full_schema, bytes, inner };
+        let FileReader { schema, full_schema, bytes, batch_rows, inner } = self;
+        let mut me = FileReader { schema, full_schema, bytes, batch_rows, inner };
         let mut batches = Vec::new();
         for item in me.by_ref() {
             match item {
@@ -120,13 +123,33 @@ pub const REMOTE_WHOLE_MAX: u64 = 256 << 10;
 /// First guess at a Parquet footer's size: one request usually gets it.
 const FOOTER_HINT: usize = 256 << 10;
 
-/// The batch size for a Parquet file: never more rows than it holds. Each
-/// column reader reserves room for a whole batch, so a file of 4 alerts read
-/// with batches of 1,000 would allocate (and free) 250 times what it needs,
-/// for each of its ~180 columns.
-fn fitted(batch_size: usize, meta: &ParquetMetaData) -> usize {
-    let rows = meta.file_metadata().num_rows().max(1) as usize;
-    batch_size.min(rows).max(1)
+/// Decoded bytes a Parquet batch holds at most, whatever `batch_size`
+/// says. Streams on a source share each batch, and a few are alive at once
+/// per file (the window, the read-ahead, the streams' own kept rows): with
+/// 256 Rubin alerts (~190 KB decoded each) a batch was ~48 MB, and fink's
+/// peak with the LSST catalogue ~1 GB; bounded, ~0.6 GB for the same
+/// visit in the same time. ZTF alerts (~45 KB) keep 256-row batches.
+pub const BATCH_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 12 << 20 };
+
+/// The batch size for a Parquet file: no more than [`BATCH_BYTES`] of the
+/// columns read (by their uncompressed size in the footer), and, for the
+/// reader, never more rows than the file holds: each column reader reserves
+/// room for a whole batch, so a file of 4 alerts read with batches of 1,000
+/// would allocate and free 250 times what it needs, for each of its ~180
+/// columns. Gives (the reader's batch, the rows of a batch that is not
+/// the file's last).
+fn fitted(batch_size: usize, meta: &ParquetMetaData, mask: &parquet::arrow::ProjectionMask) -> (usize, usize) {
+    let rows = meta.file_metadata().num_rows().max(1) as u64;
+    let bytes: i64 = meta
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns().iter().enumerate())
+        .filter(|(i, _)| mask.leaf_included(*i))
+        .map(|(_, c)| c.uncompressed_size().max(0))
+        .sum();
+    let by_bytes = (BATCH_BYTES * rows / (bytes as u64).max(1)).max(1);
+    let full = (batch_size as u64).min(by_bytes).max(1);
+    (full.min(rows) as usize, full as usize)
 }
 
 /// Footers are decoded without their statistics: nothing here prunes by
@@ -152,10 +175,11 @@ fn selective_options() -> ArrowReaderOptions {
 }
 
 /// How a file is read, from its footer: its whole schema, the columns
-/// `how` asks for, and the batch size.
-fn reading(meta: &ArrowReaderMetadata, how: &How) -> (SchemaRef, parquet::arrow::ProjectionMask, usize) {
+/// `how` asks for, and the batch sizes of [`fitted`].
+fn reading(meta: &ArrowReaderMetadata, how: &How) -> (SchemaRef, parquet::arrow::ProjectionMask, (usize, usize)) {
     let mask = how.columns.mask(meta.metadata().file_metadata().schema_descr());
-    (meta.schema().clone(), mask, fitted(how.batch_size, meta.metadata()))
+    let batch = fitted(how.batch_size, meta.metadata(), &mask);
+    (meta.schema().clone(), mask, batch)
 }
 
 /// Open one file, taking it from the read-ahead if it was decoded there.
@@ -167,6 +191,8 @@ pub fn open(store: &Arc<Store>, input: &Input, how: &How, stop: &dyn Fn() -> boo
                 schema,
                 full_schema,
                 bytes: Arc::new(AtomicU64::new(bytes)),
+                // Files read ahead are small: batches as asked for.
+                batch_rows: how.batch_size,
                 inner: Box::new(batches.into_iter()),
             })
         }
@@ -279,7 +305,7 @@ fn open_parquet(
         let options = if rows.is_some() { selective_options() } else { reader_options() };
         let metadata = reader.get_metadata(Some(&options)).await?;
         let meta = ArrowReaderMetadata::try_new(metadata, options)?;
-        let (full_schema, mask, batch) = reading(&meta, how);
+        let (full_schema, mask, (batch, batch_rows)) = reading(&meta, how);
         let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
             .with_projection(mask)
@@ -288,9 +314,9 @@ fn open_parquet(
             builder = builder.with_row_selection(selection(rows, total)).with_row_selection_policy(SKIP_UNSELECTED);
         }
         let stream = builder.build()?;
-        Ok::<_, parquet::errors::ParquetError>((full_schema, stream))
+        Ok::<_, parquet::errors::ParquetError>((full_schema, stream, batch_rows))
     };
-    let (full_schema, stream) = store::runtime().block_on(build).map_err(|e| parquet_error(&e, &failed))?;
+    let (full_schema, stream, batch_rows) = store::runtime().block_on(build).map_err(|e| parquet_error(&e, &failed))?;
     let schema = stream.schema().clone();
     let mut stream = Some(stream);
     let inner = std::iter::from_fn(move || {
@@ -308,7 +334,7 @@ fn open_parquet(
             }
         }
     });
-    Ok(FileReader { schema, full_schema, bytes, inner: Box::new(inner) })
+    Ok(FileReader { schema, full_schema, bytes, batch_rows, inner: Box::new(inner) })
 }
 
 /// The I/O error (local) or fetch error (remote) a Parquet reader met, if
@@ -340,7 +366,7 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
         SourceError::BadData(_) => SourceError::BadData(format!("not a readable Parquet file: {e}")),
         other => other,
     })?;
-    let (full_schema, mask, batch) = reading(&meta, how);
+    let (full_schema, mask, (batch, batch_rows)) = reading(&meta, how);
     let total = meta.metadata().file_metadata().num_rows().max(0) as u64;
     let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta).with_projection(mask).with_batch_size(batch);
@@ -353,6 +379,7 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
         schema,
         full_schema,
         bytes,
+        batch_rows,
         inner: Box::new(reader.map(move |r| r.map_err(|e| parquet_error(&e, &failed)))),
     })
 }
@@ -527,6 +554,7 @@ fn decode_avro(rel: &str, raw: Bytes, batch_size: usize, counter: Arc<AtomicU64>
         schema: schema.clone(),
         full_schema: schema,
         bytes: counter,
+        batch_rows: batch_size,
         inner: Box::new(batches.chain(trailing.map(Err))),
     })
 }
@@ -911,6 +939,30 @@ mod pruning_tests {
     }
 
     #[test]
+    fn large_rows_make_smaller_batches_and_every_row_is_still_read() {
+        // 600 rows of ~10 KB: 1 MB (BATCH_BYTES in tests) holds ~104.
+        let dir = tempfile::tempdir().unwrap();
+        let path = big_file(dir.path());
+        let (st, input) = store::local_file(&path).unwrap();
+        let read = |columns: Columns| {
+            let how = How { format: SourceFormat::Parquet, batch_size: 256, columns };
+            let r = open_file(&st, &input, &how).unwrap();
+            let batch_rows = r.batch_rows;
+            let sizes: Vec<usize> = r.map(|b| b.unwrap().num_rows()).collect();
+            (batch_rows, sizes)
+        };
+        let (batch_rows, sizes) = read(Columns::All);
+        assert!((90..=110).contains(&batch_rows), "{batch_rows} rows of ~10 KB in a batch");
+        assert_eq!(sizes.iter().sum::<usize>(), 600);
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.iter().all(|n| *n == batch_rows) && *last <= batch_rows, "{sizes:?}");
+        // The bound counts the columns read only: without the stamps, rows
+        // are small and batches hold `batch_size`.
+        let (batch_rows, sizes) = read(Columns::AllBut(["stamp".to_string()].into()));
+        assert_eq!((batch_rows, sizes), (256, vec![256, 256, 88]));
+    }
+
+    #[test]
     fn reading_some_rows_gives_those_rows_and_skips_the_other_pages() {
         let dir = tempfile::tempdir().unwrap();
         let path = big_file(dir.path());
@@ -991,6 +1043,7 @@ mod fault_tests {
             schema: schema.clone(),
             full_schema: schema,
             bytes: Arc::default(),
+            batch_rows: 1,
             inner: Box::new(std::iter::from_fn(|| -> Option<Result<RecordBatch, SourceError>> {
                 panic!("index out of bounds in a malformed page")
             })),
