@@ -618,6 +618,22 @@ mod tests {
         out
     }
 
+    /// Waits until `r`'s second batch is in its window, decoded without
+    /// being asked for (fails after 10 s).
+    fn second_batch_read_ahead(r: &SharedReader) {
+        let f = r.shared.clone().expect("a shared reader");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let w = lock(&f.window);
+            if w.end() == 2 && !w.decoding {
+                return;
+            }
+            drop(w);
+            assert!(Instant::now() < deadline, "the next batch was never read ahead");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Stream b joins the window stream a (reading on thread `ta`) kept for
     /// it: both see all `rows`, neither left behind.
     fn both_read_in_step(b: SharedReader, ta: std::thread::JoinHandle<(Vec<i64>, bool)>, rows: i64) {
@@ -815,17 +831,7 @@ mod tests {
         let first = r.next().unwrap().unwrap();
         assert_eq!(first.num_rows(), 10);
         // Without asking for it, the second batch lands in the window.
-        let f = r.shared.clone().expect("a shared reader");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let w = lock(&f.window);
-            if w.end() == 2 && !w.decoding {
-                break;
-            }
-            drop(w);
-            assert!(Instant::now() < deadline, "the next batch was never read ahead");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        second_batch_read_ahead(&r);
         // And every row still comes once, in order.
         let rest: Vec<i64> = r
             .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
@@ -851,17 +857,7 @@ mod tests {
         let mut r = open(&path, SourceFormat::Parquet, 100).unwrap();
         let first = r.next().unwrap().unwrap().num_rows();
         assert!(first < 100, "{first} rows of 20 KB in the first batch");
-        let f = r.shared.clone().expect("a shared reader");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let w = lock(&f.window);
-            if w.end() == 2 && !w.decoding {
-                break;
-            }
-            drop(w);
-            assert!(Instant::now() < deadline, "the batch after a size-cut one was never read ahead");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        second_batch_read_ahead(&r);
         assert_eq!(rows_of(&mut r), (first as i64..300).collect::<Vec<i64>>());
     }
 
