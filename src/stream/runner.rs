@@ -302,6 +302,9 @@ struct Pipeline {
     source_schema: SchemaRef,
     projection: Projection,
     encoder: AvroEncoder,
+    /// Encoded bytes per alert in the last chunk (0 before the first):
+    /// how many rows the next chunk may take (see [`ENCODE_BYTES`]).
+    row_bytes: usize,
 }
 
 struct Ctx<'a> {
@@ -832,7 +835,7 @@ fn ensure_pipeline(cx: &mut Ctx<'_>, schema: &SchemaRef, full: Option<&SchemaRef
         std::fs::write(path, pretty_schema(&encoder.schema_json))
             .map_err(|e| format!("cannot write schema file {}: {e}", path.display()))?;
     }
-    cx.pipeline = Some(Pipeline { source_schema: schema.clone(), projection, encoder });
+    cx.pipeline = Some(Pipeline { source_schema: schema.clone(), projection, encoder, row_bytes: 0 });
     Ok(())
 }
 
@@ -942,36 +945,35 @@ fn send_rows_of(
     cx.stats.spent(Busy::Filter, t);
     let errors: Vec<(u64, String)> = errors.into_iter().map(|(row, e)| (row_of(row), e)).collect();
     report_filter_errors(cx, file, &errors);
-    let kept_rows: Vec<u64> =
-        mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| row_of(i)).collect();
+    // Kept rows: their index in the batch, and their row in the file.
+    let kept_at: Vec<usize> = mask.iter().enumerate().filter(|(_, k)| k.unwrap_or(false)).map(|(i, _)| i).collect();
+    let kept_rows: Vec<u64> = kept_at.iter().map(|&i| row_of(i)).collect();
     cx.stats.filtered.fetch_add((n - kept_rows.len()) as u64, Ordering::Relaxed);
     if kept_rows.is_empty() {
         return Ok(Flow::Go);
     }
     let key = cx.pipeline.as_ref().expect("pipeline built before sending").encoder.schema_json.clone();
-    // Copy, project and encode a few rows at a time: the batch itself is
-    // shared with the other streams on this source, and a stream's own
-    // copies stay small however large the batch.
+    // Copy, project and encode a few kept rows at a time: the batch itself
+    // is shared with the other streams on this source, and a stream's own
+    // copies (the kept rows, their Avro) stay small however large the batch.
     let mut next_kept = 0;
-    for start in (0..n).step_by(ENCODE_CHUNK) {
-        let len = ENCODE_CHUNK.min(n - start);
-        let part_mask = mask.slice(start, len);
-        let count = part_mask.true_count();
-        if count == 0 {
-            continue;
-        }
+    while next_kept < kept_at.len() {
+        let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
+        let count = chunk_rows(pipeline.row_bytes).min(kept_at.len() - next_kept);
+        let (start, end) = (kept_at[next_kept], kept_at[next_kept + count - 1] + 1);
+        let len = end - start;
         let t = Instant::now();
         let part = batch.slice(start, len);
         let kept = if count == len {
             part
         } else {
-            arrow_select::filter::filter_record_batch(&part, &part_mask)
+            arrow_select::filter::filter_record_batch(&part, &mask.slice(start, len))
                 .map_err(|e| StreamError::Setup(e.to_string()))?
         };
-        let pipeline = cx.pipeline.as_mut().expect("pipeline built before sending");
         let projected =
             pipeline.projection.apply(&kept).map_err(|e| StreamError::Setup(format!("projection failed: {e}")))?;
         let rows = pipeline.encoder.encode(&projected).map_err(StreamError::Setup)?;
+        pipeline.row_bytes = rows.bytes().len() / count;
         cx.stats.spent(Busy::Encode, t);
         let t = Instant::now();
         let sent = send_rows(cx, f, file, &key, &rows, &kept_rows[next_kept..next_kept + count]);
@@ -989,8 +991,19 @@ fn send_rows_of(
     Ok(Flow::Go)
 }
 
-/// Rows encoded at once by a stream.
+/// Rows encoded at once by a stream, at most.
 const ENCODE_CHUNK: usize = 32;
+
+/// Avro bytes encoded at once by a stream, about: the encoder keeps a
+/// buffer of its largest chunk, 13 streams of 32 Rubin alerts (~176 KB
+/// each) held ~90 MB of fink's peak. 1 MB is ~6 Rubin alerts, ~22 ZTF ones.
+const ENCODE_BYTES: usize = 1 << 20;
+
+/// Rows the next chunk may take, from the last chunk's bytes per row (0:
+/// none encoded yet, so one row first).
+fn chunk_rows(row_bytes: usize) -> usize {
+    ENCODE_BYTES.checked_div(row_bytes).map_or(1, |n| n.clamp(1, ENCODE_CHUNK))
+}
 
 fn send_rows(
     cx: &mut Ctx<'_>,

@@ -239,6 +239,51 @@ pub fn open_rows(
     )
 }
 
+/// Reads of kept rows open at once in this process. Each holds a page and
+/// a dictionary per column of the file (~45 MB for a Rubin file): the six
+/// Python topics of the LSST catalogue reading theirs together were ~270 MB
+/// of fink's peak. One per core keeps the cores busy; the others wait.
+pub struct KeptReads {
+    open: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    limit: usize,
+}
+
+/// A read of kept rows may go on while this lives.
+pub struct KeptRead<'a>(&'a KeptReads);
+
+impl Drop for KeptRead<'_> {
+    fn drop(&mut self) {
+        *self.0.open.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+impl KeptReads {
+    pub fn new(limit: usize) -> KeptReads {
+        KeptReads { open: std::sync::Mutex::new(0), freed: std::sync::Condvar::new(), limit: limit.max(1) }
+    }
+
+    /// The process's: one per core, at least two.
+    pub fn global() -> &'static KeptReads {
+        static READS: std::sync::OnceLock<KeptReads> = std::sync::OnceLock::new();
+        READS.get_or_init(|| KeptReads::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)))
+    }
+
+    /// Wait for a turn; None once `stop()` says so (checked every 100 ms).
+    pub fn enter(&self, stop: &dyn Fn() -> bool) -> Option<KeptRead<'_>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while *open >= self.limit {
+            if stop() {
+                return None;
+            }
+            open = self.freed.wait_timeout(open, super::shared::STOP_CHECK).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        *open += 1;
+        Some(KeptRead(self))
+    }
+}
+
 /// `rows` (ascending) of a file of `total` rows as parquet's selection.
 fn selection(rows: &[u64], total: u64) -> parquet::arrow::arrow_reader::RowSelection {
     use parquet::arrow::arrow_reader::RowSelector;
@@ -1027,6 +1072,47 @@ mod pruning_tests {
             proptest::prop_assert_eq!(at, total);
             proptest::prop_assert_eq!(got, rows);
         }
+    }
+}
+
+#[cfg(test)]
+mod kept_reads_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    /// Never more reads at once than the limit, every reader gets its turn,
+    /// and one waiting gives up when the stream stops.
+    #[test]
+    fn kept_reads_take_turns_and_a_stop_ends_the_wait() {
+        let reads = KeptReads::new(2);
+        let (now, most, done) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let turn = reads.enter(&|| false).expect("no stop");
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        drop(turn);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 120);
+        assert!(most.load(Ordering::SeqCst) <= 2, "{} reads at once", most.load(Ordering::SeqCst));
+
+        let (a, b) = (reads.enter(&|| false).unwrap(), reads.enter(&|| false).unwrap());
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| reads.enter(&|| stop.load(Ordering::SeqCst)).is_none());
+            stop.store(true, Ordering::SeqCst);
+            assert!(waiter.join().unwrap(), "a stopped stream stops waiting");
+        });
+        drop((a, b));
+        assert!(reads.enter(&|| true).is_some(), "a free turn is taken even while stopping");
     }
 }
 

@@ -5,7 +5,7 @@
 use super::*;
 use crate::stream::error::SourceError;
 use crate::stream::shared::SharedReader;
-use crate::stream::source::FileReader;
+use crate::stream::source::{FileReader, KeptRead, KeptReads};
 
 pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outcome> {
     let name = input.rel.clone();
@@ -58,6 +58,10 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
     let mut batches = Batches::All { reader, row_base: 0, start_row, ahead: ahead.as_ref() };
     if let Some((kept, decided)) = &selected {
         let t = Instant::now();
+        let control = cx.control;
+        let Some(turn) = KeptReads::global().enter(&|| control.stopping()) else {
+            return Ok(Flow::Stopped);
+        };
         let opened = crate::stream::source::open_rows(&cx.store, input, &cx.how, kept);
         cx.stats.spent(Busy::Read, t);
         if let Some(Ok(reader)) = opened {
@@ -65,7 +69,7 @@ pub(super) fn process_file(cx: &mut Ctx<'_>, input: &Input) -> Result<Flow, Outc
             cx.stats.read.fetch_add(skipped, Ordering::Relaxed);
             cx.stats.filtered.fetch_add(skipped, Ordering::Relaxed);
             // The shared reader leaves the window here: the others go on without it.
-            batches = Batches::Kept { reader, kept, at: 0, decided: *decided };
+            batches = Batches::Kept { reader, kept, at: 0, decided: *decided, _turn: turn };
         }
     }
     let flow = read_batches(cx, f, &name, &mut batches, full_schema.as_ref())?;
@@ -166,7 +170,7 @@ enum Batches<'a> {
     All { reader: SharedReader, row_base: u64, start_row: u64, ahead: Option<&'a Ahead> },
     /// The kept rows only (`kept`, ascending; rows up to `decided` were
     /// decided ahead): batch row `i` is file row `kept[at + i]`.
-    Kept { reader: FileReader, kept: &'a [u64], at: usize, decided: u64 },
+    Kept { reader: FileReader, kept: &'a [u64], at: usize, decided: u64, _turn: KeptRead<'static> },
 }
 
 /// The file rows of a batch's rows.
