@@ -57,13 +57,14 @@ start_consumer 127.0.0.1:49093 $topics
 /usr/bin/time -f "%e %U %S %M" -o time.txt "$FINK" run --no-progress > run.log 2>&1 &
 runpid=$!
 # Peak RSS per process of fink's tree (fink itself, each Python worker),
-# sampled every 0.5 s: /usr/bin/time only gives the largest process's.
+# sampled every 0.5 s with the time: /usr/bin/time only gives the largest
+# process's, and not when.
 (
   while kill -0 "$runpid" 2>/dev/null; do
-    ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v root="$runpid" '
+    ps -e -o pid=,ppid=,rss=,comm= 2>/dev/null | awk -v root="$runpid" -v t="$(date +%s.%N)" '
       { parent[$1] = $2; rss[$1] = $3; comm[$1] = $4 }
       END { for (p in rss) { q = p; while (q != "" && q != 0 && q != root) q = parent[q];
-            if (q == root) print p, comm[p], rss[p] } }'
+            if (q == root) print t, p, comm[p], rss[p] } }'
     sleep 0.5
   done
 ) > rss_samples.txt &
@@ -145,12 +146,32 @@ if b in last:
     print(f"the {big:,}-alert visit: {last[b] - landed[b]:.2f} s (goal <= 20 s)")
 print(f"fink run: {cpu:.1f} CPU-seconds for {total:,} alerts = {cpu / total * 10000:.2f} per 10,000; peak RSS {int(rss) / 1024:.0f} MB (goal <= 500 MB)")
 peak = {}
+samples = []
 for line in open("rss_samples.txt"):
-    pid, comm, kb = line.split()
+    t, pid, comm, kb = line.split()
     key = (comm, pid)
     peak[key] = max(peak.get(key, 0), int(kb))
+    samples.append((float(t), pid, int(kb)))
 if peak:
     print("peak RSS per process: " + ", ".join(f"{c} {kb / 1024:.0f} MB" for (c, _), kb in sorted(peak.items(), key=lambda kv: -kv[1]) if c != "time"))
+# fink's own peak while each visit is served: from its first file landing
+# to the next visit's (the last visit: to the end).
+fink_pid = max(peak, key=lambda k: peak[k] if k[0] != "time" and not k[0].startswith("python") else -1)[1]
+first = {}
+for line in open("landed.txt"):
+    v, t, _ = line.split()
+    first[int(v)] = min(first.get(int(v), float("inf")), float(t))
+per = {}
+for v in sorted(first):
+    end = first.get(v + 1, float("inf"))
+    kbs = [kb for t, pid, kb in samples if pid == fink_pid and first[v] <= t < end]
+    if kbs:
+        per[v] = max(kbs) / 1024
+small = sorted(per[v] for v in per if v <= visits)
+if small:
+    line = f"fink's peak RSS per visit of {alerts:,}: median {small[len(small) // 2]:.0f} MB, {small[0]:.0f}-{small[-1]:.0f} MB"
+    line += f" (first visit {per.get(1, 0):.0f} MB); the {big:,}-alert visit: {per.get(visits + 1, 0):.0f} MB"
+    print(line)
 print(f"streams stalled or failed at the end: {stalled or 'none'}; records not from a landed visit: {unknown}")
 # Where the streams' threads spent their time (waits included), summed.
 stages = {}

@@ -40,9 +40,11 @@ pub fn run(
     if ctx.json() {
         output::print_json(&serde_json::json!({ "elapsed_secs": secs, "streams": summary }))?;
     } else {
+        // The topic under its stream: side by side, two names of up to 40
+        // characters left the numbers a few columns to wrap into, digit
+        // by digit, in a log (120 columns).
         let mut t = output::table(&[
-            "stream",
-            "topic",
+            "stream\ntopic",
             "read",
             "published",
             "filtered",
@@ -61,8 +63,7 @@ pub fn run(
                 other => state_name(other).to_string(),
             };
             t.add_row(vec![
-                s.name.clone(),
-                s.topic.clone(),
+                format!("{}\n{}", s.name, s.topic),
                 st.read.to_string(),
                 st.published.to_string(),
                 st.filtered.to_string(),
@@ -75,7 +76,9 @@ pub fn run(
                 state,
             ]);
         }
-        output::keep_whole(&mut t, &[0, 1, 11], 40);
+        // Numbers are never cut; their headers wrap instead.
+        output::keep_whole(&mut t, &[0], 48);
+        output::keep_whole(&mut t, &(1..11).collect::<Vec<_>>(), 40);
         println!("{t}");
         println!("{:.1}s", secs);
     }
