@@ -342,6 +342,27 @@ impl Private {
     fn open(store: &Arc<Store>, key: &Key, stop: &dyn Fn() -> bool) -> Result<Private, SourceError> {
         Ok(Private { reader: source::open(store, &key.input, &key.how, stop)?, skip: 0 })
     }
+
+    /// From batch `idx` on, every batch before it full (`batch_rows`
+    /// rows): a Parquet file is opened at that row, its earlier pages
+    /// skipped unread; others decode the earlier batches and drop them.
+    fn open_at(
+        store: &Arc<Store>,
+        key: &Key,
+        stop: &dyn Fn() -> bool,
+        idx: usize,
+        batch_rows: usize,
+    ) -> Result<Private, SourceError> {
+        if idx > 0 {
+            let first = (idx * batch_rows) as u64;
+            if let Some(opened) = source::open_from(store, &key.input, &key.how, first) {
+                return Ok(Private { reader: opened?, skip: 0 });
+            }
+        }
+        let mut p = Private::open(store, key, stop)?;
+        p.skip = idx;
+        Ok(p)
+    }
 }
 
 /// One stream's view of a file: an iterator of batches.
@@ -544,11 +565,8 @@ impl Iterator for SharedReader {
                     if let Some(l) = &self.lagging {
                         l.store(true, Ordering::SeqCst);
                     }
-                    match Private::open(&f.store, &f.key, &*self.stop) {
-                        Ok(mut p) => {
-                            p.skip = idx;
-                            self.private = Some(p);
-                        }
+                    match Private::open_at(&f.store, &f.key, &*self.stop, idx, f.batch_rows) {
+                        Ok(p) => self.private = Some(p),
                         // Read again later from what was delivered; a file
                         // changed since is then reported, never mixed.
                         Err(e) => {

@@ -233,7 +233,7 @@ pub fn open_rows(
     let rows = Arc::new(rows.to_vec());
     Some(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(rows))
+            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(Pick::Rows(rows)))
         }))
         .unwrap_or_else(|panic| Err(panicked(panic))),
     )
@@ -284,6 +284,48 @@ impl KeptReads {
     }
 }
 
+/// Open a Parquet file from row `first` on: the pages before it are
+/// skipped unread where the file has an offset index, not decoded and
+/// dropped. None for other formats.
+pub fn open_from(store: &Arc<Store>, input: &Input, how: &How, first: u64) -> Option<Result<FileReader, SourceError>> {
+    if how.format != SourceFormat::Parquet {
+        return None;
+    }
+    Some(
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(Pick::From(first)))
+        }))
+        .unwrap_or_else(|panic| Err(panicked(panic))),
+    )
+}
+
+/// The rows a reader reads: those listed (ascending), or all from one on.
+#[derive(Clone)]
+enum Pick {
+    Rows(Arc<Vec<u64>>),
+    From(u64),
+}
+
+impl Pick {
+    fn selection(&self, total: u64) -> parquet::arrow::arrow_reader::RowSelection {
+        use parquet::arrow::arrow_reader::RowSelector;
+        match self {
+            Pick::Rows(rows) => selection(rows, total),
+            Pick::From(first) => {
+                let first = (*first).min(total);
+                let mut out = Vec::new();
+                if first > 0 {
+                    out.push(RowSelector::skip(first as usize));
+                }
+                if total > first {
+                    out.push(RowSelector::select((total - first) as usize));
+                }
+                out.into()
+            }
+        }
+    }
+}
+
 /// `rows` (ascending) of a file of `total` rows as parquet's selection.
 fn selection(rows: &[u64], total: u64) -> parquet::arrow::arrow_reader::RowSelection {
     use parquet::arrow::arrow_reader::RowSelector;
@@ -315,7 +357,7 @@ fn open_parquet(
     input: &Input,
     how: &How,
     bytes: Arc<AtomicU64>,
-    rows: Option<Arc<Vec<u64>>>,
+    rows: Option<Pick>,
 ) -> Result<FileReader, SourceError> {
     // A small file is read whole in one call: parquet's reader on a
     // `File` dups the descriptor, seeks and reads page headers a few bytes
@@ -356,7 +398,7 @@ fn open_parquet(
             .with_projection(mask)
             .with_batch_size(batch);
         if let Some(rows) = &rows {
-            builder = builder.with_row_selection(selection(rows, total)).with_row_selection_policy(SKIP_UNSELECTED);
+            builder = builder.with_row_selection(rows.selection(total)).with_row_selection_policy(SKIP_UNSELECTED);
         }
         let stream = builder.build()?;
         Ok::<_, parquet::errors::ParquetError>((full_schema, stream, batch_rows))
@@ -403,7 +445,7 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     how: &How,
     bytes: Arc<AtomicU64>,
     io_failed: Option<IoFailed>,
-    rows: Option<Arc<Vec<u64>>>,
+    rows: Option<Pick>,
 ) -> Result<FileReader, SourceError> {
     let failed = io_failed.unwrap_or_default();
     let options = if rows.is_some() { selective_options() } else { reader_options() };
@@ -416,7 +458,7 @@ fn sync_reader<R: parquet::file::reader::ChunkReader + 'static>(
     let mut builder =
         ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta).with_projection(mask).with_batch_size(batch);
     if let Some(rows) = &rows {
-        builder = builder.with_row_selection(selection(rows, total)).with_row_selection_policy(SKIP_UNSELECTED);
+        builder = builder.with_row_selection(rows.selection(total)).with_row_selection_policy(SKIP_UNSELECTED);
     }
     let reader = builder.build().map_err(|e| parquet_error(&e, &failed))?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
@@ -1031,6 +1073,30 @@ mod pruning_tests {
         assert_eq!(none.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0);
         let past = open_rows(&st, &input, &how, &[599, 600, 700]).unwrap().unwrap();
         assert_eq!(past.map(|b| b.unwrap().num_rows()).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn reading_from_a_row_gives_every_row_after_it_and_skips_the_pages_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = paged_file(dir.path(), Some(10));
+        let (st, input) = store::local_file(&path).unwrap();
+        let how = How::all(SourceFormat::Parquet, 64);
+        let read_from = |first: u64| {
+            let r = open_from(&st, &input, &how, first).unwrap().unwrap();
+            let bytes = r.bytes.clone();
+            let got: Vec<i64> = r
+                .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                .collect();
+            (got, bytes.load(Ordering::Relaxed))
+        };
+        let (all, whole) = read_from(0);
+        assert_eq!(all, (0..600).collect::<Vec<_>>());
+        let (tail, read) = read_from(450);
+        assert_eq!(tail, (450..600).collect::<Vec<_>>());
+        assert!(read * 2 < whole, "{read} bytes read from row 450 of 600, {whole} for all");
+        assert!(read_from(600).0.is_empty() && read_from(700).0.is_empty(), "nothing past the end");
+        let avro = How::all(SourceFormat::Avro, 64);
+        assert!(open_from(&st, &input, &avro, 10).is_none(), "other formats skip by reading");
     }
 
     #[test]
