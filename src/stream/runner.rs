@@ -1005,6 +1005,16 @@ fn chunk_rows(row_bytes: usize) -> usize {
     ENCODE_BYTES.checked_div(row_bytes).map_or(1, |n| n.clamp(1, ENCODE_CHUNK))
 }
 
+#[cfg(test)]
+#[test]
+fn chunks_hold_about_a_megabyte_of_avro() {
+    assert_eq!(chunk_rows(0), 1, "one row before the size of a row is known");
+    assert_eq!(chunk_rows(176 << 10), 5, "Rubin alerts");
+    assert_eq!(chunk_rows(46 << 10), 22, "ZTF alerts");
+    assert_eq!(chunk_rows(100), ENCODE_CHUNK, "small alerts: at most ENCODE_CHUNK");
+    assert_eq!(chunk_rows(4 << 20), 1, "an alert above the bound: one at a time");
+}
+
 fn send_rows(
     cx: &mut Ctx<'_>,
     f: u64,

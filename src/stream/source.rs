@@ -227,13 +227,18 @@ pub fn open_rows(
     how: &How,
     rows: &[u64],
 ) -> Option<Result<FileReader, SourceError>> {
+    open_picked(store, input, how, Pick::Rows(Arc::new(rows.to_vec())))
+}
+
+/// A Parquet file's `pick` of rows (None for other formats); a panic while
+/// opening is bad data, as in [`open_file`].
+fn open_picked(store: &Arc<Store>, input: &Input, how: &How, pick: Pick) -> Option<Result<FileReader, SourceError>> {
     if how.format != SourceFormat::Parquet {
         return None;
     }
-    let rows = Arc::new(rows.to_vec());
     Some(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(Pick::Rows(rows)))
+            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(pick))
         }))
         .unwrap_or_else(|panic| Err(panicked(panic))),
     )
@@ -288,19 +293,10 @@ impl KeptReads {
 /// skipped unread where the file has an offset index, not decoded and
 /// dropped. None for other formats.
 pub fn open_from(store: &Arc<Store>, input: &Input, how: &How, first: u64) -> Option<Result<FileReader, SourceError>> {
-    if how.format != SourceFormat::Parquet {
-        return None;
-    }
-    Some(
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            open_parquet(store, input, how, Arc::new(AtomicU64::new(0)), Some(Pick::From(first)))
-        }))
-        .unwrap_or_else(|panic| Err(panicked(panic))),
-    )
+    open_picked(store, input, how, Pick::From(first))
 }
 
 /// The rows a reader reads: those listed (ascending), or all from one on.
-#[derive(Clone)]
 enum Pick {
     Rows(Arc<Vec<u64>>),
     From(u64),
